@@ -1,0 +1,29 @@
+"""mmal: active learning (ISAL and baselines) for OpenMMLab detectors."""
+from mmengine.utils import digit_version
+
+from .version import MMCV_RANGE, MMDET_RANGE, MMENGINE_RANGE, __version__
+
+
+def _check(name: str, version: str, bounds: tuple) -> None:
+    low, high = bounds
+    if not digit_version(low) <= digit_version(version) < digit_version(high):
+        raise ImportError(
+            f'mmal {__version__} needs {name}>={low},<{high}, but {name} '
+            f'{version} is installed. Reinstall with `bash tools/install.sh`.')
+
+
+def _check_versions() -> None:
+    import mmcv
+    import mmengine
+    _check('mmengine', mmengine.__version__, MMENGINE_RANGE)
+    _check('mmcv', mmcv.__version__, MMCV_RANGE)
+    try:
+        import mmdet
+    except ImportError:  # classification-only installs
+        return
+    _check('mmdet', mmdet.__version__, MMDET_RANGE)
+
+
+_check_versions()
+
+__all__ = ['__version__']

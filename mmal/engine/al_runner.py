@@ -1,0 +1,391 @@
+"""The active-learning driver: train -> evaluate -> select, cycle by cycle."""
+import copy
+import gc
+import itertools
+import os
+import os.path as osp
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger, print_log
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner, load_checkpoint
+
+from mmal.datasets import PoolSubsetDataset, count_boxes
+from mmal.datasets.synthetic import generate_shapes_dataset
+from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS
+from mmal.structures import ALState, PoolState
+from mmal.utils.checkpoint import trusted_checkpoint_loading
+from mmal.utils.config_utils import override_data_root
+from mmal.utils.fileio import atomic_write_json, read_json
+from .al_config import resolve_al_cfg
+from .pool_data import _to_dict, check_data_paths
+from .selection_context import SelectionContext
+
+STATE_FILE = 'al_state.json'
+DEFAULT_METRIC_KEYS = ('coco/bbox_mAP', 'pascal_voc/mAP')
+_run_counter = itertools.count()
+
+
+def _build(registry, cfg: dict, what: str):
+    try:
+        return registry.build(cfg)
+    except KeyError as e:
+        if cfg.get('type') and registry.get(cfg['type']) is None:
+            known = sorted(registry.module_dict)
+            raise KeyError(f'unknown {what} type {cfg["type"]!r} in al_cfg; '
+                           f'registered {what}s: {known} (use the mmal. '
+                           'prefix, e.g. type="mmal.RandomSelector")') from e
+        raise
+
+
+def take_budget(ranking: Sequence[str],
+                budget: int,
+                budget_boxes: Optional[int] = None,
+                boxes_of: Optional[Callable[[str], int]] = None) -> List[str]:
+    """The head of ``ranking`` within the image (and box) budget.
+
+    Args:
+        ranking (Sequence[str]): Candidate ids, best first.
+        budget (int): Maximum number of images.
+        budget_boxes (int, optional): Maximum number of boxes; images are
+            taken in rank order while the total stays within it.
+        boxes_of (Callable, optional): Annotation cost (boxes) of one id,
+            needed with ``budget_boxes``.
+
+    Returns:
+        list[str]: Selected ids, in rank order.
+    """
+    if budget_boxes is None:
+        return list(ranking[:budget])
+    selected, boxes = [], 0
+    for sid in ranking:
+        if len(selected) >= budget:
+            break
+        cost = boxes_of(sid)
+        if boxes + cost > budget_boxes:
+            break
+        selected.append(sid)
+        boxes += cost
+    return selected
+
+
+class ActiveLearningRunner:
+    """Runs cycles of pool-based active learning with mmengine Runners.
+
+    Cycle ``k`` trains a fresh :class:`mmengine.runner.Runner` (its own
+    ``work_dir/cycle_k`` and experiment name) on the labeled view of the
+    pool, evaluates it on the test split, then lets the selector pick the
+    next images. After each step the state is written atomically to
+    ``work_dir/al_state.json``; rerunning on the same ``work_dir`` continues
+    after the last finished step (and resumes an interrupted training from
+    its last checkpoint).
+
+    Args:
+        cfg (Config): An mmdet config with an ``al_cfg`` block.
+        work_dir (str, optional): Defaults to ``cfg.work_dir``.
+        require_state (bool): Fail when ``work_dir`` holds no state yet
+            (``--resume``).
+    """
+
+    def __init__(self,
+                 cfg: Config,
+                 work_dir: Optional[str] = None,
+                 require_state: bool = False) -> None:
+        self.cfg = copy.deepcopy(cfg)
+        source = cfg.filename or 'the config'
+        self.al = resolve_al_cfg(self.cfg, source)
+        work_dir = work_dir or self.cfg.get('work_dir')
+        if not work_dir:
+            raise ValueError('no work_dir: pass --work-dir or set work_dir')
+        self.work_dir = osp.abspath(work_dir)
+        self.cfg.work_dir = self.work_dir
+        self.state_path = osp.join(self.work_dir, STATE_FILE)
+        self.require_state = require_state
+        self.name = osp.splitext(osp.basename(cfg.filename or 'al'))[0]
+        init_default_scope(self.cfg.get('default_scope', 'mmdet'))
+        self._prepare_demo_data()
+        self.selector = _build(SELECTORS, dict(self.al['selector']),
+                               'selector')
+        self.adapter = None
+        if self.al['adapter'] is not None:
+            self.adapter = _build(AL_ADAPTERS, dict(self.al['adapter']),
+                                  'adapter')
+        if self.selector.needs_model and self.adapter is None:
+            raise ValueError(
+                f'{type(self.selector).__name__} needs a model adapter: set '
+                'al_cfg.adapter (e.g. dict(type="mmal.FCOSAdapter"))')
+        os.makedirs(self.work_dir, exist_ok=True)
+        self.logger = MMLogger.get_instance(
+            f'mmal_{self.name}_{next(_run_counter)}_{time.time_ns()}',
+            log_file=osp.join(self.work_dir, 'al.log'),
+            log_level='INFO')
+        self._pool_view: Optional[PoolSubsetDataset] = None
+
+    # -- helpers ----------------------------------------------------------
+    def _prepare_demo_data(self) -> None:
+        """Generate the config's ``demo_data`` into ``work_dir/data``.
+
+        Configs with a ``demo_data`` block (the built-in shapes demo) need no
+        download: the images and COCO annotations are written on first use
+        and every path under ``data_root`` is pointed at them.
+        """
+        demo = self.cfg.get('demo_data')
+        if not demo:
+            return
+        out_dir = osp.join(self.work_dir, 'data')
+        generate_shapes_dataset(out_dir, **dict(demo))
+        override_data_root(self.cfg, out_dir)
+
+    def log(self, msg: str) -> None:
+        print_log(msg, self.logger)
+
+    def cycle_dir(self, cycle: int) -> str:
+        return osp.join(self.work_dir, f'cycle_{cycle}')
+
+    def _pool_dataset_cfg(self) -> dict:
+        return _to_dict(self.cfg.train_dataloader['dataset'])
+
+    @property
+    def pool_view(self) -> PoolSubsetDataset:
+        """Every image of the pool, annotations only (no pipeline run)."""
+        if self._pool_view is None:
+            ds = self._pool_dataset_cfg()
+            ds['pipeline'] = []
+            self._pool_view = PoolSubsetDataset(
+                ds, annotation_policy=self.al['annotation_policy'])
+        return self._pool_view
+
+    def boxes(self, ids: Sequence[str]) -> int:
+        return count_boxes(self.pool_view, list(ids))
+
+    def _experiment_name(self, cycle: int, what: str) -> str:
+        stamp = time.strftime('%Y%m%d_%H%M%S')
+        return f'{self.name}_cycle{cycle}_{what}_{stamp}_{next(_run_counter)}'
+
+    # -- state ------------------------------------------------------------
+    def load_or_init_state(self) -> ALState:
+        """The saved state, or a new one with the seeded initial split."""
+        pool_ids = self.pool_view.sample_ids
+        if ALState.exists(self.state_path):
+            state = ALState.load(self.state_path)
+            if sorted(state.pool.pool_ids) != sorted(pool_ids):
+                raise ValueError(
+                    f'{self.state_path} was written for another pool '
+                    f'({len(state.pool)} images; the config gives '
+                    f'{len(pool_ids)}). Use a new --work-dir for a new '
+                    'dataset.')
+            self.log(f'resuming from {self.state_path}: '
+                     f'{state.pool.num_labeled} labeled images, finished '
+                     f'steps {[(r["cycle"], r["done"]) for r in state.cycles]}')
+            return state
+        if self.require_state:
+            raise FileNotFoundError(
+                f'--resume given but {self.state_path} does not exist')
+        pool = PoolState.initial(pool_ids, self.al['initial_size'],
+                                 self.al['seed'])
+        state = ALState(
+            pool,
+            meta=dict(
+                config=self.cfg.filename,
+                seed=self.al['seed'],
+                initial_size=self.al['initial_size'],
+                budget=self.al['budget'],
+                num_cycles=self.al['num_cycles']))
+        state.save(self.state_path)
+        self.log(f'new run in {self.work_dir}: pool of {len(pool)} images, '
+                 f'{pool.num_labeled} labeled at random (seed '
+                 f'{self.al["seed"]})')
+        return state
+
+    # -- the loop ---------------------------------------------------------
+    def run(self) -> ALState:
+        """Run (or continue) every cycle; returns the final state."""
+        check_data_paths(
+            self.cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader'))
+        with trusted_checkpoint_loading():
+            state = self.load_or_init_state()
+            for cycle in range(self.al['num_cycles']):
+                if not self.run_cycle(state, cycle):
+                    break
+        self.log_summary(state)
+        return state
+
+    def run_cycle(self, state: ALState, cycle: int) -> bool:
+        """Finish the steps of ``cycle`` not done yet; False to stop."""
+        runner = None
+        if not state.is_done(cycle, 'train'):
+            runner = self.train(state, cycle)
+        if not state.is_done(cycle, 'evaluate'):
+            self.evaluate(state, cycle, runner)
+        del runner
+        gc.collect()
+        if cycle == self.al['num_cycles'] - 1:
+            return False
+        if not state.is_done(cycle, 'select'):
+            if not state.pool.unlabeled_ids:
+                self.log(f'cycle {cycle}: every image of the pool is '
+                         'labeled; stopping')
+                return False
+            self.select(state, cycle)
+        return True
+
+    def _runner_cfg(self, cycle: int, what: str) -> Config:
+        cfg = copy.deepcopy(self.cfg)
+        cfg.pop('al_cfg', None)
+        cfg.work_dir = self.cycle_dir(cycle)
+        cfg.experiment_name = self._experiment_name(cycle, what)
+        randomness = dict(cfg.get('randomness') or {})
+        randomness['seed'] = self.al['seed'] + cycle
+        cfg.randomness = randomness
+        if not self.al['validate_during_training'] or what == 'eval':
+            cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+        return cfg
+
+    def train(self, state: ALState, cycle: int) -> Runner:
+        """Train a fresh model on the labeled view of ``cycle``."""
+        cdir = self.cycle_dir(cycle)
+        os.makedirs(cdir, exist_ok=True)
+        labeled = state.pool.labeled_ids
+        ids_file = osp.join(cdir, 'labeled_ids.json')
+        atomic_write_json(ids_file, labeled)
+        cfg = self._runner_cfg(cycle, 'train')
+        cfg.train_dataloader.dataset = dict(
+            type='mmal.PoolSubsetDataset',
+            dataset=self._pool_dataset_cfg(),
+            ids_file=ids_file,
+            annotation_policy=self.al['annotation_policy'])
+        if not self.al['train_from_scratch'] and cycle > 0:
+            cfg.load_from = state.record(cycle - 1)['checkpoint']
+        cfg.resume = osp.isfile(osp.join(cdir, 'last_checkpoint'))
+        images, boxes = len(labeled), self.boxes(labeled)
+        self.log(f'cycle {cycle}: training on {images} images / {boxes} '
+                 f'boxes{" (resuming its training)" if cfg.resume else ""}')
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        ckpt_file = osp.join(cdir, 'last_checkpoint')
+        with open(ckpt_file) as f:
+            checkpoint = f.read().strip()
+        state.mark_done(
+            cycle, 'train', checkpoint=checkpoint, images=images, boxes=boxes)
+        state.save(self.state_path)
+        return runner
+
+    def evaluate(self, state: ALState, cycle: int,
+                 runner: Optional[Runner]) -> Dict[str, float]:
+        """Evaluate the cycle's model on the test split; record metrics."""
+        if runner is None:
+            cfg = self._runner_cfg(cycle, 'eval')
+            cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
+            cfg.param_scheduler = None
+            cfg.load_from = state.record(cycle)['checkpoint']
+            cfg.resume = False
+            runner = Runner.from_cfg(cfg)
+        raw = runner.test()
+        metrics = {k: float(v) for k, v in raw.items()
+                   if isinstance(v, (int, float))}
+        rec = state.record(cycle)
+        key = self.al['metric_key'] or next(
+            (k for k in DEFAULT_METRIC_KEYS if k in metrics), None)
+        if key not in metrics:
+            raise KeyError(f'metric {key!r} not in the evaluation results '
+                           f'{sorted(metrics)}; set al_cfg.metric_key')
+        mAP = metrics[key]
+        per_box = 1e4 * 100 * mAP / rec['boxes'] if rec['boxes'] else None
+        state.mark_done(
+            cycle,
+            'evaluate',
+            metrics=metrics,
+            metric_key=key,
+            mAP=mAP,
+            mAP_points_per_10k_boxes=per_box)
+        state.save(self.state_path)
+        self.log(f'cycle {cycle}: images {rec["images"]} | boxes '
+                 f'{rec["boxes"]} | {key} {100 * mAP:.2f} | 10k x mAP / '
+                 f'boxes {per_box if per_box is None else round(per_box, 3)}')
+        return metrics
+
+    def load_model(self, checkpoint: str) -> torch.nn.Module:
+        """The cycle's trained model, in eval mode on the best device."""
+        model = MODELS.build(copy.deepcopy(self.cfg.model))
+        load_checkpoint(
+            model, checkpoint, map_location='cpu', logger=self.logger)
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        return model.to(device).eval()
+
+    def select(self, state: ALState, cycle: int) -> List[str]:
+        """Rank the unlabeled pool, take the budget, label it for cycle+1."""
+        cdir = self.cycle_dir(cycle)
+        sel_file = osp.join(cdir, 'selection.json')
+        unlabeled = set(state.pool.unlabeled_ids)
+        if osp.isfile(sel_file):  # selected, crashed before the state write
+            selected = read_json(sel_file)['selected']
+            self.log(f'cycle {cycle}: reusing the selection in {sel_file}')
+        else:
+            selected = self._new_selection(state, cycle, unlabeled, sel_file)
+        bad = [i for i in selected if i not in unlabeled]
+        if bad:
+            raise ValueError(f'{sel_file} selects ids that are not unlabeled:'
+                             f' {bad[:10]}')
+        state.pool.label(selected, cycle + 1)
+        state.mark_done(
+            cycle,
+            'select',
+            num_selected=len(selected),
+            selected_boxes=self.boxes(selected))
+        state.save(self.state_path)
+        self.log(f'cycle {cycle}: selected {len(selected)} images '
+                 f'({state.record(cycle)["selected_boxes"]} boxes); '
+                 f'{len(state.pool.unlabeled_ids)} left unlabeled')
+        return selected
+
+    def _new_selection(self, state: ALState, cycle: int, unlabeled: set,
+                       sel_file: str) -> List[str]:
+        budget = self.al['budget']
+        if budget > len(unlabeled):
+            self.log(f'cycle {cycle}: budget {budget} > {len(unlabeled)} '
+                     'unlabeled images: taking them all')
+        model = None
+        if self.selector.needs_model:
+            model = self.load_model(state.record(cycle)['checkpoint'])
+        context = SelectionContext(
+            self.cfg,
+            state.pool,
+            cycle,
+            seed=self.al['seed'] * 1000 + cycle,
+            work_dir=self.cycle_dir(cycle),
+            model=model,
+            adapter=self.adapter,
+            num_workers=self.al['num_workers'],
+            annotation_policy=self.al['annotation_policy'],
+            logger=self.logger)
+        result = self.selector.rank(context)
+        ranking = list(result.ranking)
+        if len(set(ranking)) != len(ranking) or not set(ranking) <= unlabeled:
+            raise ValueError(
+                f'{type(self.selector).__name__} returned a ranking with '
+                'duplicate or non-unlabeled ids')
+        selected = take_budget(ranking, budget, self.al['budget_boxes'],
+                               lambda i: self.boxes([i]))
+        atomic_write_json(
+            sel_file,
+            dict(
+                cycle=cycle,
+                selector=type(self.selector).__name__,
+                selected=selected,
+                scores=result.scores,
+                info=result.info))
+        return selected
+
+    def log_summary(self, state: ALState) -> None:
+        lines = ['cycle | images | boxes | mAP (%) | 10k x mAP / boxes']
+        for rec in state.cycles:
+            if 'mAP' not in rec:
+                continue
+            lines.append(f'{rec["cycle"]:5d} | {rec["images"]:6d} | '
+                         f'{rec["boxes"]:5d} | {100 * rec["mAP"]:7.2f} | '
+                         f'{rec["mAP_points_per_10k_boxes"] or 0:.3f}')
+        self.log('active learning summary (' + self.state_path + '):\n' +
+                 '\n'.join(lines))

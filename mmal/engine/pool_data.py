@@ -1,0 +1,153 @@
+"""Datasets and loaders over the pool, built from an mmdet config."""
+import copy
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.dataset import pseudo_collate
+from torch.utils.data import DataLoader, Dataset
+
+from mmal.datasets import PoolSubsetDataset
+
+_WRAPPER_KEYS = ('dataset', 'datasets')
+
+
+def _is_loader(t: dict, name: str) -> bool:
+    return str(t.get('type', '')).split('.')[-1] == name
+
+
+def strip_annotations(pipeline: Sequence[dict]) -> List[dict]:
+    """The pipeline without ``LoadAnnotations`` (unlabeled images)."""
+    return [copy.deepcopy(t) for t in pipeline
+            if not _is_loader(t, 'LoadAnnotations')]
+
+
+def with_annotations(pipeline: Sequence[dict]) -> List[dict]:
+    """The pipeline with ``LoadAnnotations`` (boxes) after image loading."""
+    pipeline = [copy.deepcopy(t) for t in pipeline]
+    if any(_is_loader(t, 'LoadAnnotations') for t in pipeline):
+        return pipeline
+    pos = next((i + 1 for i, t in enumerate(pipeline)
+                if _is_loader(t, 'LoadImageFromFile')), 1)
+    pipeline.insert(pos, dict(type='LoadAnnotations', with_bbox=True))
+    return pipeline
+
+
+def replace_pipeline(ds_cfg: dict, pipeline: Sequence[dict]) -> dict:
+    """A copy of a dataset config whose (inner) datasets use ``pipeline``."""
+    ds_cfg = copy.deepcopy(ds_cfg)
+    if 'pipeline' in ds_cfg or not any(k in ds_cfg for k in _WRAPPER_KEYS):
+        ds_cfg['pipeline'] = list(pipeline)
+    if isinstance(ds_cfg.get('dataset'), dict):
+        ds_cfg['dataset'] = replace_pipeline(ds_cfg['dataset'], pipeline)
+    if isinstance(ds_cfg.get('datasets'), list):
+        ds_cfg['datasets'] = [
+            replace_pipeline(d, pipeline) for d in ds_cfg['datasets']
+        ]
+    return ds_cfg
+
+
+def _to_dict(cfg) -> dict:
+    return cfg.to_dict() if isinstance(cfg, ConfigDict) else copy.deepcopy(
+        dict(cfg))
+
+
+def data_paths(ds_cfg: dict) -> Dict[str, str]:
+    """Paths a dataset config needs: ``data_root`` and its ``ann_file``."""
+    paths = {}
+    root = ds_cfg.get('data_root') or ''
+    if root:
+        paths['data_root'] = root
+    ann = ds_cfg.get('ann_file')
+    if ann:
+        paths['ann_file'] = ann if osp.isabs(ann) else osp.join(root, ann)
+    for key in _WRAPPER_KEYS:
+        inner = ds_cfg.get(key)
+        for i, sub in enumerate(inner if isinstance(inner, list) else
+                                [inner] if isinstance(inner, dict) else []):
+            for k, v in data_paths(sub).items():
+                paths[f'{key}[{i}].{k}'] = v
+    return paths
+
+
+def check_data_paths(cfg: Config, keys: Sequence[str]) -> None:
+    """Raise ``FileNotFoundError`` naming each missing data path.
+
+    Args:
+        cfg (Config): The full config.
+        keys (Sequence[str]): Dataloader keys to check, e.g.
+            ``('train_dataloader', 'test_dataloader')``.
+    """
+    missing = []
+    for key in keys:
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        for what, path in data_paths(_to_dict(loader['dataset'])).items():
+            if not osp.exists(path):
+                missing.append(f'{key}.dataset.{what} = {path}')
+    if missing:
+        raise FileNotFoundError(
+            'data not found:\n  ' + '\n  '.join(missing) +
+            '\nDownload the dataset there, or point the config at it, e.g. '
+            '--cfg-options data_root=/path/to/data/ (configs that define '
+            '`data_root` use it for every split).')
+
+
+def eval_pipeline(cfg: Config) -> List[dict]:
+    """The test-time pipeline of the config (no random augmentation)."""
+    for key in ('test_dataloader', 'val_dataloader'):
+        loader = cfg.get(key)
+        if loader:
+            ds = _to_dict(loader['dataset'])
+            while 'pipeline' not in ds and 'dataset' in ds:
+                ds = ds['dataset']
+            if 'pipeline' in ds:
+                return ds['pipeline']
+    raise KeyError('the config has no test_dataloader / val_dataloader '
+                   'pipeline to run the pool inference with')
+
+
+class IdTaggedDataset(Dataset):
+    """Items of a :class:`PoolSubsetDataset` in a given id order.
+
+    Each item is the packed sample with an extra ``sample_id`` key; ids may
+    repeat (a LiSSA chain may visit an image twice).
+    """
+
+    def __init__(self, view: PoolSubsetDataset, ids: Sequence[str]) -> None:
+        self.view = view
+        index = {sid: i for i, sid in enumerate(view.sample_ids)}
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise KeyError(f'ids not in this view: {missing[:10]}')
+        self.ids = list(ids)
+        self.positions = [index[i] for i in ids]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, idx: int) -> dict:
+        data = self.view[self.positions[idx]]
+        if data is None:
+            raise RuntimeError(f'the pipeline returned None for sample '
+                               f'{self.ids[idx]!r}')
+        data = dict(data)
+        data['sample_id'] = self.ids[idx]
+        return data
+
+
+def id_loader(view: PoolSubsetDataset,
+              ids: Optional[Sequence[str]] = None,
+              num_workers: int = 2) -> DataLoader:
+    """Batch-1 loader over ``ids`` (default: all of the view), in order."""
+    ds = IdTaggedDataset(view, view.sample_ids if ids is None else ids)
+    return DataLoader(
+        ds,
+        batch_size=1,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=pseudo_collate,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,82 @@
+"""Adapters for mmdet single-stage dense detectors (FCOS, RetinaNet, ...)."""
+from typing import Dict, Optional, Tuple
+
+import torch
+from mmdet.models.utils import unpack_gt_instances
+from mmengine.structures import InstanceData
+from torch import nn
+
+from mmal.registry import AL_ADAPTERS
+from .base_adapter import BaseModelAdapter
+
+
+def _detach(outs):
+    if isinstance(outs, torch.Tensor):
+        return outs.detach()
+    if isinstance(outs, (list, tuple)):
+        return type(outs)(_detach(o) for o in outs)
+    return outs
+
+
+@AL_ADAPTERS.register_module()
+class SingleStageAdapter(BaseModelAdapter):
+    """Adapter for an mmdet ``SingleStageDetector`` with a dense head.
+
+    θ lives in ``bbox_head`` only, so the backbone and neck run without
+    autograd (their output does not depend on θ) and only the head is
+    differentiated.
+    """
+
+    def _head_outputs(self, model: nn.Module, batch: Dict):
+        model = self.unwrap(model)
+        data = self.preprocess(model, batch)
+        with torch.no_grad():
+            feats = model.extract_feat(data['inputs'])
+        return model, model.bbox_head(feats), data['data_samples']
+
+    @staticmethod
+    def _loss(model: nn.Module, outs, data_samples) -> torch.Tensor:
+        gts, gts_ignore, metas = unpack_gt_instances(data_samples)
+        losses = model.bbox_head.loss_by_feat(*outs, gts, metas, gts_ignore)
+        loss, _ = model.parse_losses(losses)
+        return loss
+
+    def gt_loss(self, model: nn.Module, batch: Dict) -> torch.Tensor:
+        model, outs, samples = self._head_outputs(model, batch)
+        return self._loss(model, outs, samples)
+
+    def pseudo_loss(self, model: nn.Module, batch: Dict,
+                    score_thr: float) -> Tuple[Optional[torch.Tensor], int]:
+        model, outs, samples = self._head_outputs(model, batch)
+        if len(samples) != 1:
+            raise ValueError('pseudo_loss works on one image at a time, got '
+                             f'a batch of {len(samples)}')
+        metas = [s.metainfo for s in samples]
+        preds = model.bbox_head.predict_by_feat(
+            *_detach(outs), batch_img_metas=metas, rescale=False)
+        pred = preds[0]
+        keep = pred.scores >= score_thr
+        num = int(keep.sum())
+        if num == 0:
+            return None, 0
+        pseudo = InstanceData(
+            bboxes=pred.bboxes[keep].detach(), labels=pred.labels[keep])
+        samples[0].gt_instances = pseudo
+        samples[0].ignored_instances = InstanceData(
+            bboxes=pred.bboxes.new_zeros((0, 4)),
+            labels=pred.labels.new_zeros((0, )))
+        return self._loss(model, outs, samples), num
+
+
+@AL_ADAPTERS.register_module()
+class FCOSAdapter(SingleStageAdapter):
+    """FCOS: θ = weights of the head's last convs (cls, reg, centerness).
+
+    Biases are excluded and the LiSSA scales are ``[100, 8000, 5000]``, as
+    in the official ISAL code.
+    """
+
+    default_param_names = ('bbox_head.conv_cls.weight',
+                           'bbox_head.conv_reg.weight',
+                           'bbox_head.conv_centerness.weight')
+    default_lissa_scale = (100.0, 8000.0, 5000.0)

@@ -1,0 +1,38 @@
+"""Base class and data structures of query strategies."""
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List
+
+if TYPE_CHECKING:
+    from mmal.engine.selection_context import SelectionContext
+
+
+@dataclass
+class SelectionResult:
+    """What a selector returns.
+
+    Attributes:
+        ranking (list[str]): Unlabeled ids, best first. The driver takes the
+            head of it within the budget; it may be shorter than the pool
+            (e.g. images a selector refuses to pick).
+        scores (dict[str, float]): Score of each ranked id, when the
+            selector has one (saved with the cycle's artifacts).
+        info (dict): Diagnostics worth keeping (norms, timings, counts).
+    """
+    ranking: List[str]
+    scores: Dict[str, float] = field(default_factory=dict)
+    info: Dict[str, Any] = field(default_factory=dict)
+
+
+class BaseSelector:
+    """A query strategy.
+
+    Subclasses are registered in :data:`mmal.registry.SELECTORS` and
+    implement :meth:`rank`. ``needs_model`` tells the driver whether to load
+    the cycle's trained model into the context.
+    """
+
+    needs_model: bool = True
+
+    def rank(self, context: 'SelectionContext') -> SelectionResult:
+        """Rank the unlabeled ids of ``context``, best first."""
+        raise NotImplementedError

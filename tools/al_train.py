@@ -1,0 +1,56 @@
+"""Run pool-based active learning (ISAL and baselines) from a config.
+
+    python tools/al_train.py configs/isal_fcos_voc.py [--work-dir DIR]
+        [--cfg-options key=value ...] [--resume]
+
+Rerunning the same command on the same work dir continues after the last
+finished step; ``--resume`` makes that explicit (it fails if there is
+nothing to resume).
+"""
+import argparse
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+
+from mmal.engine import ActiveLearningRunner
+from mmal.utils import register_all_modules
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Active learning: train, select, repeat')
+    parser.add_argument('config', help='config file with an al_cfg block')
+    parser.add_argument('--work-dir', help='where state, logs and '
+                        'checkpoints go (default ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        help='continue the run in the work dir (error if there is none); '
+        'without it a rerun also continues when a state file exists')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. al_cfg.budget=100 '
+        'data_root=/data/VOCdevkit/')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif not cfg.get('work_dir'):
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    register_all_modules()
+    ActiveLearningRunner(cfg, require_state=args.resume).run()
+
+
+if __name__ == '__main__':
+    main()
