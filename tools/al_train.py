@@ -1,7 +1,7 @@
 """Run pool-based active learning (ISAL and baselines) from a config.
 
     python tools/al_train.py configs/isal_fcos_voc.py [--work-dir DIR]
-        [--cfg-options key=value ...] [--resume]
+        [--data-root DIR] [--cfg-options key=value ...] [--resume]
 
 Rerunning the same command on the same work dir continues after the last
 finished step; ``--resume`` makes that explicit (it fails if there is
@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction
 
 from mmal.engine import ActiveLearningRunner
 from mmal.utils import register_all_modules
+from mmal.utils.config_utils import override_data_root
 
 
 def parse_args() -> argparse.Namespace:
@@ -22,6 +23,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='config file with an al_cfg block')
     parser.add_argument('--work-dir', help='where state, logs and '
                         'checkpoints go (default ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--data-root',
+        help='move every dataset / evaluator path under the config\'s '
+        'data_root to this folder')
     parser.add_argument(
         '--resume',
         action='store_true',
@@ -43,6 +48,8 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if args.data_root:
+        override_data_root(cfg, args.data_root)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif not cfg.get('work_dir'):

@@ -1,9 +1,6 @@
 # ISAL's COCO FCOS setting: mmdet's FCOS R-50 caffe FPN GN-head 1x, trained
 # from scratch (ImageNet backbone) for 12 epochs in every cycle.
-_base_ = [
-    'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
-    './al_runtime.py',
-]
+_base_ = './models/fcos_r50-caffe_fpn_gn-head.py'
 
 data_root = 'data/coco/'
 train_dataloader = dict(dataset=dict(data_root=data_root))

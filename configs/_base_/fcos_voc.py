@@ -3,10 +3,7 @@
 # 5823 images), 12 epochs from scratch (ImageNet backbone) every cycle.
 # The paper gives no VOC sizes: mmal uses 500 initial images and +500 per
 # cycle for 6 cycles (500 -> 3000 images).
-_base_ = [
-    'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
-    './al_runtime.py',
-]
+_base_ = './models/fcos_r50-caffe_fpn_gn-head.py'
 
 dataset_type = 'VOCDataset'
 data_root = 'data/VOCdevkit/'

@@ -349,7 +349,8 @@ class ActiveLearningRunner:
                      'unlabeled images: taking them all')
         model = None
         if self.selector.needs_model:
-            model = self.load_model(state.record(cycle)['checkpoint'])
+            model = self.adapter.prepare(
+                self.load_model(state.record(cycle)['checkpoint']))
         context = SelectionContext(
             self.cfg,
             state.pool,

@@ -129,7 +129,13 @@ class IdTaggedDataset(Dataset):
         return len(self.positions)
 
     def __getitem__(self, idx: int) -> dict:
-        data = self.view[self.positions[idx]]
+        try:
+            data = self.view[self.positions[idx]]
+        except Exception as e:
+            info = self.view.get_data_info(self.positions[idx])
+            raise RuntimeError(
+                f'cannot load sample {self.ids[idx]!r} '
+                f'({info.get("img_path")}): {type(e).__name__}: {e}') from e
         if data is None:
             raise RuntimeError(f'the pipeline returned None for sample '
                                f'{self.ids[idx]!r}')

@@ -41,6 +41,15 @@ class BaseModelAdapter:
         """The bare model under DDP-style wrappers."""
         return getattr(model, 'module', model)
 
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Make ``model`` ready for influence computations (in place).
+
+        Called once on the loaded model before any gradient is taken; the
+        default does nothing. Adapters use it to swap parts whose backward is
+        not twice differentiable (custom CUDA ops) for equivalent ones.
+        """
+        return model
+
     def parameters(self, model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
         """``(name, parameter)`` of each block of θ, in config order."""
         return select_parameters(self.unwrap(model), self.param_names)

@@ -18,6 +18,29 @@ def _detach(outs):
     return outs
 
 
+class TwiceDifferentiableFocalLoss(nn.Module):
+    """mmdet's ``FocalLoss`` forced onto its pure-PyTorch path.
+
+    On CUDA, mmdet computes the sigmoid focal loss with mmcv's op, whose
+    backward cannot be differentiated again (Hessian-vector products fail).
+    Given one-hot targets, mmdet takes its PyTorch implementation instead,
+    which computes the same value on any device.
+    """
+
+    def __init__(self, focal_loss: nn.Module) -> None:
+        super().__init__()
+        self.focal_loss = focal_loss
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, *args,
+                **kwargs) -> torch.Tensor:
+        if target.dim() == 1:  # class indices, num_classes = background
+            num_classes = pred.size(1)
+            target = torch.nn.functional.one_hot(
+                target, num_classes=num_classes + 1)[:, :num_classes]
+            target = target.type_as(pred)
+        return self.focal_loss(pred, target, *args, **kwargs)
+
+
 @AL_ADAPTERS.register_module()
 class SingleStageAdapter(BaseModelAdapter):
     """Adapter for an mmdet ``SingleStageDetector`` with a dense head.
@@ -26,6 +49,13 @@ class SingleStageAdapter(BaseModelAdapter):
     autograd (their output does not depend on θ) and only the head is
     differentiated.
     """
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        head = self.unwrap(model).bbox_head
+        loss_cls = getattr(head, 'loss_cls', None)
+        if type(loss_cls).__name__ == 'FocalLoss':
+            head.loss_cls = TwiceDifferentiableFocalLoss(loss_cls)
+        return model
 
     def _head_outputs(self, model: nn.Module, batch: Dict):
         model = self.unwrap(model)

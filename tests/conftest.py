@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny configs and data made by the tests themselves."""
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BCCD_ROOT = osp.join(REPO, '..', 'shared', 'datasets', 'bccd')
+
+
+def tiny_overrides(max_epochs: int = 2) -> dict:
+    """Overrides that shrink the shapes demo to a few seconds per cycle."""
+    loader = dict(batch_size=4, num_workers=0)
+    return {
+        'demo_data': dict(num_train=24, num_val=8, img_size=64,
+                          max_objects=3, seed=0),
+        'train_dataloader': loader,
+        'val_dataloader': loader,
+        'test_dataloader': loader,
+        'train_cfg.max_epochs': max_epochs,
+        'train_cfg.val_interval': max_epochs,
+        'param_scheduler': [
+            dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                 end=4)
+        ],
+        'default_hooks.logger.interval': 1,
+        'al_cfg.initial_size': 8,
+        'al_cfg.budget': 4,
+        'al_cfg.num_cycles': 2,
+        'al_cfg.num_workers': 0,
+    }
+
+
+def tiny_config(name: str = 'isal_fcos_shapes.py', **extra) -> Config:
+    """A demo config shrunk for tests (the selector block untouched)."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
+    opts = tiny_overrides()
+    opts.update(extra)
+    cfg.merge_from_dict(opts)
+    if cfg.al_cfg.selector.get('solver'):
+        cfg.al_cfg.selector.solver.depth = 3
+        cfg.al_cfg.selector.solver.repeats = 2
+    return cfg
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _register():
+    from mmal.utils import register_all_modules
+    register_all_modules()

@@ -1,0 +1,233 @@
+"""End to end: cycles of ISAL on generated data, resume, errors."""
+import json
+import os
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from mmal.engine import ActiveLearningRunner
+from mmal.registry import HOOKS, SELECTORS
+from mmal.selectors import InfluenceSelector
+from conftest import tiny_config
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _forbid_training(monkeypatch):
+    def boom(self):
+        raise AssertionError('a finished cycle was trained again')
+    monkeypatch.setattr(Runner, 'train', boom)
+
+
+@HOOKS.register_module()
+class CrashAfterEpochHook(Hook):
+    """Test hook: dies after a given epoch, like a killed job."""
+
+    def __init__(self, epoch: int = 1):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner):
+        if runner.epoch >= self.epoch:  # runner.epoch counts finished ones
+            raise KeyboardInterrupt('simulated crash')
+
+
+@pytest.fixture(scope='module')
+def isal_run(tmp_path_factory):
+    """Two cycles of ISAL on generated shapes (run once for the module)."""
+    work_dir = str(tmp_path_factory.mktemp('isal'))
+    state = ActiveLearningRunner(tiny_config(), work_dir).run()
+    return work_dir, state
+
+
+def test_two_cycles_record_everything(isal_run):
+    work_dir, state = isal_run
+    data = _read(osp.join(work_dir, 'al_state.json'))
+    cycles = data['cycles']
+    assert [c['done'] for c in cycles] == [['train', 'evaluate', 'select'],
+                                           ['train', 'evaluate']]
+    assert [c['images'] for c in cycles] == [8, 12]
+    assert cycles[1]['boxes'] > cycles[0]['boxes'] > 0
+    for c in cycles:
+        assert 0.0 <= c['mAP'] <= 1.0 and c['metric_key'] == 'coco/bbox_mAP'
+        assert osp.isfile(c['checkpoint'])
+    selection = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
+    selected = selection['selected']
+    assert len(selected) == len(set(selected)) == 4
+    initial = state.pool.ids_labeled_in(0)
+    assert not set(selected) & set(initial)
+    assert sorted(state.pool.ids_labeled_in(1)) == sorted(selected)
+    # what cycle 1 trained on is exactly the labeled set after cycle 0
+    trained_on = _read(osp.join(work_dir, 'cycle_1', 'labeled_ids.json'))
+    assert sorted(trained_on) == sorted(initial + selected)
+    info = selection['info']
+    assert info['num_scored'] + info['num_unscored'] == 24 - 8
+    assert all(x > 0 for x in info['s_test_norm'])
+    with open(osp.join(work_dir, 'al.log')) as f:
+        log = f.read()
+    assert 'cycle 1: images 12 | boxes' in log and 'scoring unlabeled' in log
+
+
+def test_rerun_does_not_retrain_finished_cycles(isal_run, monkeypatch):
+    work_dir, _ = isal_run
+    before = _read(osp.join(work_dir, 'al_state.json'))
+    _forbid_training(monkeypatch)
+    ActiveLearningRunner(tiny_config(), work_dir).run()
+    assert _read(osp.join(work_dir, 'al_state.json')) == before
+
+
+def test_more_cycles_continue_where_the_run_stopped(isal_run, tmp_path,
+                                                    monkeypatch):
+    """Raising num_cycles on a finished run selects and trains only anew."""
+    import shutil
+    work_dir = str(tmp_path / 'copy')
+    shutil.copytree(isal_run[0], work_dir)
+    trained = []
+    original = Runner.train
+
+    def spy(self):
+        trained.append(self.work_dir)
+        return original(self)
+
+    monkeypatch.setattr(Runner, 'train', spy)
+    state = ActiveLearningRunner(
+        tiny_config(**{'al_cfg.num_cycles': 3}), work_dir).run()
+    assert [osp.basename(d) for d in trained] == ['cycle_2']
+    assert state.pool.num_labeled == 16
+    assert len(state.pool.ids_labeled_in(2)) == 4
+
+
+def test_same_seed_same_selection(isal_run, tmp_path):
+    work_dir, _ = isal_run
+    cfg = tiny_config(**{'al_cfg.num_cycles': 2})
+    ActiveLearningRunner(cfg, str(tmp_path)).run()
+    a = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
+    b = _read(osp.join(str(tmp_path), 'cycle_0', 'selection.json'))
+    assert a['selected'] == b['selected']
+    assert a['scores'] == pytest.approx(b['scores'], rel=1e-4, abs=1e-9)
+
+
+def test_crash_in_training_resumes_from_checkpoint(tmp_path, monkeypatch):
+    """A killed training resumes from its last epoch (weights_only safe)."""
+    work_dir = str(tmp_path)
+    cfg = tiny_config('random_fcos_shapes.py',
+                      **{'al_cfg.num_cycles': 1, 'train_cfg.max_epochs': 2})
+    crashing = cfg.copy()
+    crashing.custom_hooks = [dict(type='mmal.CrashAfterEpochHook', epoch=1)]
+    with pytest.raises(KeyboardInterrupt):
+        ActiveLearningRunner(crashing, work_dir).run()
+    cdir = osp.join(work_dir, 'cycle_0')
+    assert osp.isfile(osp.join(cdir, 'epoch_1.pth'))
+    assert not _read(osp.join(work_dir, 'al_state.json'))['cycles']
+    epochs = []
+    original = Runner.train
+
+    def spy(self):
+        out = original(self)
+        epochs.append(self.train_loop._epoch)
+        return out
+
+    monkeypatch.setattr(Runner, 'train', spy)
+    state = ActiveLearningRunner(cfg, work_dir).run()
+    assert epochs == [2]
+    assert state.is_done(0, 'evaluate')
+    logs = ''.join(
+        open(osp.join(r, f)).read() for r, _, fs in os.walk(cdir)
+        for f in fs if f.endswith('.log'))
+    assert 'resumed epoch: 1' in logs
+
+
+def test_crash_in_selection_keeps_training(tmp_path, monkeypatch):
+    work_dir = str(tmp_path)
+    cfg = tiny_config('random_fcos_shapes.py')
+
+    def crash(self, context):
+        raise RuntimeError('simulated crash in selection')
+
+    rank = SELECTORS.get('mmal.RandomSelector').rank
+    monkeypatch.setattr(SELECTORS.get('mmal.RandomSelector'), 'rank', crash)
+    with pytest.raises(RuntimeError, match='simulated'):
+        ActiveLearningRunner(cfg, work_dir).run()
+    saved = _read(osp.join(work_dir, 'al_state.json'))
+    assert saved['cycles'][0]['done'] == ['train', 'evaluate']
+    monkeypatch.setattr(SELECTORS.get('mmal.RandomSelector'), 'rank', rank)
+    trained = []
+    original = Runner.train
+
+    def spy(self):
+        trained.append(osp.basename(self.work_dir))
+        return original(self)
+
+    monkeypatch.setattr(Runner, 'train', spy)
+    state = ActiveLearningRunner(cfg, work_dir).run()
+    assert trained == ['cycle_1']
+    assert state.pool.num_labeled == 12
+
+
+def test_bad_configs_fail_clearly(tmp_path):
+    cfg = tiny_config()
+    no_al = cfg.copy()
+    no_al.pop('al_cfg')
+    with pytest.raises(KeyError, match='no `al_cfg`'):
+        ActiveLearningRunner(no_al, str(tmp_path))
+    with pytest.raises(KeyError, match="unknown selector type 'mmal.Nope'"):
+        ActiveLearningRunner(
+            tiny_config(**{'al_cfg.selector': dict(type='mmal.Nope')}),
+            str(tmp_path))
+    for key in ('budget', 'initial_size', 'num_cycles'):
+        with pytest.raises(ValueError, match=f'al_cfg.{key} must be a '
+                           'positive integer'):
+            ActiveLearningRunner(
+                tiny_config(**{f'al_cfg.{key}': 0}), str(tmp_path))
+    with pytest.raises(KeyError, match='unknown al_cfg keys'):
+        ActiveLearningRunner(
+            tiny_config(**{'al_cfg.budgett': 3}), str(tmp_path))
+
+
+def test_missing_data_is_named_before_any_work(tmp_path):
+    cfg = Config.fromfile(
+        osp.join(osp.dirname(osp.dirname(__file__)), 'configs',
+                 'isal_fcos_voc.py'))
+    cfg.merge_from_dict({'al_cfg.num_workers': 0})
+    from mmal.utils.config_utils import override_data_root
+    override_data_root(cfg, str(tmp_path / 'nowhere'))
+    runner = ActiveLearningRunner(cfg, str(tmp_path / 'work'))
+    with pytest.raises(FileNotFoundError) as err:
+        runner.run()
+    assert str(tmp_path / 'nowhere' / 'VOC2012/ImageSets/Main/train.txt') \
+        in str(err.value)
+    assert not osp.exists(osp.join(str(tmp_path / 'work'), 'al_state.json'))
+
+
+def test_crash_in_evaluation_reloads_the_checkpoint(tmp_path, monkeypatch):
+    """Evaluation after a crash loads the trained weights (load_from)."""
+    work_dir = str(tmp_path)
+    cfg = tiny_config('random_fcos_shapes.py', **{'al_cfg.num_cycles': 1})
+    test = Runner.test
+
+    def crash(self):
+        raise RuntimeError('simulated crash in evaluation')
+
+    monkeypatch.setattr(Runner, 'test', crash)
+    with pytest.raises(RuntimeError, match='simulated'):
+        ActiveLearningRunner(cfg, work_dir).run()
+    saved = _read(osp.join(work_dir, 'al_state.json'))
+    assert saved['cycles'][0]['done'] == ['train']
+    monkeypatch.setattr(Runner, 'test', test)
+    _forbid_training(monkeypatch)
+    loaded = []
+    original = Runner.load_checkpoint
+
+    def spy(self, filename, *args, **kwargs):
+        loaded.append(filename)
+        return original(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, 'load_checkpoint', spy)
+    state = ActiveLearningRunner(cfg, work_dir).run()
+    assert loaded == [saved['cycles'][0]['checkpoint']]
+    assert state.is_done(0, 'evaluate')
