@@ -175,7 +175,7 @@ def test_bad_configs_fail_clearly(tmp_path):
     no_al.pop('al_cfg')
     with pytest.raises(KeyError, match='no `al_cfg`'):
         ActiveLearningRunner(no_al, str(tmp_path))
-    with pytest.raises(KeyError, match="unknown selector type 'mmal.Nope'"):
+    with pytest.raises(KeyError, match='unknown selector type .*mmal.Nope'):
         ActiveLearningRunner(
             tiny_config(**{'al_cfg.selector': dict(type='mmal.Nope')}),
             str(tmp_path))

@@ -15,11 +15,13 @@ model = dict(bbox_head=dict(num_classes=len(classes)))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale_factor=1.0),  # images are generated at size
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale_factor=1.0),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='PackDetInputs',
