@@ -19,7 +19,20 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
-from mmengine.registry import Registry
+from mmengine.registry import Registry, build_from_cfg
+
+
+def build_in_mmal_scope(cfg: dict, registry: Registry, default_args=None):
+    """Build from one of mmal's own root registries.
+
+    Those registries are not in mmdet's registry tree, so building them while
+    mmdet is the default scope would make mmengine search the wrong tree
+    (and warn); ``_scope_='mmal'`` pins the search to mmal.
+    """
+    cfg = dict(cfg)
+    cfg.setdefault('_scope_', 'mmal')
+    return build_from_cfg(cfg, registry, default_args)
+
 
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, locations=['mmal.datasets'])
@@ -29,8 +42,18 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmal.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmal.engine'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmal.engine'])
 
-SELECTORS = Registry('selector', scope='mmal', locations=['mmal.selectors'])
+SELECTORS = Registry(
+    'selector',
+    scope='mmal',
+    locations=['mmal.selectors'],
+    build_func=build_in_mmal_scope)
 INFLUENCE_SOLVERS = Registry(
-    'influence solver', scope='mmal', locations=['mmal.influence'])
+    'influence solver',
+    scope='mmal',
+    locations=['mmal.influence'],
+    build_func=build_in_mmal_scope)
 AL_ADAPTERS = Registry(
-    'active learning model adapter', scope='mmal', locations=['mmal.models'])
+    'active learning model adapter',
+    scope='mmal',
+    locations=['mmal.models'],
+    build_func=build_in_mmal_scope)

@@ -231,3 +231,51 @@ def test_crash_in_evaluation_reloads_the_checkpoint(tmp_path, monkeypatch):
     state = ActiveLearningRunner(cfg, work_dir).run()
     assert loaded == [saved['cycles'][0]['checkpoint']]
     assert state.is_done(0, 'evaluate')
+
+
+def test_budget_larger_than_pool_then_empty_pool_stops(tmp_path, monkeypatch):
+    """16 unlabeled, budget 20: all are taken, then the run stops."""
+    trained = []
+    original = Runner.train
+
+    def spy(self):
+        trained.append(osp.basename(self.work_dir))
+        return original(self)
+
+    monkeypatch.setattr(Runner, 'train', spy)
+    cfg = tiny_config('random_fcos_shapes.py', **{
+        'al_cfg.budget': 20,
+        'al_cfg.num_cycles': 4,
+        'train_cfg.max_epochs': 1
+    })
+    state = ActiveLearningRunner(cfg, str(tmp_path)).run()
+    assert trained == ['cycle_0', 'cycle_1']
+    assert state.pool.unlabeled_ids == []
+    assert len(state.pool.ids_labeled_in(1)) == 16
+    assert [c['done'] for c in state.cycles] == [
+        ['train', 'evaluate', 'select'], ['train', 'evaluate']]
+
+
+@SELECTORS.register_module()
+class _PicksLabeledSelector:
+    """Test selector that breaks the contract: ranks a labeled id."""
+
+    needs_model = False
+
+    def rank(self, context):
+        from mmal.selectors import SelectionResult
+        return SelectionResult(
+            ranking=context.state.labeled_ids[:1] +
+            context.state.unlabeled_ids)
+
+
+def test_a_selector_cannot_pick_a_labeled_id(tmp_path):
+    cfg = tiny_config('random_fcos_shapes.py', **{
+        'al_cfg.selector': dict(type='mmal._PicksLabeledSelector'),
+        'train_cfg.max_epochs': 1
+    })
+    with pytest.raises(ValueError, match='non-unlabeled'):
+        ActiveLearningRunner(cfg, str(tmp_path)).run()
+    state = _read(osp.join(str(tmp_path), 'al_state.json'))
+    assert state['cycles'][0]['done'] == ['train', 'evaluate']
+    assert sum(1 for c in state['pool']['labeled'].values() if c == 1) == 0

@@ -153,6 +153,13 @@ def test_generator_deterministic_and_skips(tmp_path, coco_data):
     assert again['skipped'] and ann.stat().st_mtime_ns == mtime
     assert again['num_boxes'] == a['num_boxes']
 
+    from mmal.datasets.synthetic import main
+    cli = main([str(tmp_path / 'cli'), '--fmt', 'voc', '--num-train', '2',
+                '--num-val', '1', '--img-size', '32'])
+    split_file = tmp_path / 'cli' / 'VOC' / 'ImageSets' / 'Main' / 'train.txt'
+    assert split_file.read_text().split() == ['train_000001', 'train_000002']
+    assert cli['num_images'] == dict(train=2, val=1)
+
     # the module fixture: COCO content as specified
     coco = json.loads(
         Path(coco_data['out_dir'], 'annotations', 'train.json').read_text())

@@ -71,3 +71,12 @@ al_cfg = dict(
     num_workers=0,
     adapter=dict(type='mmal.FCOSAdapter'),
 )
+
+# Tiny from-scratch models need more than 12 epochs on a few dozen images.
+max_epochs = 24
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(type='MultiStepLR', by_epoch=True, milestones=[18, 22], gamma=0.1,
+         begin=0, end=max_epochs)
+]

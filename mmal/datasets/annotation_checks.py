@@ -121,11 +121,15 @@ def _find_problems(dataset: Any) -> List[_Problem]:
             what = _check_instance(inst, width, height, num_classes)
             if what:
                 box = inst.get('bbox')
+                # mmdet subtracts 1 from VOC's 1-based XML coordinates
+                frame = ' (0-based; +1 in the XML)' if info.get(
+                    'xml_path') else ''
                 problems.append(
                     _Problem(
                         'instance', pos, k,
                         f'{where}: instance #{k} box '
-                        f'{_fmt_box(box) if box is not None else None} '
+                        f'{_fmt_box(box) if box is not None else None}'
+                        f'{frame} '
                         f'(label {inst.get("bbox_label")!r}): ' +
                         '; '.join(what)))
         # classification datasets: an integer gt_label out of range
