@@ -289,10 +289,15 @@ class ActiveLearningRunner:
         rec = state.record(cycle)
         key = self.al['metric_key'] or next(
             (k for k in DEFAULT_METRIC_KEYS if k in metrics), None)
-        if key not in metrics:
+        if key in metrics:
+            mAP = metrics[key]
+        elif not metrics:  # mmdet's metrics return nothing without detections
+            self.log(f'cycle {cycle}: the evaluation returned no metric (the '
+                     'model made no detection); recording mAP 0')
+            mAP = 0.0
+        else:
             raise KeyError(f'metric {key!r} not in the evaluation results '
                            f'{sorted(metrics)}; set al_cfg.metric_key')
-        mAP = metrics[key]
         per_box = 1e4 * 100 * mAP / rec['boxes'] if rec['boxes'] else None
         state.mark_done(
             cycle,
