@@ -25,6 +25,19 @@ def _forbid_training(monkeypatch):
     monkeypatch.setattr(Runner, 'train', boom)
 
 
+def _record_training(monkeypatch):
+    """Let trainings run, recording the cycle directory of each."""
+    trained = []
+    original = Runner.train
+
+    def spy(self):
+        trained.append(osp.basename(self.work_dir))
+        return original(self)
+
+    monkeypatch.setattr(Runner, 'train', spy)
+    return trained
+
+
 @HOOKS.register_module()
 class CrashAfterEpochHook(Hook):
     """Test hook: dies after a given epoch, like a killed job."""
@@ -87,17 +100,10 @@ def test_more_cycles_continue_where_the_run_stopped(isal_run, tmp_path,
     import shutil
     work_dir = str(tmp_path / 'copy')
     shutil.copytree(isal_run[0], work_dir)
-    trained = []
-    original = Runner.train
-
-    def spy(self):
-        trained.append(self.work_dir)
-        return original(self)
-
-    monkeypatch.setattr(Runner, 'train', spy)
+    trained = _record_training(monkeypatch)
     state = ActiveLearningRunner(
         tiny_config(**{'al_cfg.num_cycles': 3}), work_dir).run()
-    assert [osp.basename(d) for d in trained] == ['cycle_2']
+    assert trained == ['cycle_2']
     assert state.pool.num_labeled == 16
     assert len(state.pool.ids_labeled_in(2)) == 4
 
@@ -156,14 +162,7 @@ def test_crash_in_selection_keeps_training(tmp_path, monkeypatch):
     saved = _read(osp.join(work_dir, 'al_state.json'))
     assert saved['cycles'][0]['done'] == ['train', 'evaluate']
     monkeypatch.setattr(SELECTORS.get('mmal.RandomSelector'), 'rank', rank)
-    trained = []
-    original = Runner.train
-
-    def spy(self):
-        trained.append(osp.basename(self.work_dir))
-        return original(self)
-
-    monkeypatch.setattr(Runner, 'train', spy)
+    trained = _record_training(monkeypatch)
     state = ActiveLearningRunner(cfg, work_dir).run()
     assert trained == ['cycle_1']
     assert state.pool.num_labeled == 12
@@ -235,14 +234,7 @@ def test_crash_in_evaluation_reloads_the_checkpoint(tmp_path, monkeypatch):
 
 def test_budget_larger_than_pool_then_empty_pool_stops(tmp_path, monkeypatch):
     """16 unlabeled, budget 20: all are taken, then the run stops."""
-    trained = []
-    original = Runner.train
-
-    def spy(self):
-        trained.append(osp.basename(self.work_dir))
-        return original(self)
-
-    monkeypatch.setattr(Runner, 'train', spy)
+    trained = _record_training(monkeypatch)
     cfg = tiny_config('random_fcos_shapes.py', **{
         'al_cfg.budget': 20,
         'al_cfg.num_cycles': 4,

@@ -54,20 +54,11 @@ val_dataloader = dict(
         data_prefix=dict(sub_data_root='BCCD/'),
         test_mode=True,
         pipeline=test_pipeline))
+# Evaluation on the test split (val is ISAL's reference set).
 test_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    val_dataloader,
     dataset=dict(
-        type='XMLDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='BCCD/ImageSets/Main/test.txt',
-        data_prefix=dict(sub_data_root='BCCD/'),
-        test_mode=True,
-        pipeline=test_pipeline))
+        val_dataloader['dataset'], ann_file='BCCD/ImageSets/Main/test.txt'))
 val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='area')
 test_evaluator = val_evaluator
 
