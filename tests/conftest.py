@@ -46,4 +46,4 @@ def tiny_config(name: str = 'isal_fcos_shapes.py', **extra) -> Config:
 @pytest.fixture(scope='session', autouse=True)
 def _register():
     from mmal.utils import register_all_modules
-    register_all_modules()
+    register_all_modules('mmdet')
