@@ -18,7 +18,7 @@ Example config (default scope ``mmdet``)::
 """
 import copy
 import json
-from typing import Any, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_text
@@ -188,33 +188,45 @@ class PoolSubsetDataset:
                 f'annotation_policy={self.annotation_policy!r})')
 
 
-def count_boxes(dataset: Any, ids: Optional[Iterable[Any]] = None) -> int:
-    """Count the annotated boxes of some samples (the annotation cost).
+def boxes_per_sample(dataset: Any) -> Dict[str, int]:
+    """Number of annotated boxes of every sample, by id.
 
     Args:
         dataset: A dataset with ``__len__`` and ``get_data_info`` (a
             :class:`PoolSubsetDataset` or an initialised ``BaseDataset``).
+
+    Returns:
+        dict[str, int]: Id -> instances with ``ignore_flag == 0`` (a missing
+        flag counts as 0), in dataset order.
+    """
+    out = {}
+    for pos in range(len(dataset)):
+        info = dataset.get_data_info(pos)
+        out[sample_id(info)] = sum(
+            1 for inst in info.get('instances') or []
+            if not inst.get('ignore_flag', 0))
+    return out
+
+
+def count_boxes(dataset: Any, ids: Optional[Iterable[Any]] = None) -> int:
+    """Count the annotated boxes of some samples (the annotation cost).
+
+    Args:
+        dataset: See :func:`boxes_per_sample`.
         ids (Iterable, optional): Sample ids to count (converted to
             ``str``). Defaults to all samples of ``dataset``.
 
     Returns:
-        int: The number of instances with ``ignore_flag == 0`` (a missing
-        flag counts as 0) over the selected samples.
+        int: The number of boxes over the selected samples.
 
     Raises:
         KeyError: If an id is not in ``dataset``.
     """
-    wanted = None if ids is None else {str(i) for i in ids}
-    total = 0
-    seen = set()
-    for pos in range(len(dataset)):
-        info = dataset.get_data_info(pos)
-        sid = sample_id(info)
-        if wanted is not None and sid not in wanted:
-            continue
-        seen.add(sid)
-        total += sum(1 for inst in info.get('instances') or []
-                     if not inst.get('ignore_flag', 0))
-    if wanted is not None and len(seen) < len(wanted):
-        raise _unknown_ids_error(sorted(wanted - seen), dataset)
-    return total
+    boxes = boxes_per_sample(dataset)
+    if ids is None:
+        return sum(boxes.values())
+    wanted = {str(i) for i in ids}
+    unknown = sorted(wanted - set(boxes))
+    if unknown:
+        raise _unknown_ids_error(unknown, dataset)
+    return sum(boxes[i] for i in wanted)

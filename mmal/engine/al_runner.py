@@ -13,7 +13,7 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
-from mmal.datasets import PoolSubsetDataset, count_boxes
+from mmal.datasets import PoolSubsetDataset, boxes_per_sample
 from mmal.datasets.synthetic import generate_shapes_dataset
 from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS
 from mmal.structures import ALState, PoolState
@@ -123,6 +123,7 @@ class ActiveLearningRunner:
             log_file=osp.join(self.work_dir, 'al.log'),
             log_level='INFO')
         self._pool_view: Optional[PoolSubsetDataset] = None
+        self._boxes: Optional[Dict[str, int]] = None
 
     # -- helpers ----------------------------------------------------------
     def _prepare_demo_data(self) -> None:
@@ -159,7 +160,10 @@ class ActiveLearningRunner:
         return self._pool_view
 
     def boxes(self, ids: Sequence[str]) -> int:
-        return count_boxes(self.pool_view, list(ids))
+        """Annotated boxes of ``ids`` (their annotation cost)."""
+        if self._boxes is None:
+            self._boxes = boxes_per_sample(self.pool_view)
+        return sum(self._boxes[i] for i in ids)
 
     def _experiment_name(self, cycle: int, what: str) -> str:
         stamp = time.strftime('%Y%m%d_%H%M%S')
