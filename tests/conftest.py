@@ -5,7 +5,6 @@ import pytest
 from mmengine.config import Config
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-BCCD_ROOT = osp.join(REPO, '..', 'shared', 'datasets', 'bccd')
 
 
 def tiny_overrides(max_epochs: int = 2) -> dict:
