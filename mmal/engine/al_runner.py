@@ -94,6 +94,11 @@ class ActiveLearningRunner:
                  cfg: Config,
                  work_dir: Optional[str] = None,
                  require_state: bool = False) -> None:
+        if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+            raise RuntimeError(
+                'mmal runs one process for now: several processes would each '
+                'train, select and write the same state. Run '
+                'tools/al_train.py without torchrun.')
         self.cfg = copy.deepcopy(cfg)
         source = cfg.filename or 'the config'
         self.al = resolve_al_cfg(self.cfg, source)
