@@ -10,7 +10,6 @@ from mmengine.runner import Runner
 
 from mmal.engine import ActiveLearningRunner
 from mmal.registry import HOOKS, SELECTORS
-from mmal.selectors import InfluenceSelector
 from conftest import tiny_config
 
 

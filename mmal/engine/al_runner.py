@@ -5,7 +5,7 @@ import itertools
 import os
 import os.path as osp
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -21,7 +21,7 @@ from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
 from mmal.utils.fileio import atomic_write_json, read_json
 from .al_config import resolve_al_cfg
-from .pool_data import _to_dict, check_data_paths
+from .pool_data import check_data_paths, pool_dataset_cfg
 from .selection_context import SelectionContext
 
 STATE_FILE = 'al_state.json'
@@ -151,14 +151,11 @@ class ActiveLearningRunner:
     def cycle_dir(self, cycle: int) -> str:
         return osp.join(self.work_dir, f'cycle_{cycle}')
 
-    def _pool_dataset_cfg(self) -> dict:
-        return _to_dict(self.cfg.train_dataloader['dataset'])
-
     @property
     def pool_view(self) -> PoolSubsetDataset:
         """Every image of the pool, annotations only (no pipeline run)."""
         if self._pool_view is None:
-            ds = self._pool_dataset_cfg()
+            ds = pool_dataset_cfg(self.cfg)
             ds['pipeline'] = []
             self._pool_view = PoolSubsetDataset(
                 ds, annotation_policy=self.al['annotation_policy'])
@@ -263,7 +260,7 @@ class ActiveLearningRunner:
         cfg = self._runner_cfg(cycle, 'train')
         cfg.train_dataloader.dataset = dict(
             type='mmal.PoolSubsetDataset',
-            dataset=self._pool_dataset_cfg(),
+            dataset=pool_dataset_cfg(self.cfg),
             ids_file=ids_file,
             annotation_policy=self.al['annotation_policy'])
         if not self.al['train_from_scratch'] and cycle > 0:

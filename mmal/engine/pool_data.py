@@ -48,9 +48,15 @@ def replace_pipeline(ds_cfg: dict, pipeline: Sequence[dict]) -> dict:
     return ds_cfg
 
 
-def _to_dict(cfg) -> dict:
+def as_plain_dict(cfg) -> dict:
+    """A deep, plain-``dict`` copy of a (Config)dict."""
     return cfg.to_dict() if isinstance(cfg, ConfigDict) else copy.deepcopy(
         dict(cfg))
+
+
+def pool_dataset_cfg(cfg: Config) -> dict:
+    """The pool: a copy of the config's training dataset."""
+    return as_plain_dict(cfg.train_dataloader['dataset'])
 
 
 def data_paths(ds_cfg: dict) -> Dict[str, str]:
@@ -84,7 +90,7 @@ def check_data_paths(cfg: Config, keys: Sequence[str]) -> None:
         loader = cfg.get(key)
         if not loader:
             continue
-        for what, path in data_paths(_to_dict(loader['dataset'])).items():
+        for what, path in data_paths(as_plain_dict(loader['dataset'])).items():
             if not osp.exists(path):
                 missing.append(f'{key}.dataset.{what} = {path}')
     if missing:
@@ -100,7 +106,7 @@ def eval_pipeline(cfg: Config) -> List[dict]:
     for key in ('test_dataloader', 'val_dataloader'):
         loader = cfg.get(key)
         if loader:
-            ds = _to_dict(loader['dataset'])
+            ds = as_plain_dict(loader['dataset'])
             while 'pipeline' not in ds and 'dataset' in ds:
                 ds = ds['dataset']
             if 'pipeline' in ds:

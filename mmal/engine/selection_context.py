@@ -1,5 +1,4 @@
 """Everything a selector may use in one cycle, built lazily."""
-import copy
 from typing import Any, Dict, Optional, Sequence
 
 import torch
@@ -10,8 +9,9 @@ from torch.utils.data import DataLoader
 from mmal.datasets import PoolSubsetDataset
 from mmal.models.base_adapter import BaseModelAdapter
 from mmal.structures import PoolState
-from .pool_data import (_to_dict, eval_pipeline, id_loader, replace_pipeline,
-                        strip_annotations, with_annotations)
+from .pool_data import (as_plain_dict, eval_pipeline, id_loader,
+                        pool_dataset_cfg, replace_pipeline, strip_annotations,
+                        with_annotations)
 
 
 class SelectionContext:
@@ -77,25 +77,22 @@ class SelectionContext:
                 annotation_policy=self.annotation_policy)
         return self._views[key]
 
-    def _pool_cfg(self) -> dict:
-        return _to_dict(self.cfg.train_dataloader['dataset'])
-
     def labeled_view(self) -> PoolSubsetDataset:
         """Labeled images with their annotations."""
-        return self._build('labeled', self._pool_cfg(),
+        return self._build('labeled', pool_dataset_cfg(self.cfg),
                            self.state.labeled_ids, True)
 
     def unlabeled_view(self) -> PoolSubsetDataset:
         """Unlabeled images, without annotations."""
-        return self._build('unlabeled', self._pool_cfg(),
+        return self._build('unlabeled', pool_dataset_cfg(self.cfg),
                            self.state.unlabeled_ids, False)
 
     def validation_view(self) -> PoolSubsetDataset:
         """The validation split with annotations (ISAL's reference set)."""
         loader = self.cfg.get('val_dataloader') or self.cfg.get(
             'test_dataloader')
-        return self._build('val', copy.deepcopy(_to_dict(loader['dataset'])),
-                           None, True)
+        return self._build('val', as_plain_dict(loader['dataset']), None,
+                           True)
 
     def loader(self,
                view: PoolSubsetDataset,
