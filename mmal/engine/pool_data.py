@@ -96,9 +96,9 @@ def check_data_paths(cfg: Config, keys: Sequence[str]) -> None:
     if missing:
         raise FileNotFoundError(
             'data not found:\n  ' + '\n  '.join(missing) +
-            '\nDownload the dataset there, or point the config at it, e.g. '
-            '--cfg-options data_root=/path/to/data/ (configs that define '
-            '`data_root` use it for every split).')
+            '\nDownload the dataset there, or point the config at it with '
+            '`tools/al_train.py CONFIG --data-root /path/to/data/` (moves '
+            'every path under the config\'s data_root).')
 
 
 def eval_pipeline(cfg: Config) -> List[dict]:
