@@ -270,3 +270,38 @@ def test_a_selector_cannot_pick_a_labeled_id(tmp_path):
     state = _read(osp.join(str(tmp_path), 'al_state.json'))
     assert state['cycles'][0]['done'] == ['train', 'evaluate']
     assert sum(1 for c in state['pool']['labeled'].values() if c == 1) == 0
+
+
+def test_a_new_selector_is_a_config_that_inherits_one(tmp_path, monkeypatch):
+    """The README's recipe: a registered class plus a three-line config."""
+    (tmp_path / 'my_selectors.py').write_text(
+        'from mmal.registry import SELECTORS\n'
+        'from mmal.selectors import BaseSelector, SelectionResult\n\n\n'
+        '@SELECTORS.register_module()\n'
+        'class ReverseIdSelector(BaseSelector):\n'
+        '    needs_model = False\n\n'
+        '    def rank(self, context):\n'
+        '        ids = sorted(context.state.unlabeled_ids, reverse=True)\n'
+        '        return SelectionResult(ranking=ids)\n')
+    base = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                    'configs', 'random_fcos_shapes.py')
+    (tmp_path / 'reverse_fcos_shapes.py').write_text(
+        f'_base_ = {base!r}\n'
+        "custom_imports = dict(imports=['my_selectors'], "
+        'allow_failed_imports=False)\n'
+        "al_cfg = dict(selector=dict(_delete_=True, "
+        "type='mmal.ReverseIdSelector'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = Config.fromfile(str(tmp_path / 'reverse_fcos_shapes.py'))
+    tiny = tiny_config('random_fcos_shapes.py', **{'train_cfg.max_epochs': 1})
+    for key in ('demo_data', 'train_dataloader', 'val_dataloader',
+                'test_dataloader', 'train_cfg', 'param_scheduler'):
+        cfg[key] = tiny[key]
+    cfg.al_cfg.update(
+        {k: tiny.al_cfg[k] for k in ('initial_size', 'budget', 'num_workers')})
+    cfg.al_cfg.num_cycles = 2
+    state = ActiveLearningRunner(cfg, str(tmp_path / 'work')).run()
+    expected = sorted(
+        set(state.pool.pool_ids) - set(state.pool.ids_labeled_in(0)),
+        reverse=True)[:4]
+    assert sorted(state.pool.ids_labeled_in(1)) == sorted(expected)
