@@ -359,14 +359,15 @@ class ActiveLearningRunner:
             self.log(f'cycle {cycle}: budget {budget} > {len(unlabeled)} '
                      'unlabeled images: taking them all')
         model = None
+        seed = self.al['seed'] * 1000 + cycle
         if self.selector.needs_model:
             model = self.adapter.prepare(
-                self.load_model(state.record(cycle)['checkpoint']))
+                self.load_model(state.record(cycle)['checkpoint']), seed=seed)
         context = SelectionContext(
             self.cfg,
             state.pool,
             cycle,
-            seed=self.al['seed'] * 1000 + cycle,
+            seed=seed,
             work_dir=self.cycle_dir(cycle),
             model=model,
             adapter=self.adapter,

@@ -1,4 +1,8 @@
 from .base_adapter import BaseModelAdapter
 from .single_stage_adapter import FCOSAdapter, SingleStageAdapter
+from .two_stage_adapter import FasterRCNNAdapter, TwoStageAdapter
 
-__all__ = ['BaseModelAdapter', 'SingleStageAdapter', 'FCOSAdapter']
+__all__ = [
+    'BaseModelAdapter', 'SingleStageAdapter', 'FCOSAdapter',
+    'TwoStageAdapter', 'FasterRCNNAdapter'
+]

@@ -1,7 +1,10 @@
 """Per-model adapters: what the influence machinery needs from a model."""
-from typing import Dict, List, Optional, Sequence, Tuple
+import contextlib
+import zlib
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.structures import InstanceData
 from torch import nn
 
 from mmal.influence import select_parameters
@@ -35,20 +38,88 @@ class BaseModelAdapter:
         if not self.param_names:
             raise ValueError(f'{type(self).__name__} needs param_names')
         self.lissa_scale = list(lissa_scale or self.default_lissa_scale)
+        self.seed = 0
 
     @staticmethod
     def unwrap(model: nn.Module) -> nn.Module:
         """The bare model under DDP-style wrappers."""
         return getattr(model, 'module', model)
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: nn.Module, seed: int = 0) -> nn.Module:
         """Make ``model`` ready for influence computations (in place).
 
-        Called once on the loaded model before any gradient is taken; the
-        default does nothing. Adapters use it to swap parts whose backward is
-        not twice differentiable (custom CUDA ops) for equivalent ones.
+        Called once on the loaded model before any gradient is taken.
+        Subclasses use it to swap parts whose backward is not twice
+        differentiable (custom CUDA ops) for equivalent ones.
+
+        Args:
+            model (nn.Module): The trained model.
+            seed (int): Seed of the selection: every random draw inside a
+                per-image loss (e.g. proposal sampling) is seeded from it and
+                the image's id (see :meth:`image_rng`).
         """
+        self.seed = int(seed)
         return model
+
+    @staticmethod
+    def image_key(batch: Dict) -> str:
+        """Stable id of the single image in ``batch``.
+
+        The ``sample_id`` that mmal's loaders add, else the image's
+        ``img_id``, else its path.
+        """
+        if batch.get('sample_id'):
+            return str(batch['sample_id'][0])
+        meta = batch['data_samples'][0].metainfo
+        return str(meta.get('img_id', meta.get('img_path')))
+
+    @contextlib.contextmanager
+    def image_rng(self, batch: Dict) -> Iterator[None]:
+        """Seed torch's RNGs for the loss of one image, then restore them.
+
+        Losses that draw at random (the RPN's anchor sampling and the RoI
+        head's proposal sampling in Faster R-CNN) then give the same value
+        for the same image every time: in the reference gradient, in each
+        LiSSA step that samples the image, and in its score. The seed mixes
+        the selection seed with the image's id (CRC32), so it does not
+        depend on the order of images or on how they are split over
+        processes.
+        """
+        key = f'{self.seed}/{self.image_key(batch)}'.encode()
+        seed = zlib.crc32(key)
+        devices = [torch.cuda.current_device()
+                   ] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    @staticmethod
+    def set_pseudo_labels(data_sample, pred: InstanceData,
+                          score_thr: float) -> int:
+        """Replace ``data_sample``'s annotations by its confident predictions.
+
+        Args:
+            data_sample (DetDataSample): The image's sample (modified).
+            pred (InstanceData): Predictions in the network input's frame
+                (``bboxes`` (n, 4), ``scores`` (n, ), ``labels`` (n, )).
+            score_thr (float): Keep predictions with score >= this.
+
+        Returns:
+            int: The number of pseudo boxes.
+        """
+        keep = pred.scores >= score_thr
+        data_sample.gt_instances = InstanceData(
+            bboxes=pred.bboxes[keep].detach(), labels=pred.labels[keep])
+        data_sample.ignored_instances = InstanceData(
+            bboxes=pred.bboxes.new_zeros((0, 4)),
+            labels=pred.labels.new_zeros((0, )))
+        return int(keep.sum())
+
+    @staticmethod
+    def check_single(data_samples: Sequence) -> None:
+        if len(data_samples) != 1:
+            raise ValueError('per-image losses work on one image at a time, '
+                             f'got a batch of {len(data_samples)}')
 
     def parameters(self, model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
         """``(name, parameter)`` of each block of θ, in config order."""

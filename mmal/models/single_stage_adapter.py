@@ -3,7 +3,6 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from mmdet.models.utils import unpack_gt_instances
-from mmengine.structures import InstanceData
 from torch import nn
 
 from mmal.registry import AL_ADAPTERS
@@ -50,7 +49,8 @@ class SingleStageAdapter(BaseModelAdapter):
     differentiated.
     """
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: nn.Module, seed: int = 0) -> nn.Module:
+        super().prepare(model, seed)
         head = self.unwrap(model).bbox_head
         loss_cls = getattr(head, 'loss_cls', None)
         if type(loss_cls).__name__ == 'FocalLoss':
@@ -64,38 +64,30 @@ class SingleStageAdapter(BaseModelAdapter):
             feats = model.extract_feat(data['inputs'])
         return model, model.bbox_head(feats), data['data_samples']
 
-    @staticmethod
-    def _loss(model: nn.Module, outs, data_samples) -> torch.Tensor:
-        gts, gts_ignore, metas = unpack_gt_instances(data_samples)
-        losses = model.bbox_head.loss_by_feat(*outs, gts, metas, gts_ignore)
+    def _loss(self, model: nn.Module, outs, batch: Dict) -> torch.Tensor:
+        samples = batch['data_samples']
+        gts, gts_ignore, metas = unpack_gt_instances(samples)
+        with self.image_rng(batch):
+            losses = model.bbox_head.loss_by_feat(*outs, gts, metas,
+                                                  gts_ignore)
         loss, _ = model.parse_losses(losses)
         return loss
 
     def gt_loss(self, model: nn.Module, batch: Dict) -> torch.Tensor:
         model, outs, samples = self._head_outputs(model, batch)
-        return self._loss(model, outs, samples)
+        return self._loss(model, outs, dict(batch, data_samples=samples))
 
     def pseudo_loss(self, model: nn.Module, batch: Dict,
                     score_thr: float) -> Tuple[Optional[torch.Tensor], int]:
         model, outs, samples = self._head_outputs(model, batch)
-        if len(samples) != 1:
-            raise ValueError('pseudo_loss works on one image at a time, got '
-                             f'a batch of {len(samples)}')
+        self.check_single(samples)
         metas = [s.metainfo for s in samples]
         preds = model.bbox_head.predict_by_feat(
             *_detach(outs), batch_img_metas=metas, rescale=False)
-        pred = preds[0]
-        keep = pred.scores >= score_thr
-        num = int(keep.sum())
+        num = self.set_pseudo_labels(samples[0], preds[0], score_thr)
         if num == 0:
             return None, 0
-        pseudo = InstanceData(
-            bboxes=pred.bboxes[keep].detach(), labels=pred.labels[keep])
-        samples[0].gt_instances = pseudo
-        samples[0].ignored_instances = InstanceData(
-            bboxes=pred.bboxes.new_zeros((0, 4)),
-            labels=pred.labels.new_zeros((0, )))
-        return self._loss(model, outs, samples), num
+        return self._loss(model, outs, dict(batch, data_samples=samples)), num
 
 
 @AL_ADAPTERS.register_module()

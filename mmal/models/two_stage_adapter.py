@@ -1,0 +1,99 @@
+"""Adapters for mmdet two-stage detectors (Faster R-CNN and relatives)."""
+import copy
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmdet.models.utils import unpack_gt_instances
+from torch import nn
+
+from mmal.registry import AL_ADAPTERS
+from .base_adapter import BaseModelAdapter
+
+
+@AL_ADAPTERS.register_module()
+class TwoStageAdapter(BaseModelAdapter):
+    """Adapter for an mmdet ``TwoStageDetector`` with an RPN and a RoI head.
+
+    The per-image loss is the detector's own training loss, RPN plus RoI
+    head, computed as ``TwoStageDetector.loss`` computes it:
+
+    * the RPN loss on the image's boxes with every label set to 0;
+    * proposals from the RPN's outputs with ``train_cfg.rpn_proposal``
+      (mmdet detaches them, so the RoI loss does not reach the RPN);
+    * the RoI head's loss on proposals sampled by its sampler.
+
+    θ lives in the RPN and the RoI head: the backbone and neck run without
+    autograd. The random anchor and proposal sampling is seeded per image
+    (:meth:`BaseModelAdapter.image_rng`), so a gradient is a deterministic
+    function of the model, the image and the selection seed.
+
+    Pseudo labels are the detector's final predictions (RPN proposals with
+    ``test_cfg.rpn``, then the RoI head with ``test_cfg.rcnn``) with score
+    >= the threshold, in the network input's frame; they come from the same
+    trunk and RPN pass as the loss.
+    """
+
+    def _features(self, model: nn.Module, batch: Dict):
+        model = self.unwrap(model)
+        if not model.with_rpn:
+            raise ValueError(f'{type(self).__name__} needs a detector with an '
+                             'RPN head (precomputed proposals are not '
+                             'supported)')
+        data = self.preprocess(model, batch)
+        with torch.no_grad():
+            feats = model.extract_feat(data['inputs'])
+        return model, feats, data['data_samples']
+
+    def _loss(self, model: nn.Module, feats, rpn_outs, batch: Dict,
+              samples: List) -> torch.Tensor:
+        """RPN + RoI training loss of the image(s) in ``samples``."""
+        rpn_samples = copy.deepcopy(samples)
+        for s in rpn_samples:  # the RPN is class-agnostic
+            s.gt_instances.labels = torch.zeros_like(s.gt_instances.labels)
+        gts, gts_ignore, metas = unpack_gt_instances(rpn_samples)
+        proposal_cfg = model.train_cfg.get('rpn_proposal', model.test_cfg.rpn)
+        with self.image_rng(batch):
+            losses = model.rpn_head.loss_by_feat(*rpn_outs, gts, metas,
+                                                 gts_ignore)
+            proposals = model.rpn_head.predict_by_feat(
+                *rpn_outs, batch_img_metas=metas, cfg=proposal_cfg)
+            losses.update(model.roi_head.loss(feats, proposals, samples))
+        loss, _ = model.parse_losses(losses)
+        return loss
+
+    def gt_loss(self, model: nn.Module, batch: Dict) -> torch.Tensor:
+        model, feats, samples = self._features(model, batch)
+        return self._loss(model, feats, model.rpn_head(feats), batch, samples)
+
+    def pseudo_loss(self, model: nn.Module, batch: Dict,
+                    score_thr: float) -> Tuple[Optional[torch.Tensor], int]:
+        model, feats, samples = self._features(model, batch)
+        self.check_single(samples)
+        rpn_outs = model.rpn_head(feats)
+        metas = [s.metainfo for s in samples]
+        with torch.no_grad():  # the detector's predictions, as in predict()
+            proposals = model.rpn_head.predict_by_feat(
+                *rpn_outs, batch_img_metas=metas, rescale=False)
+            preds = model.roi_head.predict(
+                feats, proposals, samples, rescale=False)
+        num = self.set_pseudo_labels(samples[0], preds[0], score_thr)
+        if num == 0:
+            return None, 0
+        return self._loss(model, feats, rpn_outs, batch, samples), num
+
+
+@AL_ADAPTERS.register_module()
+class FasterRCNNAdapter(TwoStageAdapter):
+    """Faster R-CNN: θ = weights of the RPN's and the RoI head's last layers.
+
+    ``rpn_head.rpn_cls``, ``rpn_head.rpn_reg`` (1x1 convs) and
+    ``roi_head.bbox_head.fc_cls``, ``fc_reg`` (fully connected), biases
+    excluded, with LiSSA scales ``[1000, 1000, 5000, 1000]``, as in the
+    official ISAL code.
+    """
+
+    default_param_names = ('rpn_head.rpn_cls.weight',
+                           'rpn_head.rpn_reg.weight',
+                           'roi_head.bbox_head.fc_cls.weight',
+                           'roi_head.bbox_head.fc_reg.weight')
+    default_lissa_scale = (1000.0, 1000.0, 5000.0, 1000.0)
