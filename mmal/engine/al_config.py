@@ -13,6 +13,8 @@ AL_CFG_DEFAULTS: Dict[str, Any] = dict(
     validate_during_training=False,  # keep the config's val loop in training
     annotation_policy='error',  # 'error' | 'drop' for corrupt boxes
     metric_key=None,  # metric reported as mAP; None: coco/bbox_mAP or VOC mAP
+    target_metric=None,  # stop once mAP >= target_metric - target_tolerance
+    target_tolerance=0.0,  # e.g. the paper's 22 +- 0.3 AP: 0.22 and 0.003
     num_workers=2,  # data loading workers of the selection passes
     adapter=None,  # model adapter (needed by model-based selectors)
     selector=None,  # the query strategy
@@ -51,6 +53,14 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
             or out['budget_boxes'] <= 0):
         raise ValueError('al_cfg.budget_boxes must be None or a positive '
                          f'integer, got {out["budget_boxes"]!r} in {source}')
+    target, tol = out['target_metric'], out['target_tolerance']
+    if target is not None and not isinstance(target, (int, float)):
+        raise ValueError('al_cfg.target_metric must be None or a number (in '
+                         f'the units of the metric, e.g. 0.22 for 22 AP), '
+                         f'got {target!r} in {source}')
+    if not isinstance(tol, (int, float)) or tol < 0:
+        raise ValueError('al_cfg.target_tolerance must be a number >= 0, got '
+                         f'{tol!r} in {source}')
     if out['annotation_policy'] not in ANNOTATION_POLICIES:
         raise ValueError(f'al_cfg.annotation_policy must be one of '
                          f'{ANNOTATION_POLICIES}, got '

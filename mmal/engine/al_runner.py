@@ -228,7 +228,19 @@ class ActiveLearningRunner:
             self.evaluate(state, cycle, runner)
         del runner
         gc.collect()
+        if self.target_reached(state.record(cycle)):
+            rec = state.record(cycle)
+            self.log(f'cycle {cycle}: {rec["metric_key"]} '
+                     f'{100 * rec["mAP"]:.2f} reached the target '
+                     f'{100 * self.al["target_metric"]:.2f} - '
+                     f'{100 * self.al["target_tolerance"]:.2f} with '
+                     f'{rec["images"]} images; stopping')
+            return False
         if cycle == self.al['num_cycles'] - 1:
+            if self.al['target_metric'] is not None:
+                self.log(f'the target {self.al["target_metric"]} was not '
+                         f'reached in {self.al["num_cycles"]} cycles '
+                         '(al_cfg.num_cycles)')
             return False
         if not state.is_done(cycle, 'select'):
             if not state.pool.unlabeled_ids:
@@ -237,6 +249,18 @@ class ActiveLearningRunner:
                 return False
             self.select(state, cycle)
         return True
+
+    def target_reached(self, record: dict) -> bool:
+        """Whether an evaluated cycle meets ``al_cfg.target_metric``.
+
+        Reached when ``mAP >= target_metric - target_tolerance`` (the
+        paper's Faster R-CNN protocol: 22 +- 0.3 AP).
+        """
+        target = self.al['target_metric']
+        if target is None or 'mAP' not in record:
+            return False
+        # 1e-9: mmdet rounds AP to 3 decimals; 0.22 - 0.003 is not exact
+        return record['mAP'] + 1e-9 >= target - self.al['target_tolerance']
 
     def _runner_cfg(self, cycle: int, what: str) -> Config:
         cfg = copy.deepcopy(self.cfg)
