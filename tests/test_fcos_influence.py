@@ -167,31 +167,3 @@ def test_focal_loss_wrapper_keeps_the_value_and_is_twice_differentiable():
     (g, ) = torch.autograd.grad(a, pred, create_graph=True)
     (h, ) = torch.autograd.grad(g.sum(), pred)
     assert torch.isfinite(h).all() and float(h.abs().sum()) > 0
-
-
-@pytest.mark.parametrize('name', ['isal_fcos_voc.py', 'isal_fcos_coco.py'])
-def test_paper_configs_select_the_r50_head_with_official_scales(name):
-    import os.path as osp
-    from mmengine.config import Config
-    from mmal.engine import resolve_al_cfg
-    from mmal.registry import AL_ADAPTERS
-    from conftest import REPO
-    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
-    al = resolve_al_cfg(cfg)
-    assert al['selector']['type'] == 'mmal.InfluenceSelector'
-    assert cfg.train_cfg.max_epochs == 12 and al['train_from_scratch']
-    model = MODELS.build(copy.deepcopy(cfg.model))  # no weights loaded
-    adapter = AL_ADAPTERS.build(al['adapter'])
-    shapes = [tuple(p.shape) for _, p in adapter.parameters(model)]
-    classes = cfg.model.bbox_head.num_classes
-    assert shapes == [(classes, 256, 3, 3), (4, 256, 3, 3), (1, 256, 3, 3)]
-    from mmal.selectors import InfluenceSelector
-    selector = InfluenceSelector(**{
-        k: v
-        for k, v in al['selector'].items() if k != 'type'
-    })
-    solver = selector.build_solver(
-        SelectionContext(cfg, PoolState(['a']), 0, 0, '', model, adapter))
-    assert solver.scale == [100.0, 8000.0, 5000.0]
-    assert (solver.damp, solver.depth, solver.repeats) == (0.01, 500, 4)
-    assert selector.score_thr == 0.1 and selector.reference == 'val'

@@ -1,14 +1,16 @@
-"""The paper's VOC config, run end to end on a tiny VOC2012-layout folder.
+"""The paper's VOC configs, run end to end on a tiny VOC2012-layout folder.
 
-Same model family (FCOS R-50 caffe, GN head, 20 classes), dataset class,
-metric and selector as ``configs/isal_fcos_voc.py``; only sizes shrink:
-64-pixel images, one epoch, a few images, no pretrained download.
+Same models (FCOS R-50 caffe GN head; Faster R-CNN R-50 FPN; 20 classes),
+dataset class, metric and selector as ``configs/isal_fcos_voc.py`` and
+``configs/isal_faster-rcnn_voc.py``; only sizes shrink: 64-pixel images, one
+epoch, a few images, no pretrained download.
 """
 import glob
 import os
 import os.path as osp
 import shutil
 
+import pytest
 from mmengine.config import Config
 
 from mmal.datasets import generate_shapes_dataset
@@ -36,9 +38,11 @@ def _voc2012_folder(root: str) -> str:
     return osp.join(root, 'VOCdevkit')
 
 
-def test_isal_fcos_voc_runs_two_cycles(tmp_path):
+@pytest.mark.parametrize('name',
+                         ['isal_fcos_voc.py', 'isal_faster-rcnn_voc.py'])
+def test_isal_voc_runs_two_cycles(tmp_path, name):
     data_root = _voc2012_folder(str(tmp_path))
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'isal_fcos_voc.py'))
+    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
     override_data_root(cfg, data_root)
     small = (96, 64)
     cfg.merge_from_dict({

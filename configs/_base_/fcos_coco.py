@@ -1,18 +1,8 @@
 # ISAL's COCO FCOS setting: mmdet's FCOS R-50 caffe FPN GN-head 1x, trained
 # from scratch (ImageNet backbone) for 12 epochs in every cycle.
-_base_ = './models/fcos_r50-caffe_fpn_gn-head.py'
+_base_ = [
+    './models/fcos_r50-caffe_fpn_gn-head.py', './datasets/al_coco.py',
+    './schedules/fcos_1x.py', './default_runtime.py'
+]
 
-data_root = 'data/coco/'
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-test_evaluator = val_evaluator
-
-al_cfg = dict(
-    initial_size=5000,  # paper: 5000 initial images
-    budget=1000,  # paper: +1000 images per cycle
-    num_cycles=6,  # 5000 -> 10000 images
-    seed=0,
-    adapter=dict(type='mmal.FCOSAdapter'),
-)
+al_cfg = dict(adapter=dict(type='mmal.FCOSAdapter'))

@@ -1,82 +1,9 @@
-# The built-in demo: a small FCOS on coloured shapes that mmal generates
-# itself (COCO JSON + JPEGs in <work_dir>/data; no download), sized to run a
-# few active-learning cycles in minutes on two CPU cores.
-_base_ = './models/fcos_r18-small.py'
-
-# Generated on first use by the driver; every path under data_root is then
-# pointed at <work_dir>/data.
-demo_data = dict(num_train=200, num_val=60, img_size=128, max_objects=4,
-                 seed=0)
-data_root = 'data/mmal_shapes/'
-classes = ('square', 'circle', 'triangle')
-metainfo = dict(classes=classes)
-model = dict(bbox_head=dict(num_classes=len(classes)))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale_factor=1.0),  # images are generated at size
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
+# The built-in demo: the small FCOS on generated shapes, 24 epochs per cycle.
+_base_ = [
+    './models/fcos_r18-small.py', './datasets/al_shapes.py',
+    './schedules/small_24e.py', './default_runtime.py'
 ]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale_factor=1.0),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/train.json',
-        data_prefix=dict(img='images/train/'),
-        filter_cfg=dict(filter_empty_gt=True),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=2,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='CocoDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/val.json',
-        data_prefix=dict(img='images/val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/val.json',
-    metric='bbox',
-    format_only=False)
-test_evaluator = val_evaluator
 
-al_cfg = dict(
-    initial_size=30,
-    budget=30,
-    num_cycles=3,
-    seed=0,
-    num_workers=0,
-    adapter=dict(type='mmal.FCOSAdapter'),
-)
-
-# Tiny from-scratch models need more than 12 epochs on a few dozen images.
-max_epochs = 24
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(type='MultiStepLR', by_epoch=True, milestones=[18, 22], gamma=0.1,
-         begin=0, end=max_epochs)
-]
+model = dict(bbox_head=dict(num_classes=len(_base_.classes)))
+default_hooks = dict(logger=dict(type='LoggerHook', interval=5))
+al_cfg = dict(adapter=dict(type='mmal.FCOSAdapter'))

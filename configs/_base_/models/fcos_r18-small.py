@@ -1,14 +1,6 @@
-# A small FCOS for CPU-sized runs: ResNet-18 at 1/4 width (trained from
-# scratch, no download), a 32-channel FPN with 3 levels and a 2-conv GN head.
-# Datasets set num_classes; the schedule is 12 epochs as in the paper.
-_base_ = 'mmdet::_base_/default_runtime.py'
-
-# One checkpoint per epoch, only the last kept: an interrupted training
-# resumes from it, and a finished cycle keeps just its final weights.
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1),
-    logger=dict(type='LoggerHook', interval=5))
-
+# A small FCOS for CPU-sized runs, model only: ResNet-18 at 1/4 width
+# (trained from scratch, no download), a 32-channel FPN with 3 levels and a
+# 2-conv GN head. Datasets set bbox_head.num_classes.
 model = dict(
     type='FCOS',
     data_preprocessor=dict(
@@ -60,19 +52,3 @@ model = dict(
         score_thr=0.05,
         nms=dict(type='nms', iou_threshold=0.5),
         max_per_img=100))
-
-max_epochs = 12
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=max_epochs)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
-    paramwise_cfg=dict(bias_lr_mult=2., bias_decay_mult=0.),
-    clip_grad=dict(max_norm=35, norm_type=2))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(type='MultiStepLR', by_epoch=True, milestones=[9, 11], gamma=0.1,
-         begin=0, end=max_epochs)
-]
-log_processor = dict(by_epoch=True)

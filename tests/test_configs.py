@@ -1,0 +1,181 @@
+"""The configs: composition from the 4-part bases, agreement with mmdet's
+configs, ISAL/random pairs, shared data between detectors, paper settings.
+
+Fast: configs are only loaded; the R-50 models are built without weights.
+"""
+import copy
+import functools
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmengine.hub import get_config
+
+from mmal.engine import SelectionContext, resolve_al_cfg
+from mmal.registry import AL_ADAPTERS, MODELS
+from mmal.selectors import InfluenceSelector
+from mmal.structures import PoolState
+from conftest import REPO
+
+CONFIGS = osp.join(REPO, 'configs')
+TOP_LEVEL = sorted(
+    osp.basename(p) for p in glob.glob(osp.join(CONFIGS, '*.py')))
+# The keys on which a composed base must agree with mmdet's full config.
+MMDET_KEYS = ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg',
+              'train_dataloader', 'val_dataloader', 'test_dataloader',
+              'val_evaluator', 'test_evaluator', 'auto_scale_lr')
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cached(name: str) -> Config:
+    # Each `mmdet::` base costs ~0.5 s (mmengine parses mmdet's metafiles).
+    return Config.fromfile(osp.join(CONFIGS, name))
+
+
+def _load(name: str) -> Config:
+    return copy.deepcopy(_load_cached(name))
+
+
+def _plain(node):
+    """A config value as plain data, without mmengine's ``_scope_`` marks
+    (set on dicts inherited through ``mmdet::`` bases; the default scope is
+    mmdet either way)."""
+    if hasattr(node, 'to_dict'):
+        node = node.to_dict()
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items() if k != '_scope_'}
+    if isinstance(node, (list, tuple)):
+        return type(node)(_plain(v) for v in node)
+    return node
+
+
+def _mmdet(rel_path: str) -> dict:
+    return _plain(get_config(f'mmdet::{rel_path}'))
+
+
+def test_fcos_coco_equals_mmdet_fcos_1x():
+    ours = _plain(_load('_base_/fcos_coco.py'))
+    ref = _mmdet('fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py')
+    for key in MMDET_KEYS:
+        assert ours[key] == ref[key], key
+
+
+def test_faster_rcnn_coco_is_mmdet_1x_with_the_papers_batch_8_lr():
+    ours = _plain(_load('_base_/faster-rcnn_coco.py'))
+    ref = _mmdet('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
+    assert ours['optim_wrapper']['optimizer']['lr'] == 0.01
+    assert ours['auto_scale_lr'] == dict(enable=False, base_batch_size=8)
+    assert ref['optim_wrapper']['optimizer']['lr'] == 0.02
+    ref['optim_wrapper']['optimizer']['lr'] = 0.01
+    ref['auto_scale_lr']['base_batch_size'] = 8
+    for key in MMDET_KEYS:
+        assert ours[key] == ref[key], key
+
+
+@pytest.mark.parametrize(
+    'part', sorted(glob.glob(osp.join(CONFIGS, '_base_', 'models', '*.py'))))
+def test_model_bases_hold_only_the_model(part):
+    assert set(Config.fromfile(part).keys()) == {'model'}
+
+
+def test_top_level_configs_are_isal_random_pairs():
+    assert len(TOP_LEVEL) >= 14
+    for name in TOP_LEVEL:
+        kind, _ = name.split('_', 1)
+        assert kind in ('isal', 'random'), name
+        other = ('random' if kind == 'isal' else 'isal') + name[len(kind):]
+        assert other in TOP_LEVEL, f'{name} has no {other}'
+
+
+@pytest.mark.parametrize('name', TOP_LEVEL)
+def test_top_level_config_loads_and_resolves(name):
+    cfg = _load(name)
+    al = resolve_al_cfg(cfg, name)
+    assert al['adapter']['type'] in ('mmal.FCOSAdapter',
+                                     'mmal.FasterRCNNAdapter')
+    expected = ('mmal.InfluenceSelector'
+                if name.startswith('isal_') else 'mmal.RandomSelector')
+    assert al['selector']['type'] == expected
+
+
+@pytest.mark.parametrize(
+    'name', [n[len('isal_'):] for n in TOP_LEVEL if n.startswith('isal_')])
+def test_isal_and_random_differ_only_in_the_selector(name):
+    isal = _load('isal_' + name).to_dict()
+    rand = _load('random_' + name).to_dict()
+    isal['al_cfg'].pop('selector')
+    rand['al_cfg'].pop('selector')
+    assert isal == rand
+
+
+# al_cfg keys that may differ between the FCOS and the Faster R-CNN config
+# of one dataset: the adapter; on COCO the paper's stop rule (target AP,
+# with num_cycles as a cap); on the demo the LiSSA scales of the small heads.
+DETECTOR_AL_KEYS = {
+    'coco': {'adapter', 'num_cycles', 'target_metric', 'target_tolerance'},
+    'voc': {'adapter'},
+    'shapes': {'adapter', 'selector'},
+}
+
+
+@pytest.mark.parametrize('dataset', sorted(DETECTOR_AL_KEYS))
+def test_fcos_and_faster_rcnn_share_the_data_settings(dataset):
+    fcos = _load(f'isal_fcos_{dataset}.py')
+    frcnn = _load(f'isal_faster-rcnn_{dataset}.py')
+    data_keys = set(_load(f'_base_/datasets/al_{dataset}.py').keys())
+    assert {
+        'train_dataloader', 'val_dataloader', 'test_dataloader',
+        'val_evaluator', 'test_evaluator', 'al_cfg'
+    } <= data_keys
+    for key in data_keys - {'al_cfg'}:
+        assert _plain(fcos[key]) == _plain(frcnn[key]), key
+    a, b = resolve_al_cfg(fcos), resolve_al_cfg(frcnn)
+    differ = {k for k in a if a[k] != b[k]}
+    assert differ == DETECTOR_AL_KEYS[dataset]
+
+
+def _paper_selector(cfg):
+    """Model (no weights), adapter, parameter shapes and LiSSA solver."""
+    al = resolve_al_cfg(cfg)
+    assert al['selector']['type'] == 'mmal.InfluenceSelector'
+    assert cfg.train_cfg.max_epochs == 12 and al['train_from_scratch']
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    adapter = AL_ADAPTERS.build(al['adapter'])
+    shapes = [tuple(p.shape) for _, p in adapter.parameters(model)]
+    selector = InfluenceSelector(**{
+        k: v
+        for k, v in al['selector'].items() if k != 'type'
+    })
+    solver = selector.build_solver(
+        SelectionContext(cfg, PoolState(['a']), 0, 0, '', model, adapter))
+    assert (solver.damp, solver.depth, solver.repeats) == (0.01, 500, 4)
+    assert selector.score_thr == 0.1 and selector.reference == 'val'
+    return al, shapes, solver
+
+
+@pytest.mark.parametrize('name', ['isal_fcos_voc.py', 'isal_fcos_coco.py'])
+def test_paper_configs_select_the_r50_head_with_official_scales(name):
+    cfg = _load(name)
+    al, shapes, solver = _paper_selector(cfg)
+    classes = cfg.model.bbox_head.num_classes
+    assert shapes == [(classes, 256, 3, 3), (4, 256, 3, 3), (1, 256, 3, 3)]
+    assert solver.scale == [100.0, 8000.0, 5000.0]
+
+
+@pytest.mark.parametrize('name, classes, target', [
+    ('isal_faster-rcnn_coco.py', 80, (0.22, 0.003)),
+    ('isal_faster-rcnn_voc.py', 20, (None, 0.0)),
+])
+def test_faster_rcnn_paper_configs_select_rpn_and_roi_head_weights(
+        name, classes, target):
+    cfg = _load(name)
+    al, shapes, solver = _paper_selector(cfg)
+    assert cfg.model.roi_head.bbox_head.num_classes == classes
+    # RPN: 3 anchors per location (one sigmoid score, 4 deltas each);
+    # RoI head: C classes + background, class-specific boxes.
+    assert shapes == [(3, 256, 1, 1), (12, 256, 1, 1), (classes + 1, 1024),
+                      (4 * classes, 1024)]
+    assert solver.scale == [1000.0, 1000.0, 5000.0, 1000.0]
+    assert (al['target_metric'], al['target_tolerance']) == target
+    assert cfg.optim_wrapper.optimizer.lr == 0.01
