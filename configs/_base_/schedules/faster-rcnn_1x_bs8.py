@@ -5,5 +5,5 @@
 _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 
 optim_wrapper = dict(optimizer=dict(lr=0.01))
-# `--auto-scale-lr` rescales lr 0.01 from this total batch.
+# `--cfg-options auto_scale_lr.enable=True` rescales lr 0.01 from this batch.
 auto_scale_lr = dict(base_batch_size=8)
