@@ -305,3 +305,27 @@ def test_a_new_selector_is_a_config_that_inherits_one(tmp_path, monkeypatch):
         set(state.pool.pool_ids) - set(state.pool.ids_labeled_in(0)),
         reverse=True)[:4]
     assert sorted(state.pool.ids_labeled_in(1)) == sorted(expected)
+
+
+def test_resume_skips_a_checkpoint_lost_in_rotation(tmp_path):
+    """A crash between mmengine's checkpoint rotation and its
+    ``last_checkpoint`` write leaves that file naming a deleted checkpoint
+    (seen when torchrun stopped rank 0 there); a half-written one does not
+    load. Resume takes the newest checkpoint that loads."""
+    import torch
+    runner = ActiveLearningRunner(tiny_config(), str(tmp_path / 'run'))
+    cdir = tmp_path / 'cycle'
+    cdir.mkdir()
+    assert runner.resume_checkpoint(str(cdir)) is None
+    (cdir / 'last_checkpoint').write_text(str(cdir / 'epoch_3.pth'))
+    assert runner.resume_checkpoint(str(cdir)) is None  # nothing to load
+    torch.save(dict(meta=dict(epoch=1)), str(cdir / 'epoch_1.pth'))
+    (cdir / 'epoch_2.pth').write_bytes(b'half written')
+    assert runner.resume_checkpoint(str(cdir)) == str(cdir / 'epoch_1.pth')
+    torch.save(dict(meta=dict(epoch=10)), str(cdir / 'epoch_10.pth'))
+    assert runner.resume_checkpoint(str(cdir)) == str(cdir / 'epoch_10.pth')
+    (cdir / 'last_checkpoint').write_text(str(cdir / 'epoch_1.pth'))
+    assert runner.resume_checkpoint(str(cdir)) == str(cdir / 'epoch_1.pth')
+    with open(tmp_path / 'run' / 'al.log') as f:
+        log = f.read()
+    assert 'does not exist' in log and 'cannot resume from' in log

@@ -2,6 +2,10 @@
 
     python tools/al_train.py configs/isal_fcos_voc.py [--work-dir DIR]
         [--data-root DIR] [--cfg-options key=value ...] [--resume]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+Several processes: ``tools/dist_al_train.sh CONFIG GPUS [args]`` (torchrun
+with ``--launcher pytorch``; gloo without GPUs).
 
 Rerunning the same command on the same work dir continues after the last
 finished step; ``--resume`` makes that explicit (it fails if there is
@@ -14,6 +18,7 @@ from mmengine.config import Config, DictAction
 
 from mmal.engine import ActiveLearningRunner
 from mmal.utils import register_all_modules
+from mmal.utils.distributed import LAUNCHERS, init_distributed
 from mmal.utils.config_utils import override_data_root
 
 
@@ -32,6 +37,12 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='continue the run in the work dir (error if there is none); '
         'without it a rerun also continues when a state file exists')
+    parser.add_argument(
+        '--launcher',
+        choices=LAUNCHERS,
+        default='none',
+        help='how the processes were started (tools/dist_al_train.sh passes '
+        'pytorch)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -56,6 +67,7 @@ def main() -> None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     register_all_modules()
+    init_distributed(args.launcher)
     ActiveLearningRunner(cfg, require_state=args.resume).run()
 
 

@@ -1,9 +1,11 @@
 """The active-learning driver: train -> evaluate -> select, cycle by cycle."""
 import copy
 import gc
+import glob
 import itertools
 import os
 import os.path as osp
+import re
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -19,6 +21,8 @@ from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS
 from mmal.structures import ALState, PoolState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
+from mmal.utils.distributed import (broadcast_from_master, is_master,
+                                    is_distributed, sync)
 from mmal.utils.fileio import atomic_write_json, read_json
 from .al_config import resolve_al_cfg
 from .pool_data import check_data_paths, pool_dataset_cfg
@@ -94,11 +98,11 @@ class ActiveLearningRunner:
                  cfg: Config,
                  work_dir: Optional[str] = None,
                  require_state: bool = False) -> None:
-        if int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not is_distributed():
             raise RuntimeError(
-                'mmal runs one process for now: several processes would each '
-                'train, select and write the same state. Run '
-                'tools/al_train.py without torchrun.')
+                'WORLD_SIZE > 1 but no process group: start distributed runs '
+                'with tools/dist_al_train.sh (torchrun, --launcher pytorch), '
+                'which joins the group before ActiveLearningRunner is built.')
         self.cfg = copy.deepcopy(cfg)
         source = cfg.filename or 'the config'
         self.al = resolve_al_cfg(self.cfg, source)
@@ -142,7 +146,9 @@ class ActiveLearningRunner:
         if not demo:
             return
         out_dir = osp.join(self.work_dir, 'data')
-        generate_shapes_dataset(out_dir, **dict(demo))
+        if is_master():
+            generate_shapes_dataset(out_dir, **dict(demo))
+        sync()
         override_data_root(self.cfg, out_dir)
 
     def log(self, msg: str) -> None:
@@ -169,13 +175,26 @@ class ActiveLearningRunner:
 
     def _experiment_name(self, cycle: int, what: str) -> str:
         stamp = time.strftime('%Y%m%d_%H%M%S')
-        return f'{self.name}_cycle{cycle}_{what}_{stamp}_{next(_run_counter)}'
+        return broadcast_from_master(
+            f'{self.name}_cycle{cycle}_{what}_{stamp}_{next(_run_counter)}')
+
+    def save_state(self, state: ALState) -> None:
+        """Rank 0 writes the state (atomically); the others wait for it."""
+        if is_master():
+            state.save(self.state_path)
+        sync()
+
+    def write_json(self, path: str, obj) -> None:
+        """Rank 0 writes ``path`` (atomically); the others wait for it."""
+        if is_master():
+            atomic_write_json(path, obj)
+        sync()
 
     # -- state ------------------------------------------------------------
     def load_or_init_state(self) -> ALState:
         """The saved state, or a new one with the seeded initial split."""
         pool_ids = self.pool_view.sample_ids
-        if ALState.exists(self.state_path):
+        if broadcast_from_master(ALState.exists(self.state_path)):
             state = ALState.load(self.state_path)
             if sorted(state.pool.pool_ids) != sorted(pool_ids):
                 raise ValueError(
@@ -200,7 +219,7 @@ class ActiveLearningRunner:
                 initial_size=self.al['initial_size'],
                 budget=self.al['budget'],
                 num_cycles=self.al['num_cycles']))
-        state.save(self.state_path)
+        self.save_state(state)
         self.log(f'new run in {self.work_dir}: pool of {len(pool)} images, '
                  f'{pool.num_labeled} labeled at random (seed '
                  f'{self.al["seed"]})')
@@ -272,7 +291,51 @@ class ActiveLearningRunner:
         cfg.randomness = randomness
         if not self.al['validate_during_training'] or what == 'eval':
             cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+        if is_distributed():  # the group is up: mmengine's DDP on every rank
+            cfg.launcher = 'pytorch'
+            if not torch.cuda.is_available():  # DDP on CPU takes no device
+                wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+                wrapper.setdefault('type', 'MMDistributedDataParallel')
+                wrapper['device_ids'] = None
+                cfg.model_wrapper_cfg = wrapper
         return cfg
+
+    def resume_checkpoint(self, cdir: str) -> Optional[str]:
+        """The checkpoint an interrupted training in ``cdir`` resumes from.
+
+        mmengine's ``last_checkpoint`` when the file it names loads. A crash
+        while mmengine rotates checkpoints (``max_keep_ckpts``) can leave it
+        naming a deleted or half-written file: then the newest
+        ``epoch_*.pth`` / ``iter_*.pth`` that loads; None when there is none
+        (the training starts over).
+        """
+        candidates = []
+        last = osp.join(cdir, 'last_checkpoint')
+        if osp.isfile(last):
+            with open(last) as f:
+                candidates.append(f.read().strip())
+        saved = glob.glob(osp.join(cdir, 'epoch_*.pth')) + glob.glob(
+            osp.join(cdir, 'iter_*.pth'))
+        saved.sort(key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]),
+                   reverse=True)
+        candidates += [p for p in saved if p not in candidates]
+        for path in candidates:
+            if not osp.isfile(path):
+                self.log(f'{last} names {path}, which does not exist (a '
+                         'crash while checkpoints were rotated?); looking '
+                         'for another checkpoint')
+                continue
+            try:
+                torch.load(path, map_location='cpu', weights_only=False)
+            except Exception as e:  # half-written by a killed process
+                self.log(f'cannot resume from {path} ({type(e).__name__}: '
+                         f'{e}); looking for another checkpoint')
+                continue
+            return path
+        if candidates:
+            self.log(f'no loadable checkpoint in {cdir}: training starts '
+                     'over')
+        return None
 
     def train(self, state: ALState, cycle: int) -> Runner:
         """Train a fresh model on the labeled view of ``cycle``."""
@@ -280,7 +343,7 @@ class ActiveLearningRunner:
         os.makedirs(cdir, exist_ok=True)
         labeled = state.pool.labeled_ids
         ids_file = osp.join(cdir, 'labeled_ids.json')
-        atomic_write_json(ids_file, labeled)
+        self.write_json(ids_file, labeled)
         cfg = self._runner_cfg(cycle, 'train')
         cfg.train_dataloader.dataset = dict(
             type='mmal.PoolSubsetDataset',
@@ -289,18 +352,23 @@ class ActiveLearningRunner:
             annotation_policy=self.al['annotation_policy'])
         if not self.al['train_from_scratch'] and cycle > 0:
             cfg.load_from = state.record(cycle - 1)['checkpoint']
-        cfg.resume = osp.isfile(osp.join(cdir, 'last_checkpoint'))
+        resume_from = broadcast_from_master(
+            self.resume_checkpoint(cdir) if is_master() else None)
+        cfg.resume = resume_from is not None
+        if cfg.resume:
+            cfg.load_from = resume_from
         images, boxes = len(labeled), self.boxes(labeled)
         self.log(f'cycle {cycle}: training on {images} images / {boxes} '
                  f'boxes{" (resuming its training)" if cfg.resume else ""}')
         runner = Runner.from_cfg(cfg)
         runner.train()
+        sync()  # rank 0 has written the last checkpoint
         ckpt_file = osp.join(cdir, 'last_checkpoint')
         with open(ckpt_file) as f:
             checkpoint = f.read().strip()
         state.mark_done(
             cycle, 'train', checkpoint=checkpoint, images=images, boxes=boxes)
-        state.save(self.state_path)
+        self.save_state(state)
         return runner
 
     def evaluate(self, state: ALState, cycle: int,
@@ -336,9 +404,9 @@ class ActiveLearningRunner:
             metric_key=key,
             mAP=mAP,
             mAP_points_per_10k_boxes=per_box)
-        state.save(self.state_path)
+        self.save_state(state)
         self.log(f'cycle {cycle}: images {rec["images"]} | boxes '
-                 f'{rec["boxes"]} | {key} {100 * mAP:.2f} | 10k x mAP / '
+                 f'{rec["boxes"]} | {key or "mAP"} {100 * mAP:.2f} | 10k x mAP / '
                  f'boxes {per_box if per_box is None else round(per_box, 3)}')
         return metrics
 
@@ -355,7 +423,8 @@ class ActiveLearningRunner:
         cdir = self.cycle_dir(cycle)
         sel_file = osp.join(cdir, 'selection.json')
         unlabeled = set(state.pool.unlabeled_ids)
-        if osp.isfile(sel_file):  # selected, crashed before the state write
+        if broadcast_from_master(osp.isfile(sel_file)):
+            # selected, crashed before the state write
             selected = read_json(sel_file)['selected']
             self.log(f'cycle {cycle}: reusing the selection in {sel_file}')
         else:
@@ -370,7 +439,7 @@ class ActiveLearningRunner:
             'select',
             num_selected=len(selected),
             selected_boxes=self.boxes(selected))
-        state.save(self.state_path)
+        self.save_state(state)
         self.log(f'cycle {cycle}: selected {len(selected)} images '
                  f'({state.record(cycle)["selected_boxes"]} boxes); '
                  f'{len(state.pool.unlabeled_ids)} left unlabeled')
@@ -406,15 +475,16 @@ class ActiveLearningRunner:
                 'duplicate or non-unlabeled ids')
         selected = take_budget(ranking, budget, self.al['budget_boxes'],
                                lambda i: self.boxes([i]))
-        atomic_write_json(
-            sel_file,
+        # made once: rank 0's selection is the one every rank labels
+        record = broadcast_from_master(
             dict(
                 cycle=cycle,
                 selector=type(self.selector).__name__,
                 selected=selected,
                 scores=result.scores,
                 info=result.info))
-        return selected
+        self.write_json(sel_file, record)
+        return record['selected']
 
     def log_summary(self, state: ALState) -> None:
         lines = ['cycle | images | boxes | mAP (%) | 10k x mAP / boxes']

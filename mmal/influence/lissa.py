@@ -119,32 +119,63 @@ class LiSSA:
         Raises:
             DivergenceError: NaN / Inf, or a block norm above the bound.
         """
+        return self.average([
+            self.run_chain(v, hvp_fn, chain, r, len(chains), block_names,
+                           logger) for r, chain in enumerate(chains)
+        ])
+
+    def run_chain(self,
+                  v: Sequence[torch.Tensor],
+                  hvp_fn: HvpFn,
+                  chain: Iterable[Any],
+                  index: int = 0,
+                  num_chains: int = 1,
+                  block_names: Optional[Sequence[str]] = None,
+                  logger: Any = 'current') -> List[torch.Tensor]:
+        """One chain of the recursion, from ``h = v``.
+
+        Chains are independent, so processes can run different chains and
+        :meth:`average` their results in chain order.
+
+        Args:
+            index (int): The chain's number (messages only).
+            num_chains (int): How many chains there are (messages only).
+
+        Returns:
+            list[Tensor]: The chain's final ``h``, same shapes as ``v``.
+        """
         v = [t.detach() for t in v]
         names = list(block_names or [f'block{i}' for i in range(len(v))])
         scales = self.block_scales(len(v))
         v_norms = [float(t.norm()) for t in v]
-        total = [torch.zeros_like(t) for t in v]
-        for r, chain in enumerate(chains):
-            h = [t.clone() for t in v]
-            start = time.time()
-            steps = 0
-            for step, item in enumerate(chain):
-                hv = hvp_fn(item, h)
-                h = [vb + (1 - self.damp) * hb - hvb / sb
-                     for vb, hb, hvb, sb in zip(v, h, hv, scales)]
-                self._check(h, v_norms, names, scales, r, step)
-                steps = step + 1
-                if self.log_interval and steps % self.log_interval == 0:
-                    rate = steps / max(time.time() - start, 1e-9)
-                    print_log(
-                        f'LiSSA chain {r + 1}/{len(chains)}: step {steps}, '
-                        f'{rate:.2f} steps/s, |h| = '
-                        f'{[round(float(t.norm()), 4) for t in h]}', logger)
-            print_log(
-                f'LiSSA chain {r + 1}/{len(chains)} done: {steps} steps in '
-                f'{time.time() - start:.1f}s', logger)
+        h = [t.clone() for t in v]
+        start = time.time()
+        steps = 0
+        for step, item in enumerate(chain):
+            hv = hvp_fn(item, h)
+            h = [vb + (1 - self.damp) * hb - hvb / sb
+                 for vb, hb, hvb, sb in zip(v, h, hv, scales)]
+            self._check(h, v_norms, names, scales, index, step)
+            steps = step + 1
+            if self.log_interval and steps % self.log_interval == 0:
+                rate = steps / max(time.time() - start, 1e-9)
+                print_log(
+                    f'LiSSA chain {index + 1}/{num_chains}: step {steps}, '
+                    f'{rate:.2f} steps/s, |h| = '
+                    f'{[round(float(t.norm()), 4) for t in h]}', logger)
+        print_log(
+            f'LiSSA chain {index + 1}/{num_chains} done: {steps} steps in '
+            f'{time.time() - start:.1f}s', logger)
+        return h
+
+    @staticmethod
+    def average(chain_results: Sequence[Sequence[torch.Tensor]]
+                ) -> List[torch.Tensor]:
+        """Mean of the chains' results, summed in the given (chain) order."""
+        total = [torch.zeros_like(t) for t in chain_results[0]]
+        for h in chain_results:
             total = [a + b for a, b in zip(total, h)]
-        return [t / len(chains) for t in total]
+        return [t / len(chain_results) for t in total]
 
     def _check(self, h: Sequence[torch.Tensor], v_norms: Sequence[float],
                names: Sequence[str], scales: Sequence[float], chain: int,

@@ -1,6 +1,7 @@
 """Per-model adapters: what the influence machinery needs from a model."""
 import contextlib
 import zlib
+from unittest import mock
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -91,6 +92,28 @@ class BaseModelAdapter:
                    ] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
+            yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def local_reductions() -> Iterator[None]:
+        """Keep a per-image loss on this process.
+
+        mmdet's heads average some normalisers over processes
+        (``reduce_mean(num_pos)`` in FCOS, ATSS, ...), an all-reduce that
+        would mix images of different ranks into one image's loss and hang
+        when ranks compute different numbers of losses. Inside this context
+        ``torch.distributed.is_initialized()`` is False, so those helpers
+        return their local value, as in a single process.
+        """
+        with mock.patch.object(torch.distributed, 'is_initialized',
+                               lambda: False):
+            yield
+
+    @contextlib.contextmanager
+    def loss_scope(self, batch: Dict) -> Iterator[None]:
+        """:meth:`image_rng` and :meth:`local_reductions` together."""
+        with self.image_rng(batch), self.local_reductions():
             yield
 
     @staticmethod

@@ -67,7 +67,7 @@ class SingleStageAdapter(BaseModelAdapter):
     def _loss(self, model: nn.Module, outs, batch: Dict) -> torch.Tensor:
         samples = batch['data_samples']
         gts, gts_ignore, metas = unpack_gt_instances(samples)
-        with self.image_rng(batch):
+        with self.loss_scope(batch):
             losses = model.bbox_head.loss_by_feat(*outs, gts, metas,
                                                   gts_ignore)
         loss, _ = model.parse_losses(losses)

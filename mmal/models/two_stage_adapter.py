@@ -52,7 +52,7 @@ class TwoStageAdapter(BaseModelAdapter):
             s.gt_instances.labels = torch.zeros_like(s.gt_instances.labels)
         gts, gts_ignore, metas = unpack_gt_instances(rpn_samples)
         proposal_cfg = model.train_cfg.get('rpn_proposal', model.test_cfg.rpn)
-        with self.image_rng(batch):
+        with self.loss_scope(batch):
             losses = model.rpn_head.loss_by_feat(*rpn_outs, gts, metas,
                                                  gts_ignore)
             proposals = model.rpn_head.predict_by_feat(

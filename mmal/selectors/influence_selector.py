@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 
 from mmal.influence import flat_dot, hessian_vector_product, loss_grad
 from mmal.registry import INFLUENCE_SOLVERS, SELECTORS
+from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.progress import track_progress
 from .base import BaseSelector, SelectionResult
 
@@ -62,6 +63,9 @@ class InfluenceSelector(BaseSelector):
         self.unscored = unscored
 
     # -- the three passes ---------------------------------------------------
+    # Each pass is sharded over the processes (``shard``: every
+    # world_size-th id, no padding) and combined in a fixed order, so the
+    # result does not depend on the number of processes.
     def reference_gradient(self, context, params) -> List[torch.Tensor]:
         """``v``: sum of per-image loss gradients over the reference set."""
         view = (context.validation_view() if self.reference == 'val' else
@@ -72,13 +76,21 @@ class InfluenceSelector(BaseSelector):
             pick = rng.choice(len(ids), self.reference_max_images,
                               replace=False)
             ids = sorted(ids[i] for i in pick)
-        v = [torch.zeros_like(p) for p in params]
-        for batch in track_progress(
-                context.loader(view, ids), len(ids),
-                f'reference gradient ({self.reference})', context.logger):
-            loss = context.adapter.gt_loss(context.model, batch)
-            v = [a + g.detach() for a, g in zip(v, loss_grad(loss, params))]
-        return v
+
+        def partial_sum():  # float64: the same sum however it is split
+            mine = shard(ids)
+            acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+            for batch in track_progress(
+                    context.loader(view, mine), len(mine),
+                    f'reference gradient ({self.reference})',
+                    context.logger):
+                loss = context.adapter.gt_loss(context.model, batch)
+                acc = [a + g.detach().double()
+                       for a, g in zip(acc, loss_grad(loss, params))]
+            return [a.cpu() for a in acc]
+
+        return as_float64_sum(
+            gather_or_raise(partial_sum, 'reference gradient'), params)
 
     def build_solver(self, context):
         cfg = dict(self.solver_cfg)
@@ -87,39 +99,59 @@ class InfluenceSelector(BaseSelector):
         return INFLUENCE_SOLVERS.build(cfg)
 
     def s_test(self, context, params, v) -> List[torch.Tensor]:
-        """``H^-1 v`` estimated on the labeled images."""
+        """``H^-1 v`` estimated on the labeled images (chains over ranks)."""
         solver = self.build_solver(context)
         view = context.labeled_view()
         chains = solver.sample_chains(view.sample_ids, seed=context.seed)
-        loaders = [context.loader(view, ids) for ids in chains]
+        names = [n for n, _ in context.adapter.parameters(context.model)]
 
         def hvp(batch, h):
             loss = context.adapter.gt_loss(context.model, batch)
             return hessian_vector_product(loss, params, h)
 
-        names = [n for n, _ in context.adapter.parameters(context.model)]
+        def my_chains():
+            out = {}
+            for r in shard(range(len(chains))):
+                h = solver.run_chain(v, hvp, context.loader(view, chains[r]),
+                                     r, len(chains), names, context.logger)
+                out[r] = [t.cpu() for t in h]
+            return out
+
         print_log(
             f's_test: {len(chains)} chains x {len(chains[0])} labeled images',
             context.logger)
-        return solver.solve(v, hvp, loaders, names, context.logger)
+        results = {}
+        for part in gather_or_raise(my_chains, 's_test (LiSSA)'):
+            results.update(part)
+        device = params[0].device
+        return solver.average([[t.to(device) for t in results[r]]
+                               for r in range(len(chains))])
 
     def score(self, context, params,
               s_test: Sequence[torch.Tensor]) -> Dict[str, Optional[float]]:
         """Influence of each unlabeled image (None: no pseudo box)."""
         view = context.unlabeled_view()
-        scores: Dict[str, Optional[float]] = {}
-        for batch in track_progress(
-                context.loader(view), len(view), 'scoring unlabeled images',
-                context.logger):
-            loss, num = context.adapter.pseudo_loss(context.model, batch,
-                                                    self.score_thr)
-            sid = batch['sample_id'][0]
-            if loss is None:
-                scores[sid] = None
-                continue
-            grad = loss_grad(loss, params)
-            scores[sid] = -float(flat_dot(s_test, grad))
-        return scores
+
+        def my_scores():
+            mine = shard(list(view.sample_ids))
+            scores: Dict[str, Optional[float]] = {}
+            for batch in track_progress(
+                    context.loader(view, mine), len(mine),
+                    'scoring unlabeled images', context.logger):
+                loss, num = context.adapter.pseudo_loss(
+                    context.model, batch, self.score_thr)
+                sid = batch['sample_id'][0]
+                if loss is None:
+                    scores[sid] = None
+                    continue
+                grad = loss_grad(loss, params)
+                scores[sid] = -float(flat_dot(s_test, grad))
+            return scores
+
+        merged: Dict[str, Optional[float]] = {}
+        for part in gather_or_raise(my_scores, 'scoring'):
+            merged.update(part)
+        return merged
 
     # -- ranking --------------------------------------------------------------
     def rank(self, context) -> SelectionResult:
