@@ -140,3 +140,65 @@ def test_a_killed_rank_then_rerun_finishes_consistently(one_process,
     assert selection['selected'] == one['selected']
     assert state['pool'] == _read(osp.join(one_process,
                                            'al_state.json'))['pool']
+
+
+def _helpers_worker(rank: int, world: int, init_file: str, out_dir: str):
+    import torch
+    import torch.distributed as dist
+    from mmal.utils.distributed import (broadcast_from_master,
+                                        gather_or_raise, shard)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=world)
+    items = [f'id{i}' for i in range(7)]
+    mine = shard(items)
+    parts = gather_or_raise(lambda: mine, 'sharding')
+    picked = broadcast_from_master(f'from rank {rank}')
+
+    def fail_on_rank_1():
+        if rank == 1:
+            raise ValueError('bad image id7')
+        return torch.ones(2)
+
+    try:
+        gather_or_raise(fail_on_rank_1, 'scoring')
+        error = None
+    except Exception as e:
+        error = f'{type(e).__name__}: {e}'
+    with open(osp.join(out_dir, f'rank{rank}.json'), 'w') as f:
+        json.dump(dict(parts=parts, picked=picked, error=error), f)
+    dist.destroy_process_group()
+
+
+def test_shards_cover_each_id_once_and_errors_reach_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+    mp.spawn(_helpers_worker, args=(2, str(tmp_path / 'init'),
+                                    str(tmp_path)), nprocs=2)
+    out = [_read(str(tmp_path / f'rank{r}.json')) for r in range(2)]
+    for o in out:
+        assert o['parts'] == [['id0', 'id2', 'id4', 'id6'],
+                              ['id1', 'id3', 'id5']]  # no padding
+        assert o['picked'] == 'from rank 0'
+    # the failing rank raises its own error, the other one names it
+    assert out[1]['error'] == 'ValueError: bad image id7'
+    assert out[0]['error'] == ('RuntimeError: scoring failed on rank 1: '
+                               'ValueError: bad image id7')
+
+
+def test_per_image_losses_never_reduce_across_ranks(monkeypatch):
+    """mmdet's reduce_mean (FCOS's num_pos) stays local in an adapter."""
+    import torch
+    import torch.distributed as dist
+    from mmdet.utils import reduce_mean
+    from mmal.models import BaseModelAdapter
+    calls = []
+    monkeypatch.setattr(dist, 'is_initialized', lambda: True)
+    monkeypatch.setattr(dist, 'get_world_size', lambda *a, **k: 2)
+    monkeypatch.setattr(dist, 'all_reduce',
+                        lambda t, *a, **k: calls.append(t.clone()))
+    x = torch.tensor(6.0)
+    reduce_mean(x)
+    assert len(calls) == 1  # what a per-image loss must not do
+    with BaseModelAdapter.local_reductions():
+        assert float(reduce_mean(x)) == 6.0
+    assert len(calls) == 1
+    assert dist.is_initialized()  # restored
