@@ -28,8 +28,10 @@ from mmal.utils.fileio import read_json
 from conftest import tiny_config
 
 SCORE_THR = 0.1
-NAMES = ['rpn_head.rpn_cls.weight', 'rpn_head.rpn_reg.weight',
-         'roi_head.bbox_head.fc_cls.weight', 'roi_head.bbox_head.fc_reg.weight']
+NAMES = [
+    'rpn_head.rpn_cls.weight', 'rpn_head.rpn_reg.weight',
+    'roi_head.bbox_head.fc_cls.weight', 'roi_head.bbox_head.fc_reg.weight'
+]
 
 
 def _config(**extra):

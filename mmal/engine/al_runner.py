@@ -98,7 +98,8 @@ class ActiveLearningRunner:
                  cfg: Config,
                  work_dir: Optional[str] = None,
                  require_state: bool = False) -> None:
-        if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not is_distributed():
+        world = int(os.environ.get('WORLD_SIZE', '1'))
+        if world > 1 and not is_distributed():
             raise RuntimeError(
                 'WORLD_SIZE > 1 but no process group: start distributed runs '
                 'with tools/dist_al_train.sh (torchrun, --launcher pytorch), '
@@ -406,8 +407,9 @@ class ActiveLearningRunner:
             mAP_points_per_10k_boxes=per_box)
         self.save_state(state)
         self.log(f'cycle {cycle}: images {rec["images"]} | boxes '
-                 f'{rec["boxes"]} | {key or "mAP"} {100 * mAP:.2f} | 10k x mAP / '
-                 f'boxes {per_box if per_box is None else round(per_box, 3)}')
+                 f'{rec["boxes"]} | {key or "mAP"} {100 * mAP:.2f} | '
+                 f'10k x mAP / boxes '
+                 f'{per_box if per_box is None else round(per_box, 3)}')
         return metrics
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:

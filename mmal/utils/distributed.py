@@ -35,8 +35,8 @@ def init_distributed(launcher: str) -> Tuple[int, int]:
         if int(os.environ.get('WORLD_SIZE', '1')) > 1:
             raise RuntimeError(
                 'WORLD_SIZE > 1 but --launcher none: started by torchrun '
-                'without --launcher pytorch, every process would run the whole '
-                'job alone. Use tools/dist_al_train.sh CONFIG GPUS.')
+                'without --launcher pytorch, every process would run the '
+                'whole job alone. Use tools/dist_al_train.sh CONFIG GPUS.')
         return 0, 1
     if not is_distributed():
         if torch.cuda.is_available():
