@@ -329,3 +329,14 @@ def test_resume_skips_a_checkpoint_lost_in_rotation(tmp_path):
     with open(tmp_path / 'run' / 'al.log') as f:
         log = f.read()
     assert 'does not exist' in log and 'cannot resume from' in log
+
+
+def test_the_lissa_scale_check_is_logged_and_recorded(isal_run):
+    work_dir, _ = isal_run
+    info = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))['info']
+    report = info['scale_check']
+    assert len(report['max_eigenvalue']) == 3 == len(report['safe_scale'])
+    assert all(s >= e for s, e in zip(report['safe_scale'],
+                                      report['max_eigenvalue']))
+    with open(osp.join(work_dir, 'al.log')) as f:
+        assert 'LiSSA scale check on 4 labeled images' in f.read()

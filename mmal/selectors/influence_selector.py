@@ -1,4 +1,5 @@
 """ISAL: Influence Selection for Active Learning (Liu et al., ICCV 2021)."""
+import logging
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -6,7 +7,8 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
-from mmal.influence import flat_dot, hessian_vector_product, loss_grad
+from mmal.influence import (block_top_eigenvalues, flat_dot,
+                            hessian_vector_product, loss_grad, scale_report)
 from mmal.registry import INFLUENCE_SOLVERS, SELECTORS
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.progress import track_progress
@@ -42,6 +44,11 @@ class InfluenceSelector(BaseSelector):
             ``'random'`` (official): ranked after every scored image, in
             seeded random order, so they are only picked when too few images
             were scored. ``'exclude'``: never picked.
+        scale_check (dict, optional): Before LiSSA, measure the top Hessian
+            eigenvalue of each block on ``num_images`` labeled images
+            (power iteration, ``iters`` HVPs each), log the safe scales and
+            warn when a configured scale would diverge. ``None`` skips it.
+            Defaults to ``dict(num_images=4, iters=20)``.
     """
 
     def __init__(self,
@@ -49,7 +56,9 @@ class InfluenceSelector(BaseSelector):
                  reference: str = 'val',
                  reference_max_images: Optional[int] = None,
                  solver: Optional[dict] = None,
-                 unscored: str = 'random') -> None:
+                 unscored: str = 'random',
+                 scale_check: Optional[dict] = dict(num_images=4,
+                                                    iters=20)) -> None:
         if reference not in REFERENCE_SETS:
             raise ValueError(f'reference must be one of {REFERENCE_SETS}, '
                              f'got {reference!r}')
@@ -61,6 +70,8 @@ class InfluenceSelector(BaseSelector):
         self.reference_max_images = reference_max_images
         self.solver_cfg = dict(solver or dict(type='mmal.LiSSA'))
         self.unscored = unscored
+        self.scale_check = None if scale_check is None else dict(scale_check)
+        self.last_scale_report: Optional[dict] = None
 
     # -- the three passes ---------------------------------------------------
     # Each pass is sharded over the processes (``shard``: every
@@ -117,6 +128,8 @@ class InfluenceSelector(BaseSelector):
                 out[r] = [t.cpu() for t in h]
             return out
 
+        self.last_scale_report = self.check_scales(context, solver, view,
+                                                   hvp, params, names)
         print_log(
             f's_test: {len(chains)} chains x {len(chains[0])} labeled images',
             context.logger)
@@ -126,6 +139,35 @@ class InfluenceSelector(BaseSelector):
         device = params[0].device
         return solver.average([[t.to(device) for t in results[r]]
                                for r in range(len(chains))])
+
+    def check_scales(self, context, solver, view, hvp, params,
+                     names) -> Optional[dict]:
+        """Measure the per-block spectrum on a few labeled images; warn.
+
+        Every rank measures the same seeded images (a few dozen HVPs next to
+        LiSSA's thousands), so no communication is needed.
+        """
+        if self.scale_check is None or not hasattr(solver, 'block_scales'):
+            return None
+        ids = sorted(view.sample_ids)
+        num = min(int(self.scale_check.get('num_images', 4)), len(ids))
+        pick = np.random.default_rng([context.seed, 3]).permutation(
+            len(ids))[:num]
+        eig = block_top_eigenvalues(
+            hvp, context.loader(view, [ids[i] for i in pick]), params,
+            iters=int(self.scale_check.get('iters', 20)), seed=context.seed)
+        scales = solver.block_scales(len(params))
+        report = scale_report(eig, scales, solver.damp, names)
+        top = [round(x, 4) for x in report['max_eigenvalue']]
+        low = [round(x, 4) for x in report['min_eigenvalue']]
+        print_log(
+            f'LiSSA scale check on {num} labeled images: top Hessian '
+            f'eigenvalue per block {top}, most negative {low}; safe scales '
+            f'{report["safe_scale"]}, configured {scales}', context.logger)
+        for msg in report['warnings']:
+            print_log('LiSSA scale check: ' + msg, context.logger,
+                      level=logging.WARNING)
+        return report
 
     def score(self, context, params,
               s_test: Sequence[torch.Tensor]) -> Dict[str, Optional[float]]:
@@ -176,6 +218,7 @@ class InfluenceSelector(BaseSelector):
             num_unscored=len(scores) - len(scored),
             v_norm=[float(x.norm()) for x in v],
             s_test_norm=[float(x.norm()) for x in s],
+            scale_check=self.last_scale_report,
             **times)
         print_log(
             f'influence: scored {len(scored)} images, {info["num_unscored"]} '
