@@ -68,7 +68,9 @@ def scale_report(eigenvalues: Sequence[Sequence[float]],
 
     Returns:
         dict: ``max_eigenvalue`` (largest positive per block),
-        ``min_eigenvalue`` (most negative), ``safe_scale`` (per block: the
+        ``min_eigenvalue`` (most negative; power iteration only sees a
+        negative eigenvalue when it dominates the block, 0 otherwise),
+        ``safe_scale`` (per block: the
         largest positive eigenvalue, rounded up; a scale at or above it
         does not overshoot), ``warnings`` (messages for blocks whose scale
         would make the chain diverge).

@@ -162,8 +162,9 @@ class InfluenceSelector(BaseSelector):
         low = [round(x, 4) for x in report['min_eigenvalue']]
         print_log(
             f'LiSSA scale check on {num} labeled images: top Hessian '
-            f'eigenvalue per block {top}, most negative {low}; safe scales '
-            f'{report["safe_scale"]}, configured {scales}', context.logger)
+            f'eigenvalue per block {top}, dominant negative {low}; safe '
+            f'scales {report["safe_scale"]}, configured {scales}',
+            context.logger)
         for msg in report['warnings']:
             print_log('LiSSA scale check: ' + msg, context.logger,
                       level=logging.WARNING)
