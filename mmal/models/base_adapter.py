@@ -1,8 +1,8 @@
 """Per-model adapters: what the influence machinery needs from a model."""
 import contextlib
 import zlib
-from unittest import mock
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from unittest import mock
 
 import torch
 from mmengine.structures import InstanceData
