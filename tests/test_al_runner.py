@@ -340,3 +340,12 @@ def test_the_lissa_scale_check_is_logged_and_recorded(isal_run):
                                       report['max_eigenvalue']))
     with open(osp.join(work_dir, 'al.log')) as f:
         assert 'LiSSA scale check on 4 labeled images' in f.read()
+
+
+def test_a_rerun_appends_to_the_log(isal_run):
+    """al.log keeps the first run's lines after the reruns above."""
+    work_dir, _ = isal_run
+    with open(osp.join(work_dir, 'al.log')) as f:
+        log = f.read()
+    assert log.count('new run in') == 1
+    assert log.index('new run in') < log.index('resuming from')

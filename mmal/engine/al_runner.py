@@ -131,6 +131,7 @@ class ActiveLearningRunner:
         self.logger = MMLogger.get_instance(
             f'mmal_{self.name}_{next(_run_counter)}_{time.time_ns()}',
             log_file=osp.join(self.work_dir, 'al.log'),
+            file_mode='a',  # a rerun continues the log of the run it resumes
             log_level='INFO')
         self._pool_view: Optional[PoolSubsetDataset] = None
         self._boxes: Optional[Dict[str, int]] = None
