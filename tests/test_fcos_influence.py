@@ -11,16 +11,15 @@ import copy
 
 import pytest
 import torch
-from mmengine.dataset import pseudo_collate
-from mmengine.structures import InstanceData
 from torch.func import functional_call
 
 from mmal.engine import ActiveLearningRunner, SelectionContext
-from mmal.influence import flat_dot, hessian_vector_product, loss_grad
+from mmal.influence import hessian_vector_product, loss_grad
 from mmal.models import FCOSAdapter
 from mmal.registry import MODELS
 from mmal.structures import PoolState
 from conftest import tiny_config
+from influence_reference import check_scores_against_reference
 
 SCORE_THR = 0.1
 
@@ -108,49 +107,9 @@ def test_hvp_equals_explicit_hessian(setup):
         H.abs().max())
 
 
-def _reference_scores(model, adapter, context, s_test):
-    """Per image: predict at batch 1, pseudo labels, full loss, autograd."""
-    params = _params(model, adapter)
-    view = context.unlabeled_view()
-    out = {}
-    for i, sid in enumerate(view.sample_ids):
-        batch = pseudo_collate([view[i]])
-        data = model.data_preprocessor(batch, False)
-        with torch.no_grad():
-            pred = model.predict(
-                data['inputs'], copy.deepcopy(data['data_samples']),
-                rescale=False)[0].pred_instances
-        keep = pred.scores >= SCORE_THR
-        if not keep.any():
-            out[sid] = None
-            continue
-        sample = data['data_samples'][0]
-        sample.gt_instances = InstanceData(
-            bboxes=pred.bboxes[keep], labels=pred.labels[keep])
-        losses = model.loss(data['inputs'], [sample])
-        grad = loss_grad(model.parse_losses(losses)[0], params)
-        out[sid] = -float(flat_dot(s_test, grad))
-    return out
-
-
 def test_scores_equal_per_image_reference(setup):
-    from mmal.selectors import InfluenceSelector
     model, adapter, context = setup
-    gen = torch.Generator().manual_seed(1)
-    s_test = [torch.randn(p.shape, generator=gen)
-              for p in _params(model, adapter)]
-    selector = InfluenceSelector(score_thr=SCORE_THR)
-    ours = selector.score(context, _params(model, adapter), s_test)
-    ref = _reference_scores(model, adapter, context, s_test)
-    assert set(ours) == set(ref) == set(context.state.unlabeled_ids)
-    assert {k for k, v in ours.items() if v is None} == {
-        k for k, v in ref.items() if v is None}
-    scored = [k for k, v in ref.items() if v is not None]
-    assert len(scored) >= 5
-    for k in scored:
-        assert ours[k] == pytest.approx(ref[k], rel=1e-4, abs=1e-6)
-    ranking = selector.order(ours, seed=0)
-    assert ranking[:len(scored)] == sorted(scored, key=lambda k: ref[k])
+    check_scores_against_reference(model, adapter, context, SCORE_THR)
 
 
 def test_focal_loss_wrapper_keeps_the_value_and_is_twice_differentiable():
