@@ -49,7 +49,9 @@ def _write_config(path: str, **extra) -> str:
 
 
 def _launch(config: str, work_dir: str, nproc: int):
+    # CPU processes (gloo) even where a GPU is visible
     env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(_free_port()),
+               CUDA_VISIBLE_DEVICES='',
                PYTHONPATH=os.pathsep.join(
                    [TESTS, REPO, os.environ.get('PYTHONPATH', '')]))
     if nproc == 1:
