@@ -6,8 +6,9 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.structures import InstanceData
+from torch.func import functional_call
 
-from mmal.influence import flat_dot, loss_grad
+from mmal.influence import flat_dot, hessian_vector_product, loss_grad
 
 
 def reference_scores(model, adapter, context, s_test, score_thr):
@@ -35,8 +36,7 @@ def reference_scores(model, adapter, context, s_test, score_thr):
         sample.ignored_instances = InstanceData(  # nothing ignored
             bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long())
         with adapter.image_rng(dict(sample_id=[sid])):
-            losses = model.loss(data['inputs'], [sample])
-            grad = loss_grad(model.parse_losses(losses)[0], params)
+            grad = loss_grad(full_loss(model, data), params)
         out[sid] = -float(flat_dot(s_test, grad))
     return out
 
@@ -60,3 +60,66 @@ def check_scores_against_reference(model, adapter, context, score_thr,
         assert ours[k] == pytest.approx(ref[k], rel=1e-4, abs=1e-6)
     ranking = selector.order(ours, seed=0)
     assert ranking[:len(scored)] == sorted(scored, key=lambda k: ref[k])
+
+
+def full_loss(model, data):
+    """mmdet's own training loss of the whole detector (scalar)."""
+    losses = model.loss(data['inputs'], data['data_samples'])
+    return model.parse_losses(losses)[0]
+
+
+def check_gradients_against_full_loss(model, adapter, context, num=3):
+    """The adapter's θ-gradient (frozen trunk) equals the gradient of the
+    full ``model.loss`` with the same random draws, on ``num`` labeled
+    images.
+
+    Returns:
+        list[list[Tensor]]: The adapter's gradients, per image.
+    """
+    params = [p for _, p in adapter.parameters(model)]
+    out = []
+    for batch in list(context.loader(context.labeled_view()))[:num]:
+        ours = loss_grad(adapter.gt_loss(model, batch), params)
+        data = model.data_preprocessor(batch, False)
+        with adapter.image_rng(batch):  # the same sampling draws
+            ref = loss_grad(full_loss(model, data), params)
+        for a, b in zip(ours, ref):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+        out.append(ours)
+    return out
+
+
+def check_hvp_against_explicit_hessian(model, adapter, batch):
+    """The adapter's Hessian-vector product on ``batch`` equals ``H @ x``
+    with ``H`` the explicit Hessian of the full ``model.loss`` w.r.t. θ
+    (``functional_call``; the same random draws).
+
+    Returns:
+        tuple[Tensor, list[int]]: ``H`` (n, n) and the block sizes.
+    """
+    named = adapter.parameters(model)
+    names = [n for n, _ in named]
+    shapes = [p.shape for _, p in named]
+    sizes = [p.numel() for _, p in named]
+    data = model.data_preprocessor(batch, False)
+
+    def loss_of(theta):
+        blocks = torch.split(theta, sizes)
+        weights = {n: b.reshape(s) for n, b, s in zip(names, blocks, shapes)}
+        with adapter.image_rng(batch):
+            losses = functional_call(
+                model, weights, args=(data['inputs'], data['data_samples']),
+                kwargs=dict(mode='loss'))
+        return model.parse_losses(losses)[0]
+
+    theta = torch.cat([p.detach().reshape(-1) for _, p in named])
+    H = torch.autograd.functional.hessian(loss_of, theta)
+    assert H.shape == (sum(sizes), sum(sizes))
+    gen = torch.Generator().manual_seed(0)
+    vec = [torch.randn(s, generator=gen) for s in shapes]
+    ours = hessian_vector_product(
+        adapter.gt_loss(model, batch), [p for _, p in named], vec)
+    flat = torch.cat([x.reshape(-1) for x in ours])
+    expected = H @ torch.cat([x.reshape(-1) for x in vec])
+    torch.testing.assert_close(flat, expected, rtol=1e-4, atol=1e-6)
+    return H, sizes

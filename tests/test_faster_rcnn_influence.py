@@ -15,16 +15,17 @@ import os.path as osp
 
 import pytest
 import torch
-from torch.func import functional_call
 
 from mmal.engine import ActiveLearningRunner, SelectionContext
-from mmal.influence import hessian_vector_product, loss_grad
+from mmal.influence import loss_grad
 from mmal.models import FasterRCNNAdapter
 from mmal.registry import MODELS
 from mmal.structures import PoolState
 from mmal.utils.fileio import read_json
 from conftest import tiny_config
-from influence_reference import check_scores_against_reference
+from influence_reference import (check_gradients_against_full_loss,
+                                 check_hvp_against_explicit_hessian,
+                                 check_scores_against_reference, full_loss)
 
 SCORE_THR = 0.1
 NAMES = [
@@ -64,12 +65,6 @@ def _params(model, adapter):
     return [p for _, p in adapter.parameters(model)]
 
 
-def _full_loss(model, data, **kwargs):
-    """mmdet's own training loss of the whole detector."""
-    losses = model.loss(data['inputs'], data['data_samples'], **kwargs)
-    return model.parse_losses(losses)[0]
-
-
 def test_parameters_are_the_rpn_and_roi_last_layer_weights(setup):
     model, adapter, context = setup
     assert [n for n, _ in adapter.parameters(model)] == NAMES
@@ -85,14 +80,7 @@ def test_parameters_are_the_rpn_and_roi_last_layer_weights(setup):
 
 def test_gt_loss_gradient_equals_full_model_loss(setup):
     model, adapter, context = setup
-    params = _params(model, adapter)
-    for batch in list(context.loader(context.labeled_view()))[:3]:
-        ours = loss_grad(adapter.gt_loss(model, batch), params)
-        data = model.data_preprocessor(batch, False)
-        with adapter.image_rng(batch):  # the same sampling draws
-            ref = loss_grad(_full_loss(model, data), params)
-        for a, b in zip(ours, ref):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    check_gradients_against_full_loss(model, adapter, context)
 
 
 def test_sampling_is_random_but_gradients_are_seeded_per_image(setup):
@@ -104,7 +92,7 @@ def test_sampling_is_random_but_gradients_are_seeded_per_image(setup):
     draws = []
     for s in (0, 1):
         torch.manual_seed(s)
-        draws.append(loss_grad(_full_loss(model, data), params))
+        draws.append(loss_grad(full_loss(model, data), params))
     assert not torch.equal(draws[0][0], draws[1][0])  # RPN anchors
     assert not torch.equal(draws[0][2], draws[1][2])  # RoI proposals
     # ...the adapter's does not depend on the global RNG state...
@@ -128,31 +116,8 @@ def test_sampling_is_random_but_gradients_are_seeded_per_image(setup):
 
 def test_hvp_equals_explicit_hessian(setup):
     model, adapter, context = setup
-    named = adapter.parameters(model)
-    shapes = [p.shape for _, p in named]
-    sizes = [p.numel() for _, p in named]
     batch = next(iter(context.loader(context.labeled_view())))
-    data = model.data_preprocessor(batch, False)
-
-    def full_loss(theta):
-        blocks = torch.split(theta, sizes)
-        weights = {n: b.reshape(s) for n, b, s in zip(NAMES, blocks, shapes)}
-        with adapter.image_rng(batch):
-            losses = functional_call(
-                model, weights, args=(data['inputs'], data['data_samples']),
-                kwargs=dict(mode='loss'))
-        return model.parse_losses(losses)[0]
-
-    theta = torch.cat([p.detach().reshape(-1) for _, p in named])
-    H = torch.autograd.functional.hessian(full_loss, theta)
-    assert H.shape == (sum(sizes), sum(sizes))
-    gen = torch.Generator().manual_seed(0)
-    vec = [torch.randn(s, generator=gen) for s in shapes]
-    ours = hessian_vector_product(
-        adapter.gt_loss(model, batch), [p for _, p in named], vec)
-    flat = torch.cat([x.reshape(-1) for x in ours])
-    expected = H @ torch.cat([x.reshape(-1) for x in vec])
-    torch.testing.assert_close(flat, expected, rtol=1e-4, atol=1e-6)
+    H, sizes = check_hvp_against_explicit_hessian(model, adapter, batch)
     # the classification blocks have curvature; the L1 box losses do not;
     # mmdet detaches the proposals, so RPN and RoI blocks do not couple
     edges = [0] + torch.tensor(sizes).cumsum(0).tolist()

@@ -11,15 +11,15 @@ import copy
 
 import pytest
 import torch
-from torch.func import functional_call
 
 from mmal.engine import ActiveLearningRunner, SelectionContext
-from mmal.influence import hessian_vector_product, loss_grad
 from mmal.models import FCOSAdapter
 from mmal.registry import MODELS
 from mmal.structures import PoolState
 from conftest import tiny_config
-from influence_reference import check_scores_against_reference
+from influence_reference import (check_gradients_against_full_loss,
+                                 check_hvp_against_explicit_hessian,
+                                 check_scores_against_reference)
 
 SCORE_THR = 0.1
 
@@ -46,10 +46,6 @@ def setup(tmp_path_factory):
     return model, adapter, context
 
 
-def _params(model, adapter):
-    return [p for _, p in adapter.parameters(model)]
-
-
 def test_parameters_are_the_three_last_conv_weights(setup):
     model, adapter, _ = setup
     names = [n for n, _ in adapter.parameters(model)]
@@ -61,46 +57,14 @@ def test_parameters_are_the_three_last_conv_weights(setup):
 
 def test_gt_loss_gradient_equals_full_model_loss(setup):
     model, adapter, context = setup
-    params = _params(model, adapter)
-    view = context.labeled_view()
-    for batch in list(context.loader(view))[:3]:
-        ours = loss_grad(adapter.gt_loss(model, batch), params)
-        data = model.data_preprocessor(batch, False)
-        losses = model.loss(data['inputs'], data['data_samples'])
-        full, _ = model.parse_losses(losses)
-        ref = loss_grad(full, params)
-        for a, b in zip(ours, ref):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-        assert any(float(g.abs().sum()) > 0 for g in ours)
+    for grads in check_gradients_against_full_loss(model, adapter, context):
+        assert any(float(g.abs().sum()) > 0 for g in grads)
 
 
 def test_hvp_equals_explicit_hessian(setup):
     model, adapter, context = setup
-    named = adapter.parameters(model)
-    names = [n for n, _ in named]
-    shapes = [p.shape for _, p in named]
-    sizes = [p.numel() for _, p in named]
     batch = next(iter(context.loader(context.labeled_view())))
-    data = model.data_preprocessor(batch, False)
-
-    def full_loss(theta):
-        blocks = torch.split(theta, sizes)
-        weights = {n: b.reshape(s) for n, b, s in zip(names, blocks, shapes)}
-        losses = functional_call(
-            model, weights, args=(data['inputs'], data['data_samples']),
-            kwargs=dict(mode='loss'))
-        return model.parse_losses(losses)[0]
-
-    theta = torch.cat([p.detach().reshape(-1) for _, p in named])
-    H = torch.autograd.functional.hessian(full_loss, theta)
-    assert H.shape == (sum(sizes), sum(sizes))
-    gen = torch.Generator().manual_seed(0)
-    vec = [torch.randn(s, generator=gen) for s in shapes]
-    ours = hessian_vector_product(
-        adapter.gt_loss(model, batch), [p for _, p in named], vec)
-    flat = torch.cat([x.reshape(-1) for x in ours])
-    expected = H @ torch.cat([x.reshape(-1) for x in vec])
-    torch.testing.assert_close(flat, expected, rtol=1e-4, atol=1e-6)
+    H, sizes = check_hvp_against_explicit_hessian(model, adapter, batch)
     # FCOS's Hessian is block diagonal (each output has its own weights)
     cls_n = sizes[0]
     assert float(H[:cls_n, cls_n:].abs().max()) < 1e-6 * float(
