@@ -3,6 +3,7 @@ import os.path as osp
 
 import pytest
 from mmengine.config import Config
+from mmengine.runner import Runner
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -40,6 +41,19 @@ def tiny_config(name: str = 'isal_fcos_shapes.py', **extra) -> Config:
         cfg.al_cfg.selector.solver.depth = 3
         cfg.al_cfg.selector.solver.repeats = 2
     return cfg
+
+
+def record_training(monkeypatch) -> list:
+    """Let trainings run, recording the cycle directory of each."""
+    trained = []
+    original = Runner.train
+
+    def spy(self):
+        trained.append(osp.basename(self.work_dir))
+        return original(self)
+
+    monkeypatch.setattr(Runner, 'train', spy)
+    return trained
 
 
 @pytest.fixture(scope='session', autouse=True)

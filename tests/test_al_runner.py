@@ -10,7 +10,7 @@ from mmengine.runner import Runner
 
 from mmal.engine import ActiveLearningRunner
 from mmal.registry import HOOKS, SELECTORS
-from conftest import tiny_config
+from conftest import record_training, tiny_config
 
 
 def _read(path):
@@ -22,19 +22,6 @@ def _forbid_training(monkeypatch):
     def boom(self):
         raise AssertionError('a finished cycle was trained again')
     monkeypatch.setattr(Runner, 'train', boom)
-
-
-def _record_training(monkeypatch):
-    """Let trainings run, recording the cycle directory of each."""
-    trained = []
-    original = Runner.train
-
-    def spy(self):
-        trained.append(osp.basename(self.work_dir))
-        return original(self)
-
-    monkeypatch.setattr(Runner, 'train', spy)
-    return trained
 
 
 @HOOKS.register_module()
@@ -99,7 +86,7 @@ def test_more_cycles_continue_where_the_run_stopped(isal_run, tmp_path,
     import shutil
     work_dir = str(tmp_path / 'copy')
     shutil.copytree(isal_run[0], work_dir)
-    trained = _record_training(monkeypatch)
+    trained = record_training(monkeypatch)
     state = ActiveLearningRunner(
         tiny_config(**{'al_cfg.num_cycles': 3}), work_dir).run()
     assert trained == ['cycle_2']
@@ -161,7 +148,7 @@ def test_crash_in_selection_keeps_training(tmp_path, monkeypatch):
     saved = _read(osp.join(work_dir, 'al_state.json'))
     assert saved['cycles'][0]['done'] == ['train', 'evaluate']
     monkeypatch.setattr(SELECTORS.get('mmal.RandomSelector'), 'rank', rank)
-    trained = _record_training(monkeypatch)
+    trained = record_training(monkeypatch)
     state = ActiveLearningRunner(cfg, work_dir).run()
     assert trained == ['cycle_1']
     assert state.pool.num_labeled == 12
@@ -233,7 +220,7 @@ def test_crash_in_evaluation_reloads_the_checkpoint(tmp_path, monkeypatch):
 
 def test_budget_larger_than_pool_then_empty_pool_stops(tmp_path, monkeypatch):
     """16 unlabeled, budget 20: all are taken, then the run stops."""
-    trained = _record_training(monkeypatch)
+    trained = record_training(monkeypatch)
     cfg = tiny_config('random_fcos_shapes.py', **{
         'al_cfg.budget': 20,
         'al_cfg.num_cycles': 4,

@@ -2,10 +2,9 @@
 import os.path as osp
 
 import pytest
-from mmengine.runner import Runner
 
 from mmal.engine import ActiveLearningRunner, resolve_al_cfg
-from conftest import tiny_config
+from conftest import record_training, tiny_config
 
 
 def _runner(tmp_path, **al):
@@ -50,14 +49,7 @@ def test_run_stops_at_the_target_and_continues_when_it_is_raised(
     with open(osp.join(str(tmp_path), 'al.log')) as f:
         assert 'reached the target' in f.read()
 
-    trained = []
-    original = Runner.train
-
-    def spy(self):
-        trained.append(osp.basename(self.work_dir))
-        return original(self)
-
-    monkeypatch.setattr(Runner, 'train', spy)
+    trained = record_training(monkeypatch)
     # rerun, same target: nothing to do
     state = _runner(tmp_path, target_metric=0.0, num_cycles=3).run()
     assert trained == [] and len(state.cycles) == 1
