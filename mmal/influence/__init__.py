@@ -1,9 +1,17 @@
-from .hvp import hessian_vector_product, loss_grad
+from .cg_solver import ConjugateGradient
+from .damped_solver import DampedSolver, flatten, unflatten
+from .exact_solver import ExactSolver
+from .hvp import ImageHessian, hessian_vector_product, loss_grad
 from .lissa import DivergenceError, LiSSA
 from .params import flat_dot, select_parameters
+from .planned_cache import PlannedCache
 from .spectrum import block_top_eigenvalues, scale_report
+from .tangent import TangentHooks, primal, tangent_of
 
 __all__ = [
     'hessian_vector_product', 'loss_grad', 'LiSSA', 'DivergenceError',
-    'flat_dot', 'select_parameters', 'block_top_eigenvalues', 'scale_report'
+    'flat_dot', 'select_parameters', 'block_top_eigenvalues', 'scale_report',
+    'TangentHooks', 'primal', 'tangent_of', 'ConjugateGradient',
+    'DampedSolver', 'ExactSolver', 'flatten', 'unflatten', 'PlannedCache',
+    'ImageHessian'
 ]

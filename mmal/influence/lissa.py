@@ -1,4 +1,5 @@
 """LiSSA estimate of ``s_test = H^-1 v`` with the official ISAL semantics."""
+import itertools
 import math
 import time
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
@@ -8,8 +9,14 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
+from mmal.utils.distributed import gather_or_raise, shard
+from .damped_solver import DampedSolver
 
 HvpFn = Callable[[Any, List[torch.Tensor]], List[torch.Tensor]]
+
+
+def _apply(hvp: Callable, h: List[torch.Tensor]) -> List[torch.Tensor]:
+    return hvp(h)
 
 
 class DivergenceError(RuntimeError):
@@ -17,7 +24,7 @@ class DivergenceError(RuntimeError):
 
 
 @INFLUENCE_SOLVERS.register_module()
-class LiSSA:
+class LiSSA(DampedSolver):
     """Stochastic estimate of ``s_test`` (Agarwal et al.), as in ISAL's code.
 
     One chain starts at ``h = v`` and, for one sampled labeled image ``z``
@@ -51,30 +58,55 @@ class LiSSA:
                  repeats: int = 4,
                  max_norm_ratio: float = 10.0,
                  log_interval: int = 100) -> None:
-        if not 0 <= damp < 1:
-            raise ValueError(f'LiSSA damp must be in [0, 1), got {damp}')
+        super().__init__(damp, scale)
         if depth <= 0 or repeats <= 0:
             raise ValueError(f'LiSSA depth and repeats must be > 0, got '
                              f'depth={depth}, repeats={repeats}')
-        scales = [scale] if isinstance(scale, (int, float)) else list(scale)
-        if any(s <= 0 for s in scales):
-            raise ValueError(f'LiSSA scales must be > 0, got {scales}')
-        self.damp = float(damp)
-        self.scale = scales
         self.depth = int(depth)
         self.repeats = int(repeats)
         self.max_norm_ratio = float(max_norm_ratio)
         self.log_interval = int(log_interval)
 
-    def block_scales(self, num_blocks: int) -> List[float]:
-        """Scale of each of ``num_blocks`` parameter blocks."""
-        if len(self.scale) == 1:
-            return self.scale * num_blocks
-        if len(self.scale) != num_blocks:
-            raise ValueError(
-                f'LiSSA has {len(self.scale)} scales {self.scale} but the '
-                f'model adapter selects {num_blocks} parameter blocks')
-        return list(self.scale)
+    def estimate(self, v: Sequence[torch.Tensor],
+                 problem) -> List[torch.Tensor]:
+        """``s_test`` on a labeled set, chains spread over the processes.
+
+        Chain ``r`` runs on the process ``r % world_size``; every process
+        averages the gathered chains in chain order, so the result does not
+        depend on the number of processes.
+
+        Args:
+            v (Sequence[Tensor]): Reference gradient, one tensor per block.
+            problem (LabeledHessian): The labeled images' Hessians
+                (``sample_ids``, ``seed``, ``image_hvps(ids)``,
+                ``block_names``, ``logger``).
+
+        Returns:
+            list[Tensor]: ``s_test``, same shapes as ``v``.
+        """
+        chains = self.sample_chains(problem.sample_ids, seed=problem.seed)
+        print_log(
+            f's_test (LiSSA): {len(chains)} chains x {len(chains[0])} '
+            'labeled images', problem.logger)
+
+        def my_chains():
+            mine = shard(range(len(chains)))
+            hvps = iter(problem.image_hvps(
+                [sid for r in mine for sid in chains[r]]))
+            out = {}
+            for r in mine:
+                h = self.run_chain(v, _apply,
+                                   itertools.islice(hvps, len(chains[r])), r,
+                                   len(chains), problem.block_names,
+                                   problem.logger)
+                out[r] = [t.cpu() for t in h]
+            return out
+
+        results = {}
+        for part in gather_or_raise(my_chains, 's_test (LiSSA)'):
+            results.update(part)
+        return self.average([[t.to(x.device) for t, x in zip(results[r], v)]
+                             for r in range(len(chains))])
 
     def sample_chains(self, sample_ids: Sequence[str],
                       seed: int) -> List[List[str]]:

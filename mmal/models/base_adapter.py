@@ -1,14 +1,16 @@
 """Per-model adapters: what the influence machinery needs from a model."""
 import contextlib
 import zlib
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from unittest import mock
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from mmengine.structures import InstanceData
 from torch import nn
 
-from mmal.influence import select_parameters
+from mmal.influence import (TangentHooks, primal, select_parameters,
+                            tangent_of)
 
 
 class BaseModelAdapter:
@@ -152,6 +154,30 @@ class BaseModelAdapter:
         """Run the model's data preprocessor in test mode."""
         return self.unwrap(model).data_preprocessor(batch, False)
 
+    # -- the pieces a subclass provides ---------------------------------------
+    # ``feats`` are the trunk's outputs (θ-free, computed without autograd),
+    # ``outs`` the head outputs that depend on θ; both hold tensors whose
+    # first dimension is the image (see :func:`image_slice`).
+    def _features(self, model: nn.Module, inputs: torch.Tensor):
+        """Trunk features of a batch (no autograd: θ is not in the trunk)."""
+        with torch.no_grad():
+            return model.extract_feat(inputs)
+
+    def _head(self, model: nn.Module, feats):
+        """Head outputs that depend on θ."""
+        raise NotImplementedError
+
+    def _predict(self, model: nn.Module, feats, outs,
+                 samples: Sequence) -> List[InstanceData]:
+        """The detector's predictions (network input frame), no autograd."""
+        raise NotImplementedError
+
+    def _loss(self, model: nn.Module, feats, outs, batch: Dict,
+              samples: Sequence) -> torch.Tensor:
+        """Training loss of the image(s) in ``samples`` (scalar)."""
+        raise NotImplementedError
+
+    # -- per-image losses (the reference path) ----------------------------
     def gt_loss(self, model: nn.Module, batch: Dict) -> torch.Tensor:
         """Per-image loss on ground-truth annotations.
 
@@ -162,14 +188,148 @@ class BaseModelAdapter:
         Returns:
             Tensor: Scalar loss, differentiable w.r.t. θ.
         """
-        raise NotImplementedError
+        model = self.unwrap(model)
+        data = self.preprocess(model, batch)
+        feats = self._features(model, data['inputs'])
+        return self._loss(model, feats, self._head(model, feats), batch,
+                          data['data_samples'])
 
     def pseudo_loss(self, model: nn.Module, batch: Dict,
                     score_thr: float) -> Tuple[Optional[torch.Tensor], int]:
         """Per-image loss on the model's own predictions (pseudo labels).
 
+        The predictions come from the same trunk and head pass as the loss.
+
         Returns:
             tuple[Tensor | None, int]: The scalar loss (None when no
             prediction reaches ``score_thr``) and the number of pseudo boxes.
         """
-        raise NotImplementedError
+        model = self.unwrap(model)
+        data = self.preprocess(model, batch)
+        samples = data['data_samples']
+        self.check_single(samples)
+        feats = self._features(model, data['inputs'])
+        outs = self._head(model, feats)
+        with torch.no_grad():
+            preds = self._predict(model, feats, detach(outs), samples)
+        num = self.set_pseudo_labels(samples[0], preds[0], score_thr)
+        if num == 0:
+            return None, 0
+        return self._loss(model, feats, outs, batch, samples), num
+
+    # -- the fast path: batched, no per-image backward ----------------------
+    def directional_scores(
+            self, model: nn.Module, data: Dict,
+            direction: Sequence[torch.Tensor],
+            score_thr: float) -> List[Tuple[Optional[float], int]]:
+        """``∇θ l(z', pseudo labels) · S`` for every image of a batch.
+
+        One pass: the trunk and head run once for the whole batch without
+        autograd, with forward-mode tangents along ``direction`` attached at
+        the θ layers (:class:`~mmal.influence.TangentHooks`); predictions
+        are taken from the primal outputs, then each image's loss on its
+        pseudo labels is evaluated on its slice of the outputs, and its
+        tangent is the directional derivative. It equals
+        ``loss_grad(pseudo_loss(...)) · S`` up to float rounding.
+
+        Args:
+            data (dict): A preprocessed batch (:func:`same_shape_batches`):
+                ``inputs`` (B, C, H, W), ``data_samples`` (B) and
+                ``sample_id`` (B).
+            direction (Sequence[Tensor]): ``S``, shaped like θ.
+            score_thr (float): Pseudo-label score threshold.
+
+        Returns:
+            list[tuple[float | None, int]]: Per image, the derivative (None
+            without pseudo box) and the number of pseudo boxes.
+        """
+        model = self.unwrap(model)
+        samples = data['data_samples']
+        hooks = TangentHooks(model, self.param_names, direction)
+        results = []
+        with fwAD.dual_level(), torch.no_grad(), hooks:
+            feats = self._features(model, data['inputs'])
+            outs = self._head(model, feats)
+            with hooks.paused():
+                preds = self._predict(model, feats, primal(outs), samples)
+            for i, (sid, sample) in enumerate(zip(data['sample_id'],
+                                                  samples)):
+                num = self.set_pseudo_labels(sample, preds[i], score_thr)
+                if num == 0:
+                    results.append((None, 0))
+                    continue
+                loss = self._loss(model, image_slice(feats, i),
+                                  image_slice(outs, i),
+                                  dict(sample_id=[sid]), [sample])
+                results.append((float(tangent_of(loss)), num))
+        return results
+
+    def cache_entries(self, model: nn.Module, data: Dict) -> List[Dict]:
+        """What a labeled image's loss needs once the trunk has run.
+
+        The HVPs of LiSSA revisit the same labeled images; caching the
+        θ-free part of the network (here the trunk features; subclasses
+        may cache more) leaves only the layers after it to run per step.
+
+        Args:
+            data (dict): A preprocessed batch (:func:`same_shape_batches`).
+
+        Returns:
+            list[dict]: Per image: ``feats`` (own copies), ``sample`` and
+            ``sample_id``; see :meth:`cached_gt_loss`.
+        """
+        model = self.unwrap(model)
+        feats = self._features(model, data['inputs'])
+        return [
+            dict(feats=image_slice(feats, i, copy=True), sample=sample,
+                 sample_id=sid)
+            for i, (sid, sample) in enumerate(
+                zip(data['sample_id'], data['data_samples']))
+        ]
+
+    def cached_gt_loss(self, model: nn.Module, entry: Dict) -> torch.Tensor:
+        """:meth:`gt_loss` of a cached image (same value)."""
+        model = self.unwrap(model)
+        feats = entry['feats']
+        return self._loss(model, feats, self._head(model, feats),
+                          dict(sample_id=[entry['sample_id']]),
+                          [entry['sample']])
+
+
+def detach(obj: Any) -> Any:
+    """``obj`` with every tensor detached (nested lists / tuples)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(detach(o) for o in obj)
+    return obj
+
+
+def image_slice(obj: Any, i: int, copy: bool = False) -> Any:
+    """Image ``i`` of batched tensors (nested), keeping the batch dim.
+
+    Args:
+        obj: A tensor (B, ...) or nested lists / tuples of them.
+        i (int): The image.
+        copy (bool): Clone the slices, so that they do not keep the whole
+            batch's storage alive.
+    """
+    if isinstance(obj, torch.Tensor):
+        part = obj[i:i + 1]
+        return part.clone() if copy else part
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(image_slice(o, i, copy) for o in obj)
+    if isinstance(obj, dict):
+        return {k: image_slice(o, i, copy) for k, o in obj.items()}
+    return obj
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes held by the tensors in ``obj`` (nested lists / tuples / dicts)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(o) for o in obj.values())
+    return 0

@@ -1,20 +1,13 @@
 """Adapters for mmdet single-stage dense detectors (FCOS, RetinaNet, ...)."""
-from typing import Dict, Optional, Tuple
+import contextlib
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.utils import unpack_gt_instances
 from torch import nn
 
 from mmal.registry import AL_ADAPTERS
-from .base_adapter import BaseModelAdapter
-
-
-def _detach(outs):
-    if isinstance(outs, torch.Tensor):
-        return outs.detach()
-    if isinstance(outs, (list, tuple)):
-        return type(outs)(_detach(o) for o in outs)
-    return outs
+from .base_adapter import BaseModelAdapter, image_slice
 
 
 class TwiceDifferentiableFocalLoss(nn.Module):
@@ -40,6 +33,44 @@ class TwiceDifferentiableFocalLoss(nn.Module):
         return self.focal_loss(pred, target, *args, **kwargs)
 
 
+class _RecordLevels(nn.Module):
+    """Appended to a head tower: stores its output at every level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels: List[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.levels.append(x)
+        return x
+
+
+class _ReplayLevels(nn.Module):
+    """Stands for a head tower: returns its recorded output, level by level."""
+
+    def __init__(self, levels: Sequence[torch.Tensor]) -> None:
+        super().__init__()
+        self.levels = list(levels)
+        self.next = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.levels[self.next]
+        self.next += 1
+        return out
+
+
+@contextlib.contextmanager
+def _swap_towers(head: nn.Module, towers: Dict[str, nn.ModuleList]):
+    old = {name: getattr(head, name) for name in towers}
+    try:
+        for name, tower in towers.items():
+            setattr(head, name, tower)
+        yield
+    finally:
+        for name, tower in old.items():
+            setattr(head, name, tower)
+
+
 @AL_ADAPTERS.register_module()
 class SingleStageAdapter(BaseModelAdapter):
     """Adapter for an mmdet ``SingleStageDetector`` with a dense head.
@@ -47,7 +78,20 @@ class SingleStageAdapter(BaseModelAdapter):
     θ lives in ``bbox_head`` only, so the backbone and neck run without
     autograd (their output does not depend on θ) and only the head is
     differentiated.
+
+    For the fast path, the outputs of the head's conv towers
+    (``cls_convs``, ``reg_convs`` in mmdet's anchor-free and anchor heads)
+    are what a labeled image's HVP needs: they do not depend on θ, and only
+    the last layers and the loss run per LiSSA step. Heads without such
+    towers, or whose outputs the towers' replay does not reproduce (checked
+    on the first batch), cache the trunk features instead.
     """
+
+    towers: Tuple[str, ...] = ('cls_convs', 'reg_convs')
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._replay_ok: Optional[bool] = None
 
     def prepare(self, model: nn.Module, seed: int = 0) -> nn.Module:
         super().prepare(model, seed)
@@ -57,15 +101,16 @@ class SingleStageAdapter(BaseModelAdapter):
             head.loss_cls = TwiceDifferentiableFocalLoss(loss_cls)
         return model
 
-    def _head_outputs(self, model: nn.Module, batch: Dict):
-        model = self.unwrap(model)
-        data = self.preprocess(model, batch)
-        with torch.no_grad():
-            feats = model.extract_feat(data['inputs'])
-        return model, model.bbox_head(feats), data['data_samples']
+    def _head(self, model: nn.Module, feats):
+        return model.bbox_head(feats)
 
-    def _loss(self, model: nn.Module, outs, batch: Dict) -> torch.Tensor:
-        samples = batch['data_samples']
+    def _predict(self, model: nn.Module, feats, outs, samples):
+        metas = [s.metainfo for s in samples]
+        return model.bbox_head.predict_by_feat(
+            *outs, batch_img_metas=metas, rescale=False)
+
+    def _loss(self, model: nn.Module, feats, outs, batch: Dict,
+              samples) -> torch.Tensor:
         gts, gts_ignore, metas = unpack_gt_instances(samples)
         with self.loss_scope(batch):
             losses = model.bbox_head.loss_by_feat(*outs, gts, metas,
@@ -73,21 +118,70 @@ class SingleStageAdapter(BaseModelAdapter):
         loss, _ = model.parse_losses(losses)
         return loss
 
-    def gt_loss(self, model: nn.Module, batch: Dict) -> torch.Tensor:
-        model, outs, samples = self._head_outputs(model, batch)
-        return self._loss(model, outs, dict(batch, data_samples=samples))
+    # -- caching the towers' outputs ------------------------------------------
+    def _has_towers(self, head: nn.Module) -> bool:
+        return all(
+            isinstance(getattr(head, name, None), nn.ModuleList)
+            for name in self.towers)
 
-    def pseudo_loss(self, model: nn.Module, batch: Dict,
-                    score_thr: float) -> Tuple[Optional[torch.Tensor], int]:
-        model, outs, samples = self._head_outputs(model, batch)
-        self.check_single(samples)
-        metas = [s.metainfo for s in samples]
-        preds = model.bbox_head.predict_by_feat(
-            *_detach(outs), batch_img_metas=metas, rescale=False)
-        num = self.set_pseudo_labels(samples[0], preds[0], score_thr)
-        if num == 0:
-            return None, 0
-        return self._loss(model, outs, dict(batch, data_samples=samples)), num
+    def _head_from_towers(self, head: nn.Module,
+                          towers: Dict[str, List[torch.Tensor]]):
+        replay = {name: nn.ModuleList([_ReplayLevels(levels)])
+                  for name, levels in towers.items()}
+        first = towers[self.towers[0]]
+        with _swap_towers(head, replay):
+            return head(list(first))
+
+    def cache_entries(self, model: nn.Module, data: Dict) -> List[Dict]:
+        """Per image, the outputs of the head's towers (see the class doc).
+
+        Returns:
+            list[dict]: ``towers`` (tower name -> per-level tensors
+            (1, C, H_l, W_l)), ``sample``, ``sample_id``; or the trunk
+            features (:meth:`BaseModelAdapter.cache_entries`) for heads
+            without replayable towers.
+        """
+        model = self.unwrap(model)
+        head = model.bbox_head
+        if self._replay_ok is False or not self._has_towers(head):
+            return super().cache_entries(model, data)
+        feats = self._features(model, data['inputs'])
+        record = {name: _RecordLevels() for name in self.towers}
+        with torch.no_grad():
+            with _swap_towers(head, {
+                    name: nn.ModuleList([*getattr(head, name), rec])
+                    for name, rec in record.items()
+            }):
+                outs = head(feats)
+            towers = {name: rec.levels for name, rec in record.items()}
+            if self._replay_ok is None:  # once: does the replay reproduce?
+                again = self._head_from_towers(head, towers)
+                self._replay_ok = all(
+                    torch.equal(a, b)
+                    for a, b in zip(_flat(outs), _flat(again)))
+                if not self._replay_ok:
+                    return super().cache_entries(model, data)
+        return [
+            dict(towers=image_slice(towers, i, copy=True), sample=sample,
+                 sample_id=sid)
+            for i, (sid, sample) in enumerate(
+                zip(data['sample_id'], data['data_samples']))
+        ]
+
+    def cached_gt_loss(self, model: nn.Module, entry: Dict) -> torch.Tensor:
+        if 'towers' not in entry:
+            return super().cached_gt_loss(model, entry)
+        model = self.unwrap(model)
+        outs = self._head_from_towers(model.bbox_head, entry['towers'])
+        return self._loss(model, None, outs,
+                          dict(sample_id=[entry['sample_id']]),
+                          [entry['sample']])
+
+
+def _flat(obj) -> List[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    return [t for o in obj for t in _flat(o)]
 
 
 @AL_ADAPTERS.register_module()

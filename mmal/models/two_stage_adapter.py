@@ -1,13 +1,14 @@
 """Adapters for mmdet two-stage detectors (Faster R-CNN and relatives)."""
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List
 
 import torch
 from mmdet.models.utils import unpack_gt_instances
 from torch import nn
 
+from mmal.influence import primal
 from mmal.registry import AL_ADAPTERS
-from .base_adapter import BaseModelAdapter
+from .base_adapter import BaseModelAdapter, detach
 
 
 @AL_ADAPTERS.register_module()
@@ -33,18 +34,23 @@ class TwoStageAdapter(BaseModelAdapter):
     trunk and RPN pass as the loss.
     """
 
-    def _features(self, model: nn.Module, batch: Dict):
-        model = self.unwrap(model)
+    def _features(self, model: nn.Module, inputs: torch.Tensor):
         if not model.with_rpn:
             raise ValueError(f'{type(self).__name__} needs a detector with an '
                              'RPN head (precomputed proposals are not '
                              'supported)')
-        data = self.preprocess(model, batch)
-        with torch.no_grad():
-            feats = model.extract_feat(data['inputs'])
-        return model, feats, data['data_samples']
+        return super()._features(model, inputs)
 
-    def _loss(self, model: nn.Module, feats, rpn_outs, batch: Dict,
+    def _head(self, model: nn.Module, feats):
+        return model.rpn_head(feats)
+
+    def _predict(self, model: nn.Module, feats, outs, samples):
+        metas = [s.metainfo for s in samples]
+        proposals = model.rpn_head.predict_by_feat(
+            *outs, batch_img_metas=metas, rescale=False)
+        return model.roi_head.predict(feats, proposals, samples, rescale=False)
+
+    def _loss(self, model: nn.Module, feats, outs, batch: Dict,
               samples: List) -> torch.Tensor:
         """RPN + RoI training loss of the image(s) in ``samples``."""
         rpn_samples = copy.deepcopy(samples)
@@ -53,33 +59,15 @@ class TwoStageAdapter(BaseModelAdapter):
         gts, gts_ignore, metas = unpack_gt_instances(rpn_samples)
         proposal_cfg = model.train_cfg.get('rpn_proposal', model.test_cfg.rpn)
         with self.loss_scope(batch):
-            losses = model.rpn_head.loss_by_feat(*rpn_outs, gts, metas,
+            losses = model.rpn_head.loss_by_feat(*outs, gts, metas,
                                                  gts_ignore)
-            proposals = model.rpn_head.predict_by_feat(
-                *rpn_outs, batch_img_metas=metas, cfg=proposal_cfg)
+            with torch.no_grad():  # mmdet detaches the proposals too
+                proposals = model.rpn_head.predict_by_feat(
+                    *primal(detach(outs)), batch_img_metas=metas,
+                    cfg=proposal_cfg)
             losses.update(model.roi_head.loss(feats, proposals, samples))
         loss, _ = model.parse_losses(losses)
         return loss
-
-    def gt_loss(self, model: nn.Module, batch: Dict) -> torch.Tensor:
-        model, feats, samples = self._features(model, batch)
-        return self._loss(model, feats, model.rpn_head(feats), batch, samples)
-
-    def pseudo_loss(self, model: nn.Module, batch: Dict,
-                    score_thr: float) -> Tuple[Optional[torch.Tensor], int]:
-        model, feats, samples = self._features(model, batch)
-        self.check_single(samples)
-        rpn_outs = model.rpn_head(feats)
-        metas = [s.metainfo for s in samples]
-        with torch.no_grad():  # the detector's predictions, as in predict()
-            proposals = model.rpn_head.predict_by_feat(
-                *rpn_outs, batch_img_metas=metas, rescale=False)
-            preds = model.roi_head.predict(
-                feats, proposals, samples, rescale=False)
-        num = self.set_pseudo_labels(samples[0], preds[0], score_thr)
-        if num == 0:
-            return None, 0
-        return self._loss(model, feats, rpn_outs, batch, samples), num
 
 
 @AL_ADAPTERS.register_module()

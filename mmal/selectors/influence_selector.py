@@ -1,18 +1,20 @@
 """ISAL: Influence Selection for Active Learning (Liu et al., ICCV 2021)."""
 import logging
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
 from mmengine.logging import print_log
 
-from mmal.influence import (block_top_eigenvalues, flat_dot,
-                            hessian_vector_product, loss_grad, scale_report)
+from mmal.engine.shape_batches import same_shape_batches
+from mmal.influence import (LiSSA, block_top_eigenvalues, flat_dot,
+                            loss_grad, scale_report)
 from mmal.registry import INFLUENCE_SOLVERS, SELECTORS
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.progress import track_progress
 from .base import BaseSelector, SelectionResult
+from .labeled_hessian import LabeledHessian
 
 UNSCORED_POLICIES = ('random', 'exclude')
 REFERENCE_SETS = ('val', 'labeled')
@@ -49,6 +51,16 @@ class InfluenceSelector(BaseSelector):
             (power iteration, ``iters`` HVPs each), log the safe scales and
             warn when a configured scale would diverge. ``None`` skips it.
             Defaults to ``dict(num_images=4, iters=20)``.
+        fast_path (bool): Batched scoring by forward-mode directional
+            derivatives fused with inference, and HVPs from cached head
+            inputs (see :meth:`score` and :class:`LabeledHessian`). False
+            runs the per-image reference path (trunk once per image, a
+            backward per score). Both give the same numbers up to float
+            rounding. Defaults to True.
+        batch_size (int): Images per batch on the fast path (images of the
+            same padded shape only). Defaults to 8.
+        cache_mb (float): Budget of the fast path's cache of labeled images'
+            head inputs, in MiB. Defaults to 2048.
     """
 
     def __init__(self,
@@ -58,7 +70,10 @@ class InfluenceSelector(BaseSelector):
                  solver: Optional[dict] = None,
                  unscored: str = 'random',
                  scale_check: Optional[dict] = dict(num_images=4,
-                                                    iters=20)) -> None:
+                                                    iters=20),
+                 fast_path: bool = True,
+                 batch_size: int = 8,
+                 cache_mb: float = 2048) -> None:
         if reference not in REFERENCE_SETS:
             raise ValueError(f'reference must be one of {REFERENCE_SETS}, '
                              f'got {reference!r}')
@@ -71,7 +86,14 @@ class InfluenceSelector(BaseSelector):
         self.solver_cfg = dict(solver or dict(type='mmal.LiSSA'))
         self.unscored = unscored
         self.scale_check = None if scale_check is None else dict(scale_check)
+        if int(batch_size) < 1 or cache_mb < 0:
+            raise ValueError('batch_size must be >= 1 and cache_mb >= 0, got '
+                             f'{batch_size}, {cache_mb}')
+        self.fast_path = bool(fast_path)
+        self.batch_size = int(batch_size)
+        self.cache_mb = float(cache_mb)
         self.last_scale_report: Optional[dict] = None
+        self.last_cache_stats: List[dict] = []
 
     # -- the three passes ---------------------------------------------------
     # Each pass is sharded over the processes (``shard``: every
@@ -91,11 +113,10 @@ class InfluenceSelector(BaseSelector):
         def partial_sum():  # float64: the same sum however it is split
             mine = shard(ids)
             acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
-            for batch in track_progress(
-                    context.loader(view, mine), len(mine),
+            for loss in track_progress(
+                    self._gt_losses(context, view, mine), len(mine),
                     f'reference gradient ({self.reference})',
                     context.logger):
-                loss = context.adapter.gt_loss(context.model, batch)
                 acc = [a + g.detach().double()
                        for a, g in zip(acc, loss_grad(loss, params))]
             return [a.cpu() for a in acc]
@@ -109,53 +130,58 @@ class InfluenceSelector(BaseSelector):
             cfg['scale'] = list(context.adapter.lissa_scale)
         return INFLUENCE_SOLVERS.build(cfg)
 
+    def _gt_losses(self, context, view, ids) -> Iterator[torch.Tensor]:
+        """The ground-truth loss of each image of ``ids`` (any order)."""
+        adapter, model = context.adapter, context.model
+        loader = context.loader(view, ids)
+        if not self.fast_path:
+            for batch in loader:
+                yield adapter.gt_loss(model, batch)
+            return
+        for data in self._batches(context, loader):
+            for entry in adapter.cache_entries(model, data):
+                yield adapter.cached_gt_loss(model, entry)
+
+    def _batches(self, context, loader) -> Iterator[Dict]:
+        adapter, model = context.adapter, context.model
+        return same_shape_batches(lambda b: adapter.preprocess(model, b),
+                                  loader, self.batch_size, adapter.image_key)
+
+    def hessian(self, context, params) -> LabeledHessian:
+        """The labeled set's Hessians, on this selector's path."""
+        return LabeledHessian(
+            context, params, fast=self.fast_path, batch_size=self.batch_size,
+            cache_bytes=self.cache_mb * 2**20)
+
     def s_test(self, context, params, v) -> List[torch.Tensor]:
-        """``H^-1 v`` estimated on the labeled images (chains over ranks)."""
+        """``H^-1 v`` on the labeled images, by the configured solver."""
         solver = self.build_solver(context)
-        view = context.labeled_view()
-        chains = solver.sample_chains(view.sample_ids, seed=context.seed)
-        names = [n for n, _ in context.adapter.parameters(context.model)]
+        problem = self.hessian(context, params)
+        self.last_scale_report = self.check_scales(context, solver, problem,
+                                                   params)
+        s = solver.estimate(v, problem)
+        self.last_cache_stats = problem.cache_stats
+        return s
 
-        def hvp(batch, h):
-            loss = context.adapter.gt_loss(context.model, batch)
-            return hessian_vector_product(loss, params, h)
-
-        def my_chains():
-            out = {}
-            for r in shard(range(len(chains))):
-                h = solver.run_chain(v, hvp, context.loader(view, chains[r]),
-                                     r, len(chains), names, context.logger)
-                out[r] = [t.cpu() for t in h]
-            return out
-
-        self.last_scale_report = self.check_scales(context, solver, view,
-                                                   hvp, params, names)
-        print_log(
-            f's_test: {len(chains)} chains x {len(chains[0])} labeled images',
-            context.logger)
-        results = {}
-        for part in gather_or_raise(my_chains, 's_test (LiSSA)'):
-            results.update(part)
-        device = params[0].device
-        return solver.average([[t.to(device) for t in results[r]]
-                               for r in range(len(chains))])
-
-    def check_scales(self, context, solver, view, hvp, params,
-                     names) -> Optional[dict]:
+    def check_scales(self, context, solver, problem,
+                     params) -> Optional[dict]:
         """Measure the per-block spectrum on a few labeled images; warn.
 
         Every rank measures the same seeded images (a few dozen HVPs next to
-        LiSSA's thousands), so no communication is needed.
+        LiSSA's thousands), so no communication is needed. LiSSA only: the
+        other solvers do not iterate with the scales.
         """
-        if self.scale_check is None or not hasattr(solver, 'block_scales'):
+        if self.scale_check is None or not isinstance(solver, LiSSA):
             return None
-        ids = sorted(view.sample_ids)
+        ids = problem.sample_ids
         num = min(int(self.scale_check.get('num_images', 4)), len(ids))
         pick = np.random.default_rng([context.seed, 3]).permutation(
             len(ids))[:num]
         eig = block_top_eigenvalues(
-            hvp, context.loader(view, [ids[i] for i in pick]), params,
+            lambda hess, h: hess(h),
+            problem.image_hvps([ids[i] for i in pick]), params,
             iters=int(self.scale_check.get('iters', 20)), seed=context.seed)
+        names = problem.block_names
         scales = solver.block_scales(len(params))
         report = scale_report(eig, scales, solver.damp, names)
         top = [round(x, 4) for x in report['max_eigenvalue']]
@@ -172,23 +198,41 @@ class InfluenceSelector(BaseSelector):
 
     def score(self, context, params,
               s_test: Sequence[torch.Tensor]) -> Dict[str, Optional[float]]:
-        """Influence of each unlabeled image (None: no pseudo box)."""
+        """Influence ``-s_test · G_z'`` of each unlabeled image.
+
+        Fast path: images of equal padded shape are batched; one no-grad
+        pass gives the predictions (pseudo labels) and, by forward-mode
+        AD, each image's loss derivative along ``s_test``
+        (:meth:`BaseModelAdapter.directional_scores`). Reference path: per
+        image, the pseudo-label loss and its gradient by backward.
+
+        Returns:
+            dict: id -> influence (None: no pseudo box).
+        """
         view = context.unlabeled_view()
+        adapter, model = context.adapter, context.model
+
+        def per_image(loader):
+            for batch in loader:
+                loss, _ = adapter.pseudo_loss(model, batch, self.score_thr)
+                yield batch['sample_id'][0], (None if loss is None else float(
+                    flat_dot(s_test, loss_grad(loss, params))))
+
+        def batched(loader):
+            for data in self._batches(context, loader):
+                found = adapter.directional_scores(model, data, s_test,
+                                                   self.score_thr)
+                for sid, (value, _) in zip(data['sample_id'], found):
+                    yield sid, value
 
         def my_scores():
             mine = shard(list(view.sample_ids))
+            loader = context.loader(view, mine)
             scores: Dict[str, Optional[float]] = {}
-            for batch in track_progress(
-                    context.loader(view, mine), len(mine),
-                    'scoring unlabeled images', context.logger):
-                loss, num = context.adapter.pseudo_loss(
-                    context.model, batch, self.score_thr)
-                sid = batch['sample_id'][0]
-                if loss is None:
-                    scores[sid] = None
-                    continue
-                grad = loss_grad(loss, params)
-                scores[sid] = -float(flat_dot(s_test, grad))
+            for sid, value in track_progress(
+                    (batched if self.fast_path else per_image)(loader),
+                    len(mine), 'scoring unlabeled images', context.logger):
+                scores[sid] = None if value is None else -value
             return scores
 
         merged: Dict[str, Optional[float]] = {}
@@ -220,6 +264,8 @@ class InfluenceSelector(BaseSelector):
             v_norm=[float(x.norm()) for x in v],
             s_test_norm=[float(x.norm()) for x in s],
             scale_check=self.last_scale_report,
+            fast_path=self.fast_path,
+            cache=self.last_cache_stats,
             **times)
         print_log(
             f'influence: scored {len(scored)} images, {info["num_unscored"]} '

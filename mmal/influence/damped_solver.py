@@ -1,0 +1,83 @@
+"""What every s_test solver shares: the damped, per-block scaled system.
+
+LiSSA's official update converges to ``s = (H + damp * D)^-1 D v`` with
+``D = diag(scale_b)`` (one scale per parameter block, see
+:class:`~mmal.influence.LiSSA`). The other solvers compute that same vector
+directly, so a config can swap solvers and keep the meaning of
+``damp`` / ``scale``; ``scale=1`` gives the plain damped inverse
+``(H + damp I)^-1 v``.
+"""
+from typing import List, Sequence, Union
+
+import numpy as np
+import torch
+
+
+class DampedSolver:
+    """Damping and per-block scales of the system ``(H + damp D) s = D v``.
+
+    Args:
+        damp (float): Relative damping, in [0, 1).
+        scale (float | Sequence[float]): Per-block scale, or one value for
+            every block.
+    """
+
+    def __init__(self, damp: float = 0.01,
+                 scale: Union[float, Sequence[float]] = 1.0) -> None:
+        if not 0 <= damp < 1:
+            raise ValueError(f'{type(self).__name__} damp must be in [0, 1), '
+                             f'got {damp}')
+        scales = [scale] if isinstance(scale, (int, float)) else list(scale)
+        if not scales or any(s <= 0 for s in scales):
+            raise ValueError(f'{type(self).__name__} scales must be > 0, '
+                             f'got {scales}')
+        self.damp = float(damp)
+        self.scale = [float(s) for s in scales]
+
+    def block_scales(self, num_blocks: int) -> List[float]:
+        """Scale of each of ``num_blocks`` parameter blocks."""
+        if len(self.scale) == 1:
+            return self.scale * num_blocks
+        if len(self.scale) != num_blocks:
+            raise ValueError(
+                f'{type(self).__name__} has {len(self.scale)} scales '
+                f'{self.scale} but the model adapter selects {num_blocks} '
+                'parameter blocks')
+        return list(self.scale)
+
+    def scale_vector(self, like: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``diag(D)`` flattened like :func:`flatten` of ``like`` (float64)."""
+        scales = self.block_scales(len(like))
+        return torch.cat([
+            torch.full((t.numel(), ), s, dtype=torch.float64)
+            for t, s in zip(like, scales)
+        ])
+
+    @staticmethod
+    def subset(ids: Sequence[str], num: Union[int, None],
+               seed: int) -> List[str]:
+        """A seeded subset of at most ``num`` of the sorted ``ids``."""
+        ordered = sorted(str(i) for i in ids)
+        if not ordered:
+            raise ValueError('the solver needs at least one labeled image')
+        if num is None or num >= len(ordered):
+            return ordered
+        pick = np.random.default_rng([int(seed), 4]).choice(
+            len(ordered), int(num), replace=False)
+        return sorted(ordered[i] for i in pick)
+
+
+def flatten(blocks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Blocks as one float64 vector on the CPU."""
+    return torch.cat([b.detach().reshape(-1).double().cpu() for b in blocks])
+
+
+def unflatten(flat: torch.Tensor,
+              like: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """Inverse of :func:`flatten`, with ``like``'s shapes, dtypes, devices."""
+    out, start = [], 0
+    for t in like:
+        n = t.numel()
+        out.append(flat[start:start + n].reshape(t.shape).to(t))
+        start += n
+    return out
