@@ -102,4 +102,4 @@ def _round_up(x: float) -> float:
     if x <= 0:
         return 1.0
     step = 10.0**(math.floor(math.log10(x)) - 1)
-    return math.ceil(x / step - 1e-9) * step
+    return round(math.ceil(x / step - 1e-9) * step, 12)  # no 6.3000000001

@@ -66,10 +66,10 @@ class LabeledHessian:
         cache = PlannedCache(
             list(ids), loader, self._compute, tensor_bytes,
             self.cache_bytes, self.batch_size)
+        self.cache_stats.append(cache.stats)  # live: filled as it runs
         for entry in cache:
             yield ImageHessian(
                 lambda e=entry: adapter.cached_gt_loss(model, e), self.params)
-        self.cache_stats.append(dict(cache.stats))
 
     def _compute(self, items) -> dict:
         adapter, model = self.context.adapter, self.context.model

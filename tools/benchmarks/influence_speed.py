@@ -1,0 +1,763 @@
+"""Speed (and agreement) of mmal's influence computations on one model.
+
+One run builds one FCOS model and one set of images, then measures, on the
+same model and the same images:
+
+1. **plain inference** (``predict``): mmdet's batched ``model.predict``
+   over the unlabeled pool, ``--batch-size`` images per batch (the batch-1
+   items merged as mmdet's ``pseudo_collate`` would collate them, then
+   ``model.data_preprocessor(batch, False)`` and
+   ``model.predict(..., rescale=False)`` under ``torch.no_grad()``). The
+   yardstick: selection cannot be cheaper than looking at every image once.
+2. **fast scoring** (``fast``): ``InfluenceSelector``'s batched path.
+   Images are grouped by :func:`mmal.engine.shape_batches.same_shape_batches`
+   and each batch goes through ``adapter.directional_scores``: one no-grad
+   pass gives the predictions (pseudo labels) and, by forward-mode AD along
+   ``s_test``, ``∇θ l(z', pseudo labels) · s_test`` per image.
+3. **per-image reference scoring** (``reference``): mmal's slow path,
+   per image ``adapter.pseudo_loss`` (trunk without autograd, head with it)
+   then ``loss_grad`` and ``flat_dot`` with ``s_test``.
+4. **official-style scoring** (``official``): what the official ISAL code
+   does, per image: a batch-1 ``model.predict`` for the pseudo labels
+   (score >= ``--score-thr``), then a second full forward ``model.loss``
+   with autograd through the whole network, ``torch.autograd.grad`` to θ
+   and the dot product with ``s_test`` (as
+   ``tests/influence_reference.py::reference_scores``).
+
+   For 2-4 the script prints the times, the ratios to plain inference, and
+   how far the fast (and official-style) scores are from the per-image
+   reference: the largest per-image relative difference and whether the
+   ranking of all scored images is the same.
+5. **s_test** by LiSSA (``damp=0.01``, ``depth`` = number of labeled
+   images, ``--chains`` chains from ``LiSSA.sample_chains(ids, seed=0)``),
+   the same chains on two paths:
+
+   a. ``s_test_fast``: mmal's path, ``LabeledHessian(fast=True)``: the
+      θ-free part of the network runs once per image (batched) and its
+      output is cached; each LiSSA step runs only the head's last layers
+      and the loss. The chains consume one iterator over all chains'
+      images, chain by chain, as ``LiSSA.estimate`` does.
+   b. ``s_test_official``: the official recursion written out here: per
+      step a full ``model.loss`` with autograd through the whole network,
+      ``grads = autograd.grad(loss, θ, create_graph=True)``,
+      ``hv = autograd.grad(sum(grads * h), θ)``,
+      ``h = v + (1 - damp) h - hv / scale`` per block; chains averaged.
+
+   ``v`` (the right-hand side) is the sum of the labeled images'
+   ground-truth loss gradients (``adapter.gt_loss`` + ``loss_grad``); its
+   time is reported as ``v``. The script prints the total times, the time
+   per LiSSA step next to one batch-1 ``model.predict`` (``one_forward``),
+   and the relative difference of the two estimates per block
+   (``|a - b| / |b|``).
+6. **peak memory** of every phase: on CUDA ``max_memory_allocated`` after
+   ``reset_peak_memory_stats``; on CPU the process's peak resident set
+   (``VmHWM`` of ``/proc/self/status`` after writing ``5`` to
+   ``/proc/self/clear_refs``), i.e. the whole process (Python, torch, the
+   model, the loaded images) and not the phase alone; the resident set at
+   the start of the phase is reported next to it.
+
+All images are loaded once (mmal's batch-1 loader, the config's test
+pipeline) before any timing, so the scoring times are compute only. The
+fast s_test path is the exception: ``LabeledHessian`` runs its own loader
+over the chains' sequence of images, which is part of mmal's path and of
+its time (its loading time alone is measured separately as
+``s_test_fast_loading``).
+
+Models (random weights unless ``--checkpoint``; the classification bias is
+zeroed so that untrained predictions reach the score threshold):
+
+* default: the demo's small FCOS (ResNet-18 at 1/4 width,
+  ``configs/isal_fcos_shapes.py``) on generated 128x128 shapes;
+* ``--r50``: the paper's FCOS R-50 caffe FPN GN-head
+  (``configs/_base_/models/fcos_r50-caffe_fpn_gn-head.py``, 3 classes, no
+  pretrained weights) on generated 320x320 shapes.
+
+The pool is ``2 * --num-images`` generated images: ``--num-images``
+labeled (s_test) and ``--num-images`` unlabeled (scoring).
+
+Example::
+
+    python tools/benchmarks/influence_speed.py --out fcos_small.json
+    python tools/benchmarks/influence_speed.py --r50 --out fcos_r50.json
+"""
+import argparse
+import copy
+import gc
+import itertools
+import json
+import math
+import os.path as osp
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+from mmengine.structures import InstanceData
+
+from mmal.engine import ActiveLearningRunner, SelectionContext
+from mmal.engine.shape_batches import same_shape_batches
+from mmal.influence import DivergenceError, LiSSA, flat_dot, loss_grad
+from mmal.models import FCOSAdapter
+from mmal.registry import MODELS
+from mmal.selectors.labeled_hessian import LabeledHessian
+from mmal.structures import PoolState
+from mmal.utils import register_all_modules, trusted_checkpoint_loading
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SMALL_CONFIG = osp.join(REPO, 'configs', 'isal_fcos_shapes.py')
+R50_MODEL = osp.join(REPO, 'configs', '_base_', 'models',
+                     'fcos_r50-caffe_fpn_gn-head.py')
+
+Batch = Dict[str, Any]  # a collated batch: inputs, data_samples, sample_id
+Blocks = List[torch.Tensor]  # one tensor per block of θ
+Scores = Dict[str, Optional[float]]  # sample id -> ∇θ l · s_test (or None)
+
+
+# -- set-up -------------------------------------------------------------------
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Command line options (see the module docstring)."""
+    p = argparse.ArgumentParser(
+        description='Speed of mmal influence scoring and s_test against '
+        'plain inference and the official-style computation.')
+    p.add_argument('--r50', action='store_true',
+                   help='FCOS R-50 (paper) at 320x320 instead of the small '
+                   'demo FCOS at 128x128')
+    p.add_argument('--num-images', type=int, default=None,
+                   help='unlabeled images scored, and labeled images for '
+                   's_test (default 32; 8 with --r50)')
+    p.add_argument('--batch-size', type=int, default=8,
+                   help='images per batch of plain inference and of the '
+                   'fast paths')
+    p.add_argument('--chains', type=int, default=4, help='LiSSA chains')
+    p.add_argument('--repeat', type=int, default=1,
+                   help='run every timed phase this many times; the '
+                   'fastest run is reported')
+    p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    p.add_argument('--score-thr', type=float, default=0.1,
+                   help='pseudo-label score threshold')
+    p.add_argument('--scale', type=float, nargs='+', default=None,
+                   help='LiSSA scale per block (default: the config\'s '
+                   'selector scale for the small model, the adapter\'s '
+                   'FCOS scale [100, 8000, 5000] for --r50)')
+    p.add_argument('--checkpoint', default=None,
+                   help='trained weights (mmengine checkpoint) instead of '
+                   'random weights with a zero classification bias')
+    p.add_argument('--out', default=None, help='write the numbers as JSON')
+    p.add_argument('--keep-work-dir', action='store_true',
+                   help='do not delete the temporary work dir (data)')
+    args = p.parse_args(argv)
+    if args.num_images is None:
+        args.num_images = 8 if args.r50 else 32
+    if args.num_images < 1 or args.batch_size < 1 or args.chains < 1 or \
+            args.repeat < 1:
+        p.error('--num-images, --batch-size, --chains and --repeat must be '
+                '>= 1')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        p.error('--device cuda: no CUDA device')
+    return args
+
+
+def build_config(r50: bool, num_images: int) -> Config:
+    """The shapes demo config, sized for the benchmark.
+
+    Args:
+        r50 (bool): Replace the model by the paper's FCOS R-50 (3 classes,
+            no pretrained download) and generate 320x320 images.
+        num_images (int): Labeled and unlabeled images each.
+
+    Returns:
+        Config: The config for :class:`ActiveLearningRunner`.
+    """
+    cfg = Config.fromfile(SMALL_CONFIG)
+    cfg.merge_from_dict({
+        'demo_data.num_train': 2 * num_images,
+        'demo_data.num_val': 2,
+        'al_cfg.initial_size': num_images,
+        'al_cfg.num_workers': 0,
+    })
+    if r50:
+        model = Config.fromfile(R50_MODEL).model
+        model.bbox_head.num_classes = len(cfg.classes)
+        model.backbone.init_cfg = None  # random init, no download
+        cfg.model = model
+        # the test pipeline keeps generated images at their size
+        # (Resize scale_factor=1.0), so generate them at 320x320
+        cfg.merge_from_dict({'demo_data.img_size': 320})
+    return cfg
+
+
+def build_setup(args: argparse.Namespace, work_dir: str
+                ) -> Tuple[torch.nn.Module, FCOSAdapter, SelectionContext,
+                           Config]:
+    """Model, adapter and selection context, as the repo's tests build them.
+
+    Returns:
+        tuple: ``(model, adapter, context, cfg)``; the model is in eval mode
+        on ``args.device`` and prepared by the adapter.
+    """
+    cfg = build_config(args.r50, args.num_images)
+    runner = ActiveLearningRunner(cfg, work_dir)  # generates the images
+    torch.manual_seed(0)
+    model = MODELS.build(copy.deepcopy(runner.cfg.model))
+    model.init_weights()
+    if args.checkpoint:
+        with trusted_checkpoint_loading():
+            load_checkpoint(model, args.checkpoint, map_location='cpu')
+    else:
+        with torch.no_grad():  # untrained predictions above the threshold
+            model.bbox_head.conv_cls.bias.zero_()
+    model.to(args.device).eval()
+    adapter = FCOSAdapter()
+    adapter.prepare(model)
+    pool = PoolState.initial(runner.pool_view.sample_ids, args.num_images,
+                             seed=0)
+    context = SelectionContext(
+        runner.cfg, pool, cycle=0, seed=0, work_dir=runner.work_dir,
+        model=model, adapter=adapter, num_workers=0, logger='silent')
+    return model, adapter, context, runner.cfg
+
+
+def load_items(context: SelectionContext, view, ids: Sequence[str]
+               ) -> List[Batch]:
+    """Batch-1 items of ``ids`` from mmal's loader (test pipeline)."""
+    return list(context.loader(view, list(ids)))
+
+
+def merge(items: Sequence[Batch]) -> Batch:
+    """Batch-1 items as one batch: what ``pseudo_collate`` gives for them."""
+    return {
+        key: [x for item in items for x in item[key]]
+        for key in ('inputs', 'data_samples', 'sample_id')
+    }
+
+
+def lissa_scales(args: argparse.Namespace, cfg: Config,
+                 adapter: FCOSAdapter) -> List[float]:
+    """LiSSA scales as the selector would take them, or ``--scale``."""
+    if args.scale:
+        return list(args.scale)
+    solver = cfg.al_cfg.selector.get('solver') or {}
+    if not args.r50 and solver.get('scale'):
+        return list(solver['scale'])
+    return list(adapter.lissa_scale)
+
+
+# -- measurement --------------------------------------------------------------
+def _status_kib(field: str) -> Optional[int]:
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class PeakMemory:
+    """Peak memory of a phase: CUDA allocator, or the process's peak RSS.
+
+    Args:
+        device (str): ``'cuda'`` or ``'cpu'``.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.kind = ('cuda max_memory_allocated' if device == 'cuda' else
+                     'process RSS (VmHWM)')
+        self.reset_ok = True
+        self.start_mib = 0.0
+
+    def reset(self) -> None:
+        """Start a phase: forget the previous peak."""
+        if self.device == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start_mib = torch.cuda.memory_allocated() / 2**20
+            return
+        try:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')  # reset the peak RSS to the current RSS
+        except OSError:
+            self.reset_ok = False  # VmHWM then is the peak since start
+        self.start_mib = (_status_kib('VmRSS') or 0) / 1024
+
+    def peak(self) -> Dict[str, float]:
+        """The phase's peak and the usage at its start, in MiB."""
+        if self.device == 'cuda':
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = (_status_kib('VmHWM') or 0) / 1024
+        return dict(peak_mib=round(peak, 1), start_mib=round(self.start_mib,
+                                                             1))
+
+
+def sync(device: str) -> None:
+    """Wait for queued GPU work (so that timings are complete)."""
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def timed(name: str, fn: Callable[..., Any], make_args: Callable[[], tuple],
+          args: argparse.Namespace, memory: PeakMemory,
+          record: Dict[str, Dict[str, float]]) -> Any:
+    """Run ``fn(*make_args())`` ``args.repeat`` times; record the fastest.
+
+    ``make_args`` (e.g. fresh copies of the images) runs outside the timed
+    region. The result of the last run is returned; ``record[name]`` gets
+    ``seconds`` (fastest run), ``seconds_all`` and the peak memory (largest
+    over runs).
+    """
+    times, peaks, result = [], [], None
+    for _ in range(args.repeat):
+        call_args = make_args()
+        gc.collect()
+        memory.reset()
+        sync(args.device)
+        start = time.perf_counter()
+        result = fn(*call_args)
+        sync(args.device)
+        times.append(time.perf_counter() - start)
+        peaks.append(memory.peak())
+        print(f'  [{name}] {times[-1]:.3f}s', file=sys.stderr, flush=True)
+    best = max(peaks, key=lambda m: m['peak_mib'])
+    record[name] = dict(seconds=min(times), seconds_all=times, **best)
+    return result
+
+
+# -- the measured computations --------------------------------------------------
+def plain_inference(model: torch.nn.Module, items: Sequence[Batch],
+                    batch_size: int) -> int:
+    """Batched ``model.predict`` over ``items``; returns #predicted boxes."""
+    boxes = 0
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            data = model.data_preprocessor(
+                merge(items[start:start + batch_size]), False)
+            results = model.predict(data['inputs'], data['data_samples'],
+                                    rescale=False)
+            boxes += sum(len(r.pred_instances) for r in results)
+    return boxes
+
+
+def one_forward(model: torch.nn.Module, items: Sequence[Batch]) -> float:
+    """Mean seconds of a batch-1 ``model.predict`` over ``items``."""
+    total = 0.0
+    with torch.no_grad():
+        for item in items:
+            sync(next(model.parameters()).device.type)
+            start = time.perf_counter()
+            data = model.data_preprocessor(item, False)
+            model.predict(data['inputs'], data['data_samples'],
+                          rescale=False)
+            sync(next(model.parameters()).device.type)
+            total += time.perf_counter() - start
+    return total / len(items)
+
+
+def fast_scores(model: torch.nn.Module, adapter: FCOSAdapter,
+                items: Sequence[Batch], s_test: Blocks, score_thr: float,
+                batch_size: int) -> Tuple[Scores, Dict[str, int]]:
+    """mmal's fast path: same-shape batches and ``directional_scores``.
+
+    Returns:
+        tuple: ``∇θ l · s_test`` per image (None: no pseudo box) and the
+        number of pseudo boxes per image.
+    """
+    scores, boxes = {}, {}
+    for data in same_shape_batches(lambda b: adapter.preprocess(model, b),
+                                   items, batch_size, adapter.image_key):
+        found = adapter.directional_scores(model, data, s_test, score_thr)
+        for sid, (value, num) in zip(data['sample_id'], found):
+            scores[sid], boxes[sid] = value, num
+    return scores, boxes
+
+
+def reference_scores(model: torch.nn.Module, adapter: FCOSAdapter,
+                     items: Sequence[Batch], params: Blocks, s_test: Blocks,
+                     score_thr: float) -> Tuple[Scores, Dict[str, int]]:
+    """mmal's per-image path: ``pseudo_loss``, ``loss_grad``, ``flat_dot``."""
+    scores, boxes = {}, {}
+    for item in items:
+        sid = adapter.image_key(item)
+        loss, num = adapter.pseudo_loss(model, item, score_thr)
+        boxes[sid] = num
+        scores[sid] = None if loss is None else float(
+            flat_dot(s_test, loss_grad(loss, params)))
+    return scores, boxes
+
+
+def full_loss(model: torch.nn.Module, data: Batch) -> torch.Tensor:
+    """mmdet's training loss of the whole detector (scalar, full graph)."""
+    return model.parse_losses(model.loss(data['inputs'],
+                                         data['data_samples']))[0]
+
+
+def official_scores(model: torch.nn.Module, adapter: FCOSAdapter,
+                    items: Sequence[Batch], params: Blocks, s_test: Blocks,
+                    score_thr: float) -> Tuple[Scores, Dict[str, int]]:
+    """Official-style: predict, pseudo labels, full ``model.loss``, grad.
+
+    Per image: batch-1 ``model.predict`` (no grad), the predictions with
+    score >= ``score_thr`` as ground truth, a second forward
+    ``model.loss`` with autograd through the whole network, then
+    ``torch.autograd.grad`` to θ and the dot product with ``s_test``.
+    """
+    scores, boxes = {}, {}
+    for item in items:
+        sid = adapter.image_key(item)
+        data = model.data_preprocessor(item, False)
+        with torch.no_grad():
+            pred = model.predict(data['inputs'],
+                                 copy.deepcopy(data['data_samples']),
+                                 rescale=False)[0].pred_instances
+        keep = pred.scores >= score_thr
+        boxes[sid] = int(keep.sum())
+        if not keep.any():
+            scores[sid] = None
+            continue
+        sample = data['data_samples'][0]
+        sample.gt_instances = InstanceData(
+            bboxes=pred.bboxes[keep], labels=pred.labels[keep])
+        sample.ignored_instances = InstanceData(
+            bboxes=pred.bboxes.new_zeros((0, 4)),
+            labels=pred.labels.new_zeros((0, )))
+        with adapter.image_rng(dict(sample_id=[sid])):
+            loss = full_loss(model, data)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g
+                 for g, p in zip(grads, params)]
+        scores[sid] = float(flat_dot(s_test, grads))
+    return scores, boxes
+
+
+def reference_gradient(model: torch.nn.Module, adapter: FCOSAdapter,
+                       items: Sequence[Batch], params: Blocks) -> Blocks:
+    """``v``: sum of the images' ground-truth loss gradients (float64 sum)."""
+    acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    for item in items:
+        grads = loss_grad(adapter.gt_loss(model, item), params)
+        acc = [a + g.detach().double() for a, g in zip(acc, grads)]
+    return [a.to(p.dtype) for a, p in zip(acc, params)]
+
+
+def fast_s_test(context: SelectionContext, params: Blocks, v: Blocks,
+                solver: LiSSA, chains: Sequence[Sequence[str]],
+                batch_size: int) -> Tuple[Blocks, List[dict]]:
+    """mmal's fast s_test: ``LabeledHessian(fast=True)`` and ``run_chain``.
+
+    One iterator of per-image Hessians over all chains' images, consumed
+    chain by chain (as ``LiSSA.estimate`` does), then the chains' mean.
+
+    Returns:
+        tuple: ``s_test`` and the planned cache's statistics.
+    """
+    problem = LabeledHessian(context, params, fast=True,
+                             batch_size=batch_size)
+    hvps = iter(problem.image_hvps([sid for c in chains for sid in c]))
+    results = [
+        solver.run_chain(v, lambda hess, h: hess(h),
+                         itertools.islice(hvps, len(chain)), r, len(chains),
+                         problem.block_names, logger='silent')
+        for r, chain in enumerate(chains)
+    ]
+    # image_hvps records its cache statistics only once the generator is
+    # exhausted, which the islice consumption above never does
+    for _ in hvps:
+        pass
+    return solver.average(results), problem.cache_stats
+
+
+def official_s_test(model: torch.nn.Module, adapter: FCOSAdapter,
+                    items: Dict[str, Batch], params: Blocks, v: Blocks,
+                    chains: Sequence[Sequence[str]], damp: float,
+                    scales: Sequence[float]) -> Blocks:
+    """The official LiSSA recursion with full-network autograd per step.
+
+    Per chain ``h = v``; per image ``z`` of the chain: ``model.loss`` on
+    ``z``'s ground truth with autograd through the whole network,
+    ``grads = ∇θ loss`` (``create_graph=True``), ``hv = ∇θ (grads · h)``,
+    then ``h_b = v_b + (1 - damp) h_b - hv_b / scale_b`` per block. The
+    chains' results are averaged.
+    """
+    results = []
+    for chain in chains:
+        h = [t.clone() for t in v]
+        for sid in chain:
+            data = model.data_preprocessor(items[sid], False)
+            with adapter.image_rng(dict(sample_id=[sid])):
+                loss = full_loss(model, data)
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            elemwise = sum((g * hb).sum() for g, hb in zip(grads, h))
+            hv = torch.autograd.grad(elemwise, params)
+            h = [vb + (1 - damp) * hb - hvb / sb
+                 for vb, hb, hvb, sb in zip(v, h, hv, scales)]
+        results.append(h)
+    return [sum(blocks) / len(results) for blocks in zip(*results)]
+
+
+def load_sequence(context: SelectionContext, sequence: Sequence[str]) -> int:
+    """Only the data loading of the fast s_test (its loader over the
+    chains' sequence); returns the number of items."""
+    return sum(1 for _ in context.loader(context.labeled_view(),
+                                         list(sequence)))
+
+
+# -- comparison -----------------------------------------------------------------
+def compare_scores(ours: Scores, ref: Scores) -> Dict[str, Any]:
+    """Largest per-image relative difference and ranking agreement.
+
+    The ranking is the selector's: influence ``-value`` ascending over the
+    images both paths score (all of them when the unscored sets agree).
+    """
+    unscored_same = ({k for k, x in ours.items() if x is None} ==
+                     {k for k, x in ref.items() if x is None})
+    both = sorted(k for k in ref
+                  if ref[k] is not None and ours.get(k) is not None)
+    rel = [abs(ours[k] - ref[k]) / max(abs(ref[k]), 1e-30) for k in both]
+    scale = max((abs(ref[k]) for k in both), default=0.0)
+    absd = max((abs(ours[k] - ref[k]) for k in both), default=0.0)
+    rank_ours = sorted(both, key=lambda k: -ours[k])
+    rank_ref = sorted(both, key=lambda k: -ref[k])
+    return dict(
+        num_compared=len(both),
+        max_rel_diff=max(rel, default=0.0),
+        max_abs_diff_over_max_abs=absd / scale if scale else 0.0,
+        same_unscored=unscored_same,
+        same_ranking=unscored_same and rank_ours == rank_ref)
+
+
+def block_rel_diff(a: Blocks, b: Blocks) -> List[float]:
+    """``|a_b - b_b| / |b_b|`` per block."""
+    return [float((x.double() - y.double()).norm() /
+                  max(float(y.double().norm()), 1e-30))
+            for x, y in zip(a, b)]
+
+
+# -- report ---------------------------------------------------------------------
+def ratio(a: float, b: float) -> float:
+    """``a / b`` (nan when ``b`` is 0)."""
+    return a / b if b else float('nan')
+
+
+def report(res: Dict[str, Any]) -> str:
+    """The human-readable table of the results."""
+    t = {k: v['seconds'] for k, v in res['phases'].items()}
+    r = res['ratios']
+    s = res['s_test']
+    lines = [
+        f'model: {res["model"]}, {res["num_images"]} images '
+        f'{res["image_size"]}, batch {res["batch_size"]}, {res["device"]} '
+        f'({res["threads"]} threads), repeat {res["repeat"]}',
+        f'scoring: predict {t["predict"]:.2f}s | fast {t["fast"]:.2f}s '
+        f'({r["fast/predict"]:.2f}x predict) | per-image ref '
+        f'{t["reference"]:.2f}s ({r["reference/predict"]:.2f}x) | '
+        f'official-style {t["official"]:.2f}s '
+        f'({r["official/predict"]:.2f}x predict, '
+        f'{r["official/fast"]:.2f}x slower than fast)',
+        f'  scored {res["scored"]}/{res["num_images"]} images, '
+        f'{res["pseudo_boxes_mean"]:.1f} pseudo boxes per scored image '
+        f'(thr {res["score_thr"]}), {res["predicted_boxes"]} predicted '
+        'boxes in plain inference',
+    ]
+    for name in ('fast', 'official'):
+        c = res['agreement'][f'{name}_vs_reference']
+        lines.append(
+            f'  {name} vs per-image reference: max rel diff '
+            f'{c["max_rel_diff"]:.1e} (max abs diff / max |score| '
+            f'{c["max_abs_diff_over_max_abs"]:.1e}), same unscored: '
+            f'{c["same_unscored"]}, same ranking of all '
+            f'{c["num_compared"]} scored: {c["same_ranking"]}')
+    if s.get('error'):
+        lines.append(f's_test: {s["error"]}')
+    else:
+        lines += [
+            f's_test ({s["chains"]} chains x {s["depth"]} images, scale '
+            f'{s["scale"]}, damp {s["damp"]}): fast '
+            f'{t["s_test_fast"]:.2f}s, official {t["s_test_official"]:.2f}s '
+            f'({r["s_test_official/fast"]:.1f}x); per step fast '
+            f'{1e3 * s["step_fast_s"]:.1f}ms, official '
+            f'{1e3 * s["step_official_s"]:.1f}ms; one forward '
+            f'{1e3 * t["one_forward"]:.1f}ms (step/forward: fast '
+            f'{r["step_fast/one_forward"]:.2f}, official '
+            f'{r["step_official/one_forward"]:.2f})',
+            f'  max rel diff per block {fmt_list(s["rel_diff_per_block"])} '
+            f'(max {max(s["rel_diff_per_block"]):.1e}); |s_test| per block '
+            f'{fmt_list(s["norm_per_block"])}',
+            f'  of fast: data loading of the {s["steps"]}-image sequence '
+            f'alone {t["s_test_fast_loading"]:.2f}s; cache '
+            f'{s["cache_stats"]}; v (gt gradients of {res["num_images"]} '
+            f'images) {t["v"]:.2f}s',
+        ]
+    mem = res['phases']
+    lines.append(f'peak memory ({res["memory_kind"]}, MiB; at phase start '
+                 'in brackets):')
+    lines.append('  ' + ' | '.join(
+        f'{k} {m["peak_mib"]:.0f} ({m["start_mib"]:.0f})'
+        for k, m in mem.items() if 'peak_mib' in m))
+    if not res['memory_reset_ok']:
+        lines.append('  (could not reset the peak RSS: values are the peak '
+                     'since the process started)')
+    return '\n'.join(lines)
+
+
+def fmt_list(xs: Sequence[float]) -> str:
+    """Numbers in short scientific notation."""
+    return '[' + ', '.join(f'{x:.2e}' for x in xs) + ']'
+
+
+# -- main -------------------------------------------------------------------------
+def run(args: argparse.Namespace, work_dir: str) -> Dict[str, Any]:
+    """Every measurement; returns the results (see :func:`report`)."""
+    model, adapter, context, cfg = build_setup(args, work_dir)
+    params = [p for _, p in adapter.parameters(model)]
+    unl_ids = list(context.state.unlabeled_ids)
+    lab_ids = sorted(context.state.labeled_ids)
+    unl_items = load_items(context, context.unlabeled_view(), unl_ids)
+    lab_items = load_items(context, context.labeled_view(), lab_ids)
+    lab_by_id = {adapter.image_key(it): it for it in lab_items}
+    memory = PeakMemory(args.device)
+    phases: Dict[str, Dict[str, float]] = {}
+    B, thr = args.batch_size, args.score_thr
+
+    def fresh(items):  # copies made outside the timed region
+        return lambda: (copy.deepcopy(items), )
+
+    # warm-up: one predict batch
+    plain_inference(model, copy.deepcopy(unl_items[:B]), B)
+
+    predicted = timed('predict', lambda it: plain_inference(model, it, B),
+                      fresh(unl_items), args, memory, phases)
+    fwd_items = unl_items[:min(8, len(unl_items))]
+    timed('one_forward', lambda it: one_forward(model, it), fresh(fwd_items),
+          args, memory, phases)
+    # the mean of batch-1 predicts, not the phase's total
+    phases['one_forward']['seconds'] = one_forward(model, fwd_items)
+
+    # s_test
+    v = timed('v', lambda it: reference_gradient(model, adapter, it, params),
+              fresh(lab_items), args, memory, phases)
+    scales = lissa_scales(args, cfg, adapter)
+    damp = 0.01
+    solver = LiSSA(damp=damp, scale=scales, depth=len(lab_ids),
+                   repeats=args.chains, log_interval=0)
+    chains = solver.sample_chains(lab_ids, seed=0)
+    sequence = [sid for c in chains for sid in c]
+    s_info: Dict[str, Any] = dict(
+        chains=len(chains), depth=len(chains[0]), steps=len(sequence),
+        scale=scales, damp=damp)
+    try:
+        s_fast, cache_stats = timed(
+            's_test_fast',
+            lambda: fast_s_test(context, params, v, solver, chains, B),
+            lambda: (), args, memory, phases)
+    except DivergenceError as e:
+        s_fast, cache_stats = None, []
+        s_info['error'] = f'fast LiSSA diverged: {e}'
+    s_official = timed(
+        's_test_official',
+        lambda it: official_s_test(model, adapter, it, params, v, chains,
+                                   damp, scales),
+        fresh(lab_by_id), args, memory, phases)
+    timed('s_test_fast_loading', lambda: load_sequence(context, sequence),
+          lambda: (), args, memory, phases)
+    s_info.update(
+        cache_stats=cache_stats,
+        step_official_s=phases['s_test_official']['seconds'] / len(sequence),
+        norm_per_block=[float(x.norm()) for x in s_official])
+    if s_fast is not None:
+        s_info.update(
+            step_fast_s=phases['s_test_fast']['seconds'] / len(sequence),
+            rel_diff_per_block=block_rel_diff(s_fast, s_official),
+            norm_per_block=[float(x.norm()) for x in s_fast])
+    s_test = s_fast if s_fast is not None else s_official
+
+    # scoring with that s_test
+    fast, boxes = timed(
+        'fast', lambda it: fast_scores(model, adapter, it, s_test, thr, B),
+        fresh(unl_items), args, memory, phases)
+    ref, ref_boxes = timed(
+        'reference',
+        lambda it: reference_scores(model, adapter, it, params, s_test, thr),
+        fresh(unl_items), args, memory, phases)
+    official, off_boxes = timed(
+        'official',
+        lambda it: official_scores(model, adapter, it, params, s_test, thr),
+        fresh(unl_items), args, memory, phases)
+
+    t = {k: x['seconds'] for k, x in phases.items()}
+    ratios = {
+        'fast/predict': ratio(t['fast'], t['predict']),
+        'reference/predict': ratio(t['reference'], t['predict']),
+        'official/predict': ratio(t['official'], t['predict']),
+        'official/fast': ratio(t['official'], t['fast']),
+        'reference/fast': ratio(t['reference'], t['fast']),
+        's_test_official/fast': ratio(t['s_test_official'],
+                                      t.get('s_test_fast', math.nan)),
+        'step_official/one_forward': ratio(s_info['step_official_s'],
+                                           t['one_forward']),
+        'step_fast/one_forward': ratio(s_info.get('step_fast_s', math.nan),
+                                       t['one_forward']),
+    }
+    scored = [k for k, x in ref.items() if x is not None]
+    shape = unl_items[0]['inputs'][0].shape
+    return dict(
+        model=('FCOS R-50 caffe FPN GN-head (paper)' if args.r50 else
+               'FCOS R-18/4 (small)') +
+        (f', weights {args.checkpoint}' if args.checkpoint else
+         ', random weights, zero cls bias'),
+        num_images=len(unl_ids),
+        image_size=f'{shape[-1]}x{shape[-2]}',
+        batch_size=B,
+        device=args.device,
+        threads=torch.get_num_threads(),
+        repeat=args.repeat,
+        score_thr=thr,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        params={n: list(p.shape) for n, p in adapter.parameters(model)},
+        phases=phases,
+        ratios=ratios,
+        s_test=s_info,
+        scored=len(scored),
+        pseudo_boxes_mean=(sum(ref_boxes[k] for k in scored) /
+                           max(len(scored), 1)),
+        predicted_boxes=predicted,
+        pseudo_boxes_agree=dict(fast=boxes == ref_boxes,
+                                official=off_boxes == ref_boxes),
+        agreement=dict(
+            fast_vs_reference=compare_scores(fast, ref),
+            official_vs_reference=compare_scores(official, ref),
+            fast_vs_official=compare_scores(fast, official)),
+        scores=dict(fast=fast, reference=ref, official=official),
+        memory_kind=memory.kind,
+        memory_reset_ok=memory.reset_ok,
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Parse the options, run, print the table, write the JSON."""
+    args = parse_args(argv)
+    register_all_modules('mmdet')
+    work_dir = tempfile.mkdtemp(prefix='mmal_influence_speed_')
+    try:
+        res = run(args, work_dir)
+    finally:
+        if not args.keep_work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    print(report(res))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(dict(args=vars(args), **res), f, indent=1)
+        print(f'wrote {args.out}')
+    return res
+
+
+if __name__ == '__main__':
+    main()
