@@ -94,6 +94,7 @@ class InfluenceSelector(BaseSelector):
         self.cache_mb = float(cache_mb)
         self.last_scale_report: Optional[dict] = None
         self.last_cache_stats: List[dict] = []
+        self.last_solver: dict = {}
 
     # -- the three passes ---------------------------------------------------
     # Each pass is sharded over the processes (``shard``: every
@@ -161,6 +162,8 @@ class InfluenceSelector(BaseSelector):
                                                    params)
         s = solver.estimate(v, problem)
         self.last_cache_stats = problem.cache_stats
+        self.last_solver = dict(name=type(solver).__name__,
+                                **getattr(solver, 'info', {}))
         return s
 
     def check_scales(self, context, solver, problem,
@@ -264,6 +267,8 @@ class InfluenceSelector(BaseSelector):
             v_norm=[float(x.norm()) for x in v],
             s_test_norm=[float(x.norm()) for x in s],
             scale_check=self.last_scale_report,
+            solver=self.last_solver.get('name'),
+            solver_info=self.last_solver,
             fast_path=self.fast_path,
             cache=self.last_cache_stats,
             **times)

@@ -101,7 +101,8 @@ from mmengine.structures import InstanceData
 
 from mmal.engine import ActiveLearningRunner, SelectionContext
 from mmal.engine.shape_batches import same_shape_batches
-from mmal.influence import DivergenceError, LiSSA, flat_dot, loss_grad
+from mmal.influence import (DivergenceError, LiSSA, block_top_eigenvalues,
+                            flat_dot, loss_grad, scale_report)
 from mmal.models import FCOSAdapter
 from mmal.registry import MODELS
 from mmal.selectors.labeled_hessian import LabeledHessian
@@ -144,6 +145,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='LiSSA scale per block (default: the config\'s '
                    'selector scale for the small model, the adapter\'s '
                    'FCOS scale [100, 8000, 5000] for --r50)')
+    p.add_argument('--no-scale-check', action='store_true',
+                   help='use the scales as given even where mmal\'s scale '
+                   'check (power iteration on the labeled images) finds '
+                   'that a chain would overshoot; by default such a '
+                   'block\'s scale is raised to the safe scale')
     p.add_argument('--checkpoint', default=None,
                    help='trained weights (mmengine checkpoint) instead of '
                    'random weights with a zero classification bias')
@@ -245,6 +251,49 @@ def lissa_scales(args: argparse.Namespace, cfg: Config,
     if not args.r50 and solver.get('scale'):
         return list(solver['scale'])
     return list(adapter.lissa_scale)
+
+
+def checked_scales(context: SelectionContext, params: Blocks,
+                   ids: Sequence[str], scales: Sequence[float], damp: float,
+                   batch_size: int) -> Tuple[List[float], Dict[str, Any]]:
+    """Raise the scales that mmal's scale check finds unsafe.
+
+    The dominant eigenvalue of every block of every image's Hessian is
+    measured by power iteration (``block_top_eigenvalues``, 20 HVPs per
+    image, the fast path's HVPs). The update
+    ``h <- v + (1 - damp) h - H h / scale`` grows along an eigenvalue
+    ``λ`` unless ``-damp < λ / scale < 2 - damp``: a block whose scale is
+    below its largest positive eigenvalue gets ``scale_report``'s safe
+    scale, and one with a negative eigenvalue ``λ < -damp * scale`` gets
+    ``|λ| / damp`` (rounded up) (otherwise ``LiSSA.run_chain`` stops the
+    diverging chain).
+
+    Returns:
+        tuple: The scales to use and the report.
+    """
+    problem = LabeledHessian(context, params, fast=True,
+                             batch_size=batch_size)
+    eig = block_top_eigenvalues(lambda hess, h: hess(h),
+                                problem.image_hvps(list(ids)), params,
+                                iters=20, seed=0)
+    rep = scale_report(eig, scales, damp, problem.block_names)
+    new = []
+    for s, safe, top, low in zip(scales, rep['safe_scale'],
+                                 rep['max_eigenvalue'],
+                                 rep['min_eigenvalue']):
+        s = float(s)
+        if top > s:
+            s = max(s, safe)
+        if -low > damp * s:
+            s = round_up(-low / damp)
+        new.append(s)
+    return new, dict(configured=list(scales), **rep)
+
+
+def round_up(x: float) -> float:
+    """``x`` rounded up to two significant digits."""
+    step = 10.0**(math.floor(math.log10(x)) - 1)
+    return float(round(math.ceil(x / step - 1e-9) * step, 12))
 
 
 # -- measurement --------------------------------------------------------------
@@ -574,6 +623,14 @@ def report(res: Dict[str, Any]) -> str:
             f'{c["max_abs_diff_over_max_abs"]:.1e}), same unscored: '
             f'{c["same_unscored"]}, same ranking of all '
             f'{c["num_compared"]} scored: {c["same_ranking"]}')
+    check = s.get('scale_check')
+    if check and check['configured'] != s['scale']:
+        lines.append(
+            f's_test scales: configured {check["configured"]} would '
+            'overshoot (dominant Hessian eigenvalues per block: positive '
+            f'{[round(x, 1) for x in check["max_eigenvalue"]]}, negative '
+            f'{[round(x, 1) for x in check["min_eigenvalue"]]}): raised to '
+            f'{s["scale"]} (mmal scale check)')
     if s.get('error'):
         lines.append(f's_test: {s["error"]}')
     else:
@@ -635,10 +692,10 @@ def run(args: argparse.Namespace, work_dir: str) -> Dict[str, Any]:
     predicted = timed('predict', lambda it: plain_inference(model, it, B),
                       fresh(unl_items), args, memory, phases)
     fwd_items = unl_items[:min(8, len(unl_items))]
-    timed('one_forward', lambda it: one_forward(model, it), fresh(fwd_items),
-          args, memory, phases)
-    # the mean of batch-1 predicts, not the phase's total
-    phases['one_forward']['seconds'] = one_forward(model, fwd_items)
+    mean = timed('one_forward', lambda it: one_forward(model, it),
+                 fresh(fwd_items), args, memory, phases)
+    # this phase's time is the mean batch-1 predict, not the phase's total
+    phases['one_forward'].update(seconds=mean, images=len(fwd_items))
 
     # s_test
     v = timed('v', lambda it: reference_gradient(model, adapter, it, params),
@@ -647,11 +704,17 @@ def run(args: argparse.Namespace, work_dir: str) -> Dict[str, Any]:
     damp = 0.01
     solver = LiSSA(damp=damp, scale=scales, depth=len(lab_ids),
                    repeats=args.chains, log_interval=0)
+    scale_check = None
+    if not args.no_scale_check:
+        scales, scale_check = checked_scales(context, params, lab_ids, scales,
+                                             damp, B)
+        solver = LiSSA(damp=damp, scale=scales, depth=len(lab_ids),
+                       repeats=args.chains, log_interval=0)
     chains = solver.sample_chains(lab_ids, seed=0)
     sequence = [sid for c in chains for sid in c]
     s_info: Dict[str, Any] = dict(
         chains=len(chains), depth=len(chains[0]), steps=len(sequence),
-        scale=scales, damp=damp)
+        scale=scales, damp=damp, scale_check=scale_check)
     try:
         s_fast, cache_stats = timed(
             's_test_fast',
