@@ -1,5 +1,6 @@
 """The slow, obviously-correct per-image scoring that the adapters' fused
-scores are checked against (shared by the FCOS and Faster R-CNN tests)."""
+scores are checked against (shared by the FCOS and Faster R-CNN tests), and
+the tiny untrained detectors they run on."""
 import copy
 
 import pytest
@@ -9,6 +10,55 @@ from mmengine.structures import InstanceData
 from torch.func import functional_call
 
 from mmal.influence import flat_dot, hessian_vector_product, loss_grad
+
+FCOS_TINY = {
+    'model.bbox_head.feat_channels': 4,
+    'model.bbox_head.norm_cfg.num_groups': 2,
+}
+FRCNN_TINY = {
+    'model.rpn_head.feat_channels': 4,
+    'model.roi_head.bbox_head.fc_out_channels': 8,
+    'model.train_cfg.rcnn.sampler.num': 16,  # fewer than the proposals
+}
+
+
+def tiny_detector(work_dir, name, adapter, overrides, tweak=None,
+                  num_labeled=6, seed=0):
+    """An untrained tiny detector of config ``name`` on generated shapes.
+
+    Args:
+        work_dir (str): Where the runner writes the data.
+        adapter: The model adapter (prepared here with ``seed``).
+        overrides (dict): ``tiny_config`` overrides (model sizes).
+        tweak (Callable, optional): ``tweak(model)`` under ``no_grad`` after
+            init (e.g. confident predictions, so that there are pseudo
+            labels).
+        num_labeled (int): Size of the labeled pool.
+        seed (int): The selection seed.
+
+    Returns:
+        tuple: ``(model, adapter, context)``; the model in eval mode.
+    """
+    from conftest import tiny_config
+    from mmal.engine import ActiveLearningRunner, SelectionContext
+    from mmal.registry import MODELS
+    from mmal.structures import PoolState
+    runner = ActiveLearningRunner(tiny_config(name, **overrides),
+                                  str(work_dir))
+    torch.manual_seed(0)
+    model = MODELS.build(copy.deepcopy(runner.cfg.model))
+    model.init_weights()
+    if tweak is not None:
+        with torch.no_grad():
+            tweak(model)
+    model.eval()
+    adapter.prepare(model, seed=seed)
+    pool = PoolState.initial(runner.pool_view.sample_ids, num_labeled,
+                             seed=0)
+    context = SelectionContext(
+        runner.cfg, pool, cycle=0, seed=seed, work_dir=runner.work_dir,
+        model=model, adapter=adapter, num_workers=0)
+    return model, adapter, context
 
 
 def reference_scores(model, adapter, context, s_test, score_thr):

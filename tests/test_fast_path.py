@@ -14,50 +14,28 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmal.engine import ActiveLearningRunner, SelectionContext
 from mmal.engine.shape_batches import same_shape_batches
 from mmal.influence import (PlannedCache, flat_dot, hessian_vector_product,
                             loss_grad)
 from mmal.models import FasterRCNNAdapter, FCOSAdapter
-from mmal.registry import MODELS
 from mmal.selectors import InfluenceSelector
-from mmal.structures import PoolState
-from conftest import tiny_config
+from influence_reference import FCOS_TINY, FRCNN_TINY, tiny_detector
 
 SCORE_THR = 0.1
 
 
-def _detector(tmp_path_factory, name, adapter, overrides, tweak):
-    cfg = tiny_config(name, **overrides)
-    runner = ActiveLearningRunner(cfg, str(tmp_path_factory.mktemp('fast')))
-    torch.manual_seed(0)
-    model = MODELS.build(copy.deepcopy(runner.cfg.model))
-    model.init_weights()
-    with torch.no_grad():  # confident predictions: pseudo labels
-        tweak(model)
-    model.eval()
-    adapter.prepare(model, seed=3)
-    pool = PoolState.initial(runner.pool_view.sample_ids, 8, seed=0)
-    context = SelectionContext(
-        runner.cfg, pool, cycle=0, seed=3, work_dir=runner.work_dir,
-        model=model, adapter=adapter, num_workers=0)
-    return model, adapter, context
-
-
 @pytest.fixture(scope='module', params=['fcos', 'faster-rcnn'])
 def detector(request, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('fast')
     if request.param == 'fcos':
-        return _detector(
-            tmp_path_factory, 'isal_fcos_shapes.py', FCOSAdapter(), {
-                'model.bbox_head.feat_channels': 4,
-                'model.bbox_head.norm_cfg.num_groups': 2
-            }, lambda m: m.bbox_head.conv_cls.bias.zero_())
-    return _detector(
-        tmp_path_factory, 'isal_faster-rcnn_shapes.py', FasterRCNNAdapter(), {
-            'model.rpn_head.feat_channels': 4,
-            'model.roi_head.bbox_head.fc_out_channels': 8,
-            'model.train_cfg.rcnn.sampler.num': 16,
-        }, lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30))
+        return tiny_detector(work_dir, 'isal_fcos_shapes.py', FCOSAdapter(),
+                             FCOS_TINY,
+                             lambda m: m.bbox_head.conv_cls.bias.zero_(),
+                             num_labeled=8, seed=3)
+    return tiny_detector(work_dir, 'isal_faster-rcnn_shapes.py',
+                         FasterRCNNAdapter(), FRCNN_TINY,
+                         lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30),
+                         num_labeled=8, seed=3)
 
 
 def _params(model, adapter):
@@ -205,10 +183,9 @@ def test_cached_loss_gradient_and_hvp_equal_the_per_image_ones(detector):
 
 def test_tower_replay_that_differs_falls_back_to_trunk_features(
         tmp_path_factory, monkeypatch):
-    model, adapter, context = _detector(
-        tmp_path_factory, 'isal_fcos_shapes.py', FCOSAdapter(),
-        {'model.bbox_head.feat_channels': 4,
-         'model.bbox_head.norm_cfg.num_groups': 2}, lambda m: None)
+    model, adapter, context = tiny_detector(
+        tmp_path_factory.mktemp('replay'), 'isal_fcos_shapes.py',
+        FCOSAdapter(), FCOS_TINY)
     original = FCOSAdapter._head_from_towers
 
     def perturbed(self, head, towers):

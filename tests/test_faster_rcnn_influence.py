@@ -10,22 +10,20 @@ A tiny Faster R-CNN (4-channel RPN conv, 8-d RoI fcs) on generated shapes:
   (``model.predict`` at batch 1, pseudo labels, ``model.loss``, autograd);
 * two runs of two cycles with the same seed select the same images.
 """
-import copy
 import os.path as osp
 
 import pytest
 import torch
 
-from mmal.engine import ActiveLearningRunner, SelectionContext
+from mmal.engine import ActiveLearningRunner
 from mmal.influence import loss_grad
 from mmal.models import FasterRCNNAdapter
-from mmal.registry import MODELS
-from mmal.structures import PoolState
 from mmal.utils.fileio import read_json
 from conftest import tiny_config
-from influence_reference import (check_gradients_against_full_loss,
+from influence_reference import (FRCNN_TINY, check_gradients_against_full_loss,
                                  check_hvp_against_explicit_hessian,
-                                 check_scores_against_reference, full_loss)
+                                 check_scores_against_reference, full_loss,
+                                 tiny_detector)
 
 SCORE_THR = 0.1
 NAMES = [
@@ -40,25 +38,12 @@ def _config(**extra):
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
-    cfg = _config(**{
-        'model.rpn_head.feat_channels': 4,
-        'model.roi_head.bbox_head.fc_out_channels': 8,
-        'model.train_cfg.rcnn.sampler.num': 16,  # fewer than the proposals
-    })
-    runner = ActiveLearningRunner(cfg, str(tmp_path_factory.mktemp('frcnn')))
-    torch.manual_seed(0)
-    model = MODELS.build(copy.deepcopy(runner.cfg.model))
-    model.init_weights()
-    with torch.no_grad():  # confident boxes from the start: pseudo labels
-        model.roi_head.bbox_head.fc_cls.weight.mul_(30)
-    model.eval()
-    adapter = FasterRCNNAdapter()
-    adapter.prepare(model, seed=7)
-    pool = PoolState.initial(runner.pool_view.sample_ids, 6, seed=0)
-    context = SelectionContext(
-        runner.cfg, pool, cycle=0, seed=7, work_dir=runner.work_dir,
-        model=model, adapter=adapter, num_workers=0)
-    return model, adapter, context
+    # fc_cls x30: confident boxes from the start, so there are pseudo labels
+    return tiny_detector(tmp_path_factory.mktemp('frcnn'),
+                         'isal_faster-rcnn_shapes.py', FasterRCNNAdapter(),
+                         FRCNN_TINY,
+                         lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30),
+                         seed=7)
 
 
 def _params(model, adapter):

@@ -7,43 +7,23 @@
   reference: ``model.predict`` at batch 1, pseudo labels, ``model.loss``
   through the whole network, autograd, dot product.
 """
-import copy
-
 import pytest
 import torch
 
-from mmal.engine import ActiveLearningRunner, SelectionContext
 from mmal.models import FCOSAdapter
-from mmal.registry import MODELS
-from mmal.structures import PoolState
-from conftest import tiny_config
-from influence_reference import (check_gradients_against_full_loss,
+from influence_reference import (FCOS_TINY, check_gradients_against_full_loss,
                                  check_hvp_against_explicit_hessian,
-                                 check_scores_against_reference)
+                                 check_scores_against_reference, tiny_detector)
 
 SCORE_THR = 0.1
 
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
-    cfg = tiny_config(**{
-        'model.bbox_head.feat_channels': 4,
-        'model.bbox_head.norm_cfg.num_groups': 2,
-    })
-    runner = ActiveLearningRunner(cfg, str(tmp_path_factory.mktemp('infl')))
-    torch.manual_seed(0)
-    model = MODELS.build(copy.deepcopy(runner.cfg.model))
-    model.init_weights()
-    with torch.no_grad():  # predictions above the threshold from the start
-        model.bbox_head.conv_cls.bias.zero_()
-    model.eval()
-    adapter = FCOSAdapter()
-    adapter.prepare(model)
-    pool = PoolState.initial(runner.pool_view.sample_ids, 6, seed=0)
-    context = SelectionContext(
-        runner.cfg, pool, cycle=0, seed=0, work_dir=runner.work_dir,
-        model=model, adapter=adapter, num_workers=0)
-    return model, adapter, context
+    # conv_cls bias 0: predictions above the threshold from the start
+    return tiny_detector(tmp_path_factory.mktemp('infl'),
+                         'isal_fcos_shapes.py', FCOSAdapter(), FCOS_TINY,
+                         lambda m: m.bbox_head.conv_cls.bias.zero_())
 
 
 def test_parameters_are_the_three_last_conv_weights(setup):

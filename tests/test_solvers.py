@@ -10,22 +10,24 @@ fixed point of LiSSA's official update; the checks:
   per-image paths build the same one, and CG equals the exact solve;
 * a config selects the solver for a whole active-learning run.
 """
-import copy
-
 import pytest
 import torch
 
-from mmal.engine import ActiveLearningRunner, SelectionContext
+from mmal.engine import ActiveLearningRunner
 from mmal.influence import (ConjugateGradient, ExactSolver, LiSSA, flatten,
                             unflatten)
 from mmal.models import FCOSAdapter
-from mmal.registry import MODELS
 from mmal.selectors import InfluenceSelector
 from mmal.selectors.labeled_hessian import LabeledHessian
-from mmal.structures import PoolState
 from mmal.utils.fileio import read_json
 from conftest import tiny_config
-from influence_reference import check_hvp_against_explicit_hessian
+from influence_reference import (check_hvp_against_explicit_hessian,
+                                 tiny_detector)
+
+SMALLER_FCOS = {  # a 144-weight θ: explicit Hessians stay cheap
+    'model.bbox_head.feat_channels': 2,
+    'model.bbox_head.norm_cfg.num_groups': 1,
+}
 
 
 class MatrixProblem:
@@ -137,22 +139,9 @@ def test_cg_stops_on_negative_curvature():
 
 @pytest.fixture(scope='module')
 def fcos(tmp_path_factory):
-    cfg = tiny_config(**{
-        'model.bbox_head.feat_channels': 2,
-        'model.bbox_head.norm_cfg.num_groups': 1,
-    })
-    runner = ActiveLearningRunner(cfg, str(tmp_path_factory.mktemp('solv')))
-    torch.manual_seed(0)
-    model = MODELS.build(copy.deepcopy(runner.cfg.model))
-    model.init_weights()
-    model.eval()
-    adapter = FCOSAdapter()
-    adapter.prepare(model)
-    pool = PoolState.initial(runner.pool_view.sample_ids, 3, seed=0)
-    context = SelectionContext(
-        runner.cfg, pool, cycle=0, seed=0, work_dir=runner.work_dir,
-        model=model, adapter=adapter, num_workers=0)
-    return model, adapter, context
+    return tiny_detector(tmp_path_factory.mktemp('solv'),
+                         'isal_fcos_shapes.py', FCOSAdapter(), SMALLER_FCOS,
+                         num_labeled=3)
 
 
 def test_explicit_mean_hessian_of_a_real_head(fcos):
@@ -190,10 +179,7 @@ def test_explicit_mean_hessian_of_a_real_head(fcos):
 @pytest.mark.parametrize('solver', ['mmal.ExactSolver',
                                     'mmal.ConjugateGradient'])
 def test_a_config_selects_the_solver(tmp_path, solver):
-    cfg = tiny_config(**{
-        'model.bbox_head.feat_channels': 2,
-        'model.bbox_head.norm_cfg.num_groups': 1,
-    })
+    cfg = tiny_config(**SMALLER_FCOS)
     cfg.al_cfg.selector.solver = dict(type=solver, num_images=4)
     ActiveLearningRunner(cfg, str(tmp_path)).run()
     info = read_json(str(tmp_path / 'cycle_0' / 'selection.json'))['info']

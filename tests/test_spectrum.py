@@ -1,5 +1,4 @@
 """Power-iteration spectrum and the LiSSA scale check, against eigvalsh."""
-import copy
 
 import pytest
 import torch
@@ -56,25 +55,10 @@ def test_fcos_head_spectrum_matches_explicit_hessian():
     vectors (test_fcos_influence checks those HVPs against a Hessian of the
     whole network)."""
     import tempfile
-    from mmal.engine import ActiveLearningRunner, SelectionContext
     from mmal.models import FCOSAdapter
-    from mmal.registry import MODELS
-    from mmal.structures import PoolState
-    from conftest import tiny_config
-    cfg = tiny_config(**{
-        'model.bbox_head.feat_channels': 4,
-        'model.bbox_head.norm_cfg.num_groups': 2,
-    })
-    runner = ActiveLearningRunner(cfg, tempfile.mkdtemp())
-    torch.manual_seed(0)
-    model = MODELS.build(copy.deepcopy(runner.cfg.model))
-    model.init_weights()
-    model.eval()
-    adapter = FCOSAdapter()
-    adapter.prepare(model)
-    pool = PoolState.initial(runner.pool_view.sample_ids, 6, seed=0)
-    context = SelectionContext(runner.cfg, pool, 0, 0, runner.work_dir,
-                               model, adapter, num_workers=0)
+    from influence_reference import FCOS_TINY, tiny_detector
+    model, adapter, context = tiny_detector(
+        tempfile.mkdtemp(), 'isal_fcos_shapes.py', FCOSAdapter(), FCOS_TINY)
     params = [p for _, p in adapter.parameters(model)]
     batches = list(context.loader(context.labeled_view()))[:2]
 
