@@ -6,11 +6,11 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
-from .damped_solver import DampedSolver, flatten, unflatten
+from .damped_solver import MeanHessianSolver, flatten, unflatten
 
 
 @INFLUENCE_SOLVERS.register_module()
-class ConjugateGradient(DampedSolver):
+class ConjugateGradient(MeanHessianSolver):
     """Solve ``(H + damp D) s = D v`` by conjugate gradients.
 
     Each iteration is one product with the mean Hessian of the labeled
@@ -20,11 +20,7 @@ class ConjugateGradient(DampedSolver):
     conditioned when the scales differ.
 
     Args:
-        damp (float): Relative damping. Defaults to 0.01.
-        scale (float | Sequence[float]): Per-block scales ``D``; the
-            selector fills in the adapter's LiSSA scales when None.
-        num_images (int, optional): Use a seeded subset of at most this many
-            labeled images. Defaults to all.
+        damp, scale, num_images: See :class:`MeanHessianSolver`.
         max_iters (int): Iteration cap. Defaults to 50.
         tol (float): Stop when the residual norm is below ``tol`` times the
             right-hand side's. Defaults to 1e-6.
@@ -36,11 +32,10 @@ class ConjugateGradient(DampedSolver):
                  num_images: Optional[int] = None,
                  max_iters: int = 50,
                  tol: float = 1e-6) -> None:
-        super().__init__(damp, scale)
+        super().__init__(damp, scale, num_images)
         if max_iters <= 0 or tol <= 0:
             raise ValueError('ConjugateGradient needs max_iters > 0 and '
                              f'tol > 0, got {max_iters}, {tol}')
-        self.num_images = num_images
         self.max_iters = int(max_iters)
         self.tol = float(tol)
         self.info: dict = {}
@@ -52,7 +47,7 @@ class ConjugateGradient(DampedSolver):
         Stops early (with a warning in the log) if the damped Hessian shows
         a non-positive curvature direction, where CG is undefined.
         """
-        ids = self.subset(problem.sample_ids, self.num_images, problem.seed)
+        ids = self.images(problem)
         root = self.scale_vector(v).sqrt()
         mean_hvp = problem.mean_hvp_operator(ids, self.max_iters + 1)
 

@@ -7,7 +7,7 @@ directly, so a config can swap solvers and keep the meaning of
 ``damp`` / ``scale``; ``scale=1`` gives the plain damped inverse
 ``(H + damp I)^-1 v``.
 """
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -65,6 +65,33 @@ class DampedSolver:
         pick = np.random.default_rng([int(seed), 4]).choice(
             len(ordered), int(num), replace=False)
         return sorted(ordered[i] for i in pick)
+
+
+class MeanHessianSolver(DampedSolver):
+    """A solver that works with the mean Hessian of (a subset of) the
+    labeled images, split over processes.
+
+    Args:
+        damp (float): Relative damping. Defaults to 0.01.
+        scale (float | Sequence[float]): Per-block scales ``D``; the
+            selector fills in the adapter's LiSSA scales when unset.
+        num_images (int, optional): Use a seeded subset of at most this many
+            labeled images. Defaults to all.
+    """
+
+    def __init__(self,
+                 damp: float = 0.01,
+                 scale: Union[float, Sequence[float]] = 1.0,
+                 num_images: Optional[int] = None) -> None:
+        super().__init__(damp, scale)
+        if num_images is not None and int(num_images) < 1:
+            raise ValueError(f'{type(self).__name__} num_images must be >= 1 '
+                             f'or None, got {num_images}')
+        self.num_images = num_images
+
+    def images(self, problem) -> List[str]:
+        """The labeled ids this solver uses (seeded subset)."""
+        return self.subset(problem.sample_ids, self.num_images, problem.seed)
 
 
 def flatten(blocks: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -5,11 +5,11 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
-from .damped_solver import DampedSolver, flatten, unflatten
+from .damped_solver import MeanHessianSolver, flatten, unflatten
 
 
 @INFLUENCE_SOLVERS.register_module()
-class ExactSolver(DampedSolver):
+class ExactSolver(MeanHessianSolver):
     """Solve ``(H + damp D) s = D v`` with ``H`` built explicitly.
 
     ``H`` is the mean Hessian of the labeled images' losses w.r.t. θ, built
@@ -20,11 +20,7 @@ class ExactSolver(DampedSolver):
     heads with a few thousand weights at most.
 
     Args:
-        damp (float): Relative damping. Defaults to 0.01.
-        scale (float | Sequence[float]): Per-block scales ``D``; the
-            selector fills in the adapter's LiSSA scales when None.
-        num_images (int, optional): Use a seeded subset of at most this many
-            labeled images. Defaults to all.
+        damp, scale, num_images: See :class:`MeanHessianSolver`.
         max_dim (int): Refuse heads with more weights than this (the cost is
             ``dim`` HVPs per image and ``dim^2`` memory). Defaults to 4096.
     """
@@ -34,8 +30,7 @@ class ExactSolver(DampedSolver):
                  scale: Union[float, Sequence[float]] = 1.0,
                  num_images: Optional[int] = None,
                  max_dim: int = 4096) -> None:
-        super().__init__(damp, scale)
-        self.num_images = num_images
+        super().__init__(damp, scale, num_images)
         self.max_dim = int(max_dim)
 
     def estimate(self, v: Sequence[torch.Tensor],
@@ -51,7 +46,7 @@ class ExactSolver(DampedSolver):
                 f'ExactSolver: θ has {dim} weights, more than max_dim='
                 f'{self.max_dim} (the explicit Hessian costs {dim} HVPs per '
                 'image); use mmal.LiSSA or mmal.ConjugateGradient')
-        ids = self.subset(problem.sample_ids, self.num_images, problem.seed)
+        ids = self.images(problem)
         print_log(f's_test (exact): Hessian {dim}x{dim} on {len(ids)} '
                   'labeled images', problem.logger)
         H = problem.mean_hessian(ids)

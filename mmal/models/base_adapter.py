@@ -279,13 +279,8 @@ class BaseModelAdapter:
             ``sample_id``; see :meth:`cached_gt_loss`.
         """
         model = self.unwrap(model)
-        feats = self._features(model, data['inputs'])
-        return [
-            dict(feats=image_slice(feats, i, copy=True), sample=sample,
-                 sample_id=sid)
-            for i, (sid, sample) in enumerate(
-                zip(data['sample_id'], data['data_samples']))
-        ]
+        return per_image_entries(data, 'feats',
+                                 self._features(model, data['inputs']))
 
     def cached_gt_loss(self, model: nn.Module, entry: Dict) -> torch.Tensor:
         """:meth:`gt_loss` of a cached image (same value)."""
@@ -322,6 +317,17 @@ def image_slice(obj: Any, i: int, copy: bool = False) -> Any:
     if isinstance(obj, dict):
         return {k: image_slice(o, i, copy) for k, o in obj.items()}
     return obj
+
+
+def per_image_entries(data: Dict, key: str, batched: Any) -> List[Dict]:
+    """Cache entries of a batch: ``{key: image i's copy of batched,
+    'sample': data_samples[i], 'sample_id': sample_id[i]}`` per image."""
+    return [
+        {key: image_slice(batched, i, copy=True), 'sample': sample,
+         'sample_id': sid}
+        for i, (sid, sample) in enumerate(
+            zip(data['sample_id'], data['data_samples']))
+    ]
 
 
 def tensor_bytes(obj: Any) -> int:

@@ -7,7 +7,7 @@ from mmdet.models.utils import unpack_gt_instances
 from torch import nn
 
 from mmal.registry import AL_ADAPTERS
-from .base_adapter import BaseModelAdapter, image_slice
+from .base_adapter import BaseModelAdapter, per_image_entries
 
 
 class TwiceDifferentiableFocalLoss(nn.Module):
@@ -161,12 +161,7 @@ class SingleStageAdapter(BaseModelAdapter):
                     for a, b in zip(_flat(outs), _flat(again)))
                 if not self._replay_ok:
                     return super().cache_entries(model, data)
-        return [
-            dict(towers=image_slice(towers, i, copy=True), sample=sample,
-                 sample_id=sid)
-            for i, (sid, sample) in enumerate(
-                zip(data['sample_id'], data['data_samples']))
-        ]
+        return per_image_entries(data, 'towers', towers)
 
     def cached_gt_loss(self, model: nn.Module, entry: Dict) -> torch.Tensor:
         if 'towers' not in entry:
