@@ -43,6 +43,13 @@ same model and the same images:
       ``hv = autograd.grad(sum(grads * h), θ)``,
       ``h = v + (1 - damp) h - hv / scale`` per block; chains averaged.
 
+   The scales are the selector's (the config's ``solver.scale``, else
+   the adapter's; ``--scale`` overrides). When the fast chain diverges
+   with them (``DivergenceError``; an untrained model's Hessian is far
+   from a trained one's), they are raised per block from mmal's scale
+   check (power iteration, see :func:`checked_scales`) and both paths run
+   with the raised scales (``--no-scale-check``: report and skip).
+
    ``v`` (the right-hand side) is the sum of the labeled images'
    ground-truth loss gradients (``adapter.gt_loss`` + ``loss_grad``); its
    time is reported as ``v``. The script prints the total times, the time
@@ -75,6 +82,13 @@ zeroed so that untrained predictions reach the score threshold):
 The pool is ``2 * --num-images`` generated images: ``--num-images``
 labeled (s_test) and ``--num-images`` unlabeled (scoring).
 
+``--out`` writes every number as JSON: per phase ``seconds`` (the fastest
+of ``--repeat`` runs), ``seconds_all``, ``peak_mib`` and ``start_mib``;
+the ratios; the agreement checks; the s_test details; and the per-image
+values ``∇θ l · s_test`` of the three scoring paths (the selector's
+influence is their negative). The 1-minute load average at the start and
+the end is printed too: other processes on the machine distort timings.
+
 Example::
 
     python tools/benchmarks/influence_speed.py --out fcos_small.json
@@ -86,6 +100,7 @@ import gc
 import itertools
 import json
 import math
+import os
 import os.path as osp
 import platform
 import shutil
@@ -146,10 +161,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    'selector scale for the small model, the adapter\'s '
                    'FCOS scale [100, 8000, 5000] for --r50)')
     p.add_argument('--no-scale-check', action='store_true',
-                   help='use the scales as given even where mmal\'s scale '
-                   'check (power iteration on the labeled images) finds '
-                   'that a chain would overshoot; by default such a '
-                   'block\'s scale is raised to the safe scale')
+                   help='when the fast LiSSA chain diverges with the '
+                   'configured scales, report it and stop there; by default '
+                   'the scales are then raised by mmal\'s scale check '
+                   '(power iteration on the labeled images) and s_test is '
+                   'run again')
     p.add_argument('--checkpoint', default=None,
                    help='trained weights (mmengine checkpoint) instead of '
                    'random weights with a zero classification bias')
@@ -347,6 +363,14 @@ class PeakMemory:
                                                              1))
 
 
+def load_average() -> float:
+    """The 1-minute load average (other processes distort timings)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float('nan')
+
+
 def sync(device: str) -> None:
     """Wait for queued GPU work (so that timings are complete)."""
     if device == 'cuda':
@@ -380,7 +404,7 @@ def timed(name: str, fn: Callable[..., Any], make_args: Callable[[], tuple],
     return result
 
 
-# -- the measured computations --------------------------------------------------
+# -- the measured computations ------------------------------------------------
 def plain_inference(model: torch.nn.Module, items: Sequence[Batch],
                     batch_size: int) -> int:
     """Batched ``model.predict`` over ``items``; returns #predicted boxes."""
@@ -516,9 +540,7 @@ def fast_s_test(context: SelectionContext, params: Blocks, v: Blocks,
                          problem.block_names, logger='silent')
         for r, chain in enumerate(chains)
     ]
-    # image_hvps records its cache statistics only once the generator is
-    # exhausted, which the islice consumption above never does
-    for _ in hvps:
+    for _ in hvps:  # let the generator finish (no image is left)
         pass
     return solver.average(results), problem.cache_stats
 
@@ -558,7 +580,7 @@ def load_sequence(context: SelectionContext, sequence: Sequence[str]) -> int:
                                          list(sequence)))
 
 
-# -- comparison -----------------------------------------------------------------
+# -- comparison ---------------------------------------------------------------
 def compare_scores(ours: Scores, ref: Scores) -> Dict[str, Any]:
     """Largest per-image relative difference and ranking agreement.
 
@@ -589,7 +611,7 @@ def block_rel_diff(a: Blocks, b: Blocks) -> List[float]:
             for x, y in zip(a, b)]
 
 
-# -- report ---------------------------------------------------------------------
+# -- report -------------------------------------------------------------------
 def ratio(a: float, b: float) -> float:
     """``a / b`` (nan when ``b`` is 0)."""
     return a / b if b else float('nan')
@@ -603,7 +625,9 @@ def report(res: Dict[str, Any]) -> str:
     lines = [
         f'model: {res["model"]}, {res["num_images"]} images '
         f'{res["image_size"]}, batch {res["batch_size"]}, {res["device"]} '
-        f'({res["threads"]} threads), repeat {res["repeat"]}',
+        f'({res["threads"]} threads), repeat {res["repeat"]}; load average '
+        f'(1 min) at start {res["load_average"][0]:.2f}, at end '
+        f'{res["load_average"][1]:.2f}',
         f'scoring: predict {t["predict"]:.2f}s | fast {t["fast"]:.2f}s '
         f'({r["fast/predict"]:.2f}x predict) | per-image ref '
         f'{t["reference"]:.2f}s ({r["reference/predict"]:.2f}x) | '
@@ -615,22 +639,26 @@ def report(res: Dict[str, Any]) -> str:
         f'(thr {res["score_thr"]}), {res["predicted_boxes"]} predicted '
         'boxes in plain inference',
     ]
-    for name in ('fast', 'official'):
-        c = res['agreement'][f'{name}_vs_reference']
+    for key, label in (('fast_vs_reference', 'fast vs per-image reference'),
+                       ('fast_vs_official', 'fast vs official-style'),
+                       ('official_vs_reference',
+                        'official-style vs per-image reference')):
+        c = res['agreement'][key]
         lines.append(
-            f'  {name} vs per-image reference: max rel diff '
+            f'  {label}: max rel diff '
             f'{c["max_rel_diff"]:.1e} (max abs diff / max |score| '
             f'{c["max_abs_diff_over_max_abs"]:.1e}), same unscored: '
             f'{c["same_unscored"]}, same ranking of all '
             f'{c["num_compared"]} scored: {c["same_ranking"]}')
     check = s.get('scale_check')
-    if check and check['configured'] != s['scale']:
+    if check:
         lines.append(
-            f's_test scales: configured {check["configured"]} would '
-            'overshoot (dominant Hessian eigenvalues per block: positive '
+            f's_test scales: the configured {check["configured"]} '
+            f'diverged ({s["diverged"].split(":")[0]}); dominant Hessian '
+            'eigenvalues per block: positive '
             f'{[round(x, 1) for x in check["max_eigenvalue"]]}, negative '
-            f'{[round(x, 1) for x in check["min_eigenvalue"]]}): raised to '
-            f'{s["scale"]} (mmal scale check)')
+            f'{[round(x, 1) for x in check["min_eigenvalue"]]} (mmal scale '
+            f'check): raised to {s["scale"]}')
     if s.get('error'):
         lines.append(f's_test: {s["error"]}')
     else:
@@ -669,9 +697,10 @@ def fmt_list(xs: Sequence[float]) -> str:
     return '[' + ', '.join(f'{x:.2e}' for x in xs) + ']'
 
 
-# -- main -------------------------------------------------------------------------
+# -- main ---------------------------------------------------------------------
 def run(args: argparse.Namespace, work_dir: str) -> Dict[str, Any]:
     """Every measurement; returns the results (see :func:`report`)."""
+    load_start = load_average()
     model, adapter, context, cfg = build_setup(args, work_dir)
     params = [p for _, p in adapter.parameters(model)]
     unl_ids = list(context.state.unlabeled_ids)
@@ -702,27 +731,42 @@ def run(args: argparse.Namespace, work_dir: str) -> Dict[str, Any]:
               fresh(lab_items), args, memory, phases)
     scales = lissa_scales(args, cfg, adapter)
     damp = 0.01
-    solver = LiSSA(damp=damp, scale=scales, depth=len(lab_ids),
-                   repeats=args.chains, log_interval=0)
-    scale_check = None
-    if not args.no_scale_check:
-        scales, scale_check = checked_scales(context, params, lab_ids, scales,
-                                             damp, B)
-        solver = LiSSA(damp=damp, scale=scales, depth=len(lab_ids),
-                       repeats=args.chains, log_interval=0)
+
+    def solver_for(block_scales):
+        return LiSSA(damp=damp, scale=block_scales, depth=len(lab_ids),
+                     repeats=args.chains, log_interval=0)
+
+    solver = solver_for(scales)
     chains = solver.sample_chains(lab_ids, seed=0)
     sequence = [sid for c in chains for sid in c]
     s_info: Dict[str, Any] = dict(
         chains=len(chains), depth=len(chains[0]), steps=len(sequence),
-        scale=scales, damp=damp, scale_check=scale_check)
-    try:
-        s_fast, cache_stats = timed(
+        scale=scales, damp=damp, scale_check=None, diverged=None)
+
+    def run_fast():
+        return timed(
             's_test_fast',
             lambda: fast_s_test(context, params, v, solver, chains, B),
             lambda: (), args, memory, phases)
+
+    try:
+        s_fast, cache_stats = run_fast()
     except DivergenceError as e:
         s_fast, cache_stats = None, []
-        s_info['error'] = f'fast LiSSA diverged: {e}'
+        s_info['diverged'] = str(e)
+    if s_fast is None and not args.no_scale_check:
+        # the configured scales do not fit this model's Hessian: take safe
+        # ones from mmal's scale check and run again (same chains)
+        scales, s_info['scale_check'] = checked_scales(
+            context, params, lab_ids, scales, damp, B)
+        s_info['scale'] = scales
+        solver = solver_for(scales)
+        try:
+            s_fast, cache_stats = run_fast()
+        except DivergenceError as e:
+            s_info['diverged'] += f' | after the scale check: {e}'
+    if s_fast is None:
+        s_info['error'] = f'fast LiSSA diverged: {s_info["diverged"]}'
     s_official = timed(
         's_test_official',
         lambda it: official_s_test(model, adapter, it, params, v, chains,
@@ -801,6 +845,7 @@ def run(args: argparse.Namespace, work_dir: str) -> Dict[str, Any]:
         scores=dict(fast=fast, reference=ref, official=official),
         memory_kind=memory.kind,
         memory_reset_ok=memory.reset_ok,
+        load_average=[load_start, load_average()],
     )
 
 
