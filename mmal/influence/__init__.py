@@ -6,12 +6,12 @@ from .lissa import DivergenceError, LiSSA
 from .params import flat_dot, select_parameters
 from .planned_cache import PlannedCache
 from .spectrum import block_top_eigenvalues, scale_report
-from .tangent import TangentHooks, primal, tangent_of
+from .directional import OutputProbe, frozen_parameters
 
 __all__ = [
     'hessian_vector_product', 'loss_grad', 'LiSSA', 'DivergenceError',
     'flat_dot', 'select_parameters', 'block_top_eigenvalues', 'scale_report',
-    'TangentHooks', 'primal', 'tangent_of', 'ConjugateGradient',
+    'OutputProbe', 'frozen_parameters', 'ConjugateGradient',
     'DampedSolver', 'ExactSolver', 'flatten', 'unflatten', 'PlannedCache',
     'ImageHessian'
 ]

@@ -5,12 +5,11 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from unittest import mock
 
 import torch
-import torch.autograd.forward_ad as fwAD
 from mmengine.structures import InstanceData
 from torch import nn
 
-from mmal.influence import (TangentHooks, primal, select_parameters,
-                            tangent_of)
+from mmal.influence import (OutputProbe, frozen_parameters,
+                            select_parameters)
 
 
 class BaseModelAdapter:
@@ -93,7 +92,11 @@ class BaseModelAdapter:
         devices = [torch.cuda.current_device()
                    ] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+            # not torch.manual_seed: without CUDA it queues a lazy CUDA
+            # seeding that captures a stack trace (~1 ms per image)
+            torch.default_generator.manual_seed(seed)
+            if devices:
+                torch.cuda.manual_seed(seed)
             yield
 
     @staticmethod
@@ -224,12 +227,13 @@ class BaseModelAdapter:
             score_thr: float) -> List[Tuple[Optional[float], int]]:
         """``∇θ l(z', pseudo labels) · S`` for every image of a batch.
 
-        One pass: the trunk and head run once for the whole batch without
-        autograd, with forward-mode tangents along ``direction`` attached at
-        the θ layers (:class:`~mmal.influence.TangentHooks`); predictions
-        are taken from the primal outputs, then each image's loss on its
-        pseudo labels is evaluated on its slice of the outputs, and its
-        tangent is the directional derivative. It equals
+        One pass for the batch: the trunk and the head run once, recording
+        autograd only after the θ layers (:class:`~mmal.influence.
+        OutputProbe` makes their outputs leaves and computes ``f(x, S_b)``
+        beside them); the predictions give the pseudo labels; each image's
+        loss is evaluated on its rows of the outputs; one backward of the
+        summed losses to the θ layers' outputs (never to θ or through the
+        trunk) gives every image's derivative. It equals
         ``loss_grad(pseudo_loss(...)) · S`` up to float rounding.
 
         Args:
@@ -245,24 +249,30 @@ class BaseModelAdapter:
         """
         model = self.unwrap(model)
         samples = data['data_samples']
-        hooks = TangentHooks(model, self.param_names, direction)
-        results = []
-        with fwAD.dual_level(), torch.no_grad(), hooks:
+        probe = OutputProbe(model, self.param_names, direction)
+        nums, losses = [], []
+        with frozen_parameters(model), probe:
             feats = self._features(model, data['inputs'])
-            outs = self._head(model, feats)
-            with hooks.paused():
-                preds = self._predict(model, feats, primal(outs), samples)
+            with torch.enable_grad():
+                probe.tag = 'batch'
+                outs = self._head(model, feats)
+            with probe.paused(), torch.no_grad():
+                preds = self._predict(model, feats, detach(outs), samples)
             for i, (sid, sample) in enumerate(zip(data['sample_id'],
                                                   samples)):
-                num = self.set_pseudo_labels(sample, preds[i], score_thr)
-                if num == 0:
-                    results.append((None, 0))
+                nums.append(self.set_pseudo_labels(sample, preds[i],
+                                                   score_thr))
+                if nums[-1] == 0:
                     continue
-                loss = self._loss(model, image_slice(feats, i),
-                                  image_slice(outs, i),
-                                  dict(sample_id=[sid]), [sample])
-                results.append((float(tangent_of(loss)), num))
-        return results
+                probe.tag = i  # layers called by this loss alone: image i
+                with torch.enable_grad():
+                    losses.append(
+                        self._loss(model, image_slice(feats, i),
+                                   image_slice(outs, i),
+                                   dict(sample_id=[sid]), [sample]))
+            values = probe.contract(sum(losses), 'batch') if losses else {}
+        return [(values.get(i, 0.0) if num else None, num)
+                for i, num in enumerate(nums)]
 
     def cache_entries(self, model: nn.Module, data: Dict) -> List[Dict]:
         """What a labeled image's loss needs once the trunk has run.

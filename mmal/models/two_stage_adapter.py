@@ -6,7 +6,6 @@ import torch
 from mmdet.models.utils import unpack_gt_instances
 from torch import nn
 
-from mmal.influence import primal
 from mmal.registry import AL_ADAPTERS
 from .base_adapter import BaseModelAdapter, detach
 
@@ -63,7 +62,7 @@ class TwoStageAdapter(BaseModelAdapter):
                                                  gts_ignore)
             with torch.no_grad():  # mmdet detaches the proposals too
                 proposals = model.rpn_head.predict_by_feat(
-                    *primal(detach(outs)), batch_img_metas=metas,
+                    *detach(outs), batch_img_metas=metas,
                     cfg=proposal_cfg)
             losses.update(model.roi_head.loss(feats, proposals, samples))
         loss, _ = model.parse_losses(losses)
