@@ -1,8 +1,9 @@
 """The fast influence path against the per-image reference path.
 
 * batches of equal padded shape give every image what it gets at batch 1;
-* forward-mode directional scores, batched, equal per-image backward
-  gradients dotted with s_test (FCOS and Faster R-CNN, mixed image sizes);
+* batched directional scores (a backward to the θ layers' outputs only)
+  equal per-image backward gradients dotted with s_test (FCOS and Faster
+  R-CNN, mixed image sizes);
 * the selector's fast and reference paths give the same reference
   gradient, s_test and scores, and the same ranking;
 * cached head inputs give the same loss, gradient and HVP;
@@ -87,7 +88,7 @@ def test_same_shape_batches_are_what_each_image_is_alone(detector):
 
 
 def test_directional_scores_equal_per_image_backward(detector):
-    """Mixed sizes, batched forward-mode vs batch-1 backward per image."""
+    """Mixed sizes, batched directional scores vs batch-1 backward per image."""
     model, adapter, context = detector
     params = _params(model, adapter)
     s = _direction(params)

@@ -51,8 +51,9 @@ class InfluenceSelector(BaseSelector):
             (power iteration, ``iters`` HVPs each), log the safe scales and
             warn when a configured scale would diverge. ``None`` skips it.
             Defaults to ``dict(num_images=4, iters=20)``.
-        fast_path (bool): Batched scoring by forward-mode directional
-            derivatives fused with inference, and HVPs from cached head
+        fast_path (bool): Batched scoring as directional derivatives
+            (a backward to the θ layers' outputs only) fused with
+            inference, and HVPs from cached head
             inputs (see :meth:`score` and :class:`LabeledHessian`). False
             runs the per-image reference path (trunk once per image, a
             backward per score). Both give the same numbers up to float
@@ -203,10 +204,10 @@ class InfluenceSelector(BaseSelector):
               s_test: Sequence[torch.Tensor]) -> Dict[str, Optional[float]]:
         """Influence ``-s_test · G_z'`` of each unlabeled image.
 
-        Fast path: images of equal padded shape are batched; one no-grad
-        pass gives the predictions (pseudo labels) and, by forward-mode
-        AD, each image's loss derivative along ``s_test``
-        (:meth:`BaseModelAdapter.directional_scores`). Reference path: per
+        Fast path: images of equal padded shape are batched; one pass
+        gives the predictions (pseudo labels) and each image's loss
+        derivative along ``s_test``, from a backward to the θ layers'
+        outputs only (:meth:`BaseModelAdapter.directional_scores`). Reference path: per
         image, the pseudo-label loss and its gradient by backward.
 
         Returns:

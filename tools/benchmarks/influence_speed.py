@@ -11,9 +11,9 @@ same model and the same images:
    yardstick: selection cannot be cheaper than looking at every image once.
 2. **fast scoring** (``fast``): ``InfluenceSelector``'s batched path.
    Images are grouped by :func:`mmal.engine.shape_batches.same_shape_batches`
-   and each batch goes through ``adapter.directional_scores``: one no-grad
-   pass gives the predictions (pseudo labels) and, by forward-mode AD along
-   ``s_test``, ``∇θ l(z', pseudo labels) · s_test`` per image.
+   and each batch goes through ``adapter.directional_scores``: one pass
+   gives the predictions (pseudo labels) and, from one backward to the θ
+   layers' outputs only, ``∇θ l(z', pseudo labels) · s_test`` per image.
 3. **per-image reference scoring** (``reference``): mmal's slow path,
    per image ``adapter.pseudo_loss`` (trunk without autograd, head with it)
    then ``loss_grad`` and ``flat_dot`` with ``s_test``.
