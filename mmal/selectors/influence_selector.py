@@ -7,14 +7,13 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
-from mmal.engine.shape_batches import same_shape_batches
 from mmal.influence import (LiSSA, block_top_eigenvalues, flat_dot,
                             loss_grad, scale_report)
 from mmal.registry import INFLUENCE_SOLVERS, SELECTORS
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.progress import track_progress
 from .base import BaseSelector, SelectionResult
-from .labeled_hessian import LabeledHessian
+from .labeled_hessian import LabeledHessian, cache_entries, shape_batches
 
 UNSCORED_POLICIES = ('random', 'exclude')
 REFERENCE_SETS = ('val', 'labeled')
@@ -140,14 +139,8 @@ class InfluenceSelector(BaseSelector):
             for batch in loader:
                 yield adapter.gt_loss(model, batch)
             return
-        for data in self._batches(context, loader):
-            for entry in adapter.cache_entries(model, data):
-                yield adapter.cached_gt_loss(model, entry)
-
-    def _batches(self, context, loader) -> Iterator[Dict]:
-        adapter, model = context.adapter, context.model
-        return same_shape_batches(lambda b: adapter.preprocess(model, b),
-                                  loader, self.batch_size, adapter.image_key)
+        for entry in cache_entries(context, loader, self.batch_size):
+            yield adapter.cached_gt_loss(model, entry)
 
     def hessian(self, context, params) -> LabeledHessian:
         """The labeled set's Hessians, on this selector's path."""
@@ -223,7 +216,7 @@ class InfluenceSelector(BaseSelector):
                     flat_dot(s_test, loss_grad(loss, params))))
 
         def batched(loader):
-            for data in self._batches(context, loader):
+            for data in shape_batches(context, loader, self.batch_size):
                 found = adapter.directional_scores(model, data, s_test,
                                                    self.score_thr)
                 for sid, (value, _) in zip(data['sample_id'], found):

@@ -1,5 +1,5 @@
 """The labeled images' Hessians w.r.t. θ, as the s_test solvers use them."""
-from typing import Callable, Iterator, List, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Sequence
 
 import torch
 
@@ -9,6 +9,23 @@ from mmal.models.base_adapter import tensor_bytes
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 
 HvpFn = Callable[[List[torch.Tensor]], List[torch.Tensor]]
+
+
+def shape_batches(context, items: Iterable[Dict],
+                  batch_size: int) -> Iterator[Dict]:
+    """:func:`same_shape_batches` of loaded images, preprocessed by the
+    context's model, keyed by the adapter's image ids."""
+    adapter, model = context.adapter, context.model
+    return same_shape_batches(lambda b: adapter.preprocess(model, b), items,
+                              batch_size, adapter.image_key)
+
+
+def cache_entries(context, items: Iterable[Dict],
+                  batch_size: int) -> Iterator[Dict]:
+    """The adapter's cache entries of loaded images, computed in batches
+    (:meth:`BaseModelAdapter.cache_entries`), in batch order."""
+    for data in shape_batches(context, items, batch_size):
+        yield from context.adapter.cache_entries(context.model, data)
 
 
 class LabeledHessian:
@@ -72,14 +89,11 @@ class LabeledHessian:
                 lambda e=entry: adapter.cached_gt_loss(model, e), self.params)
 
     def _compute(self, items) -> dict:
-        adapter, model = self.context.adapter, self.context.model
-        entries = {}
-        for data in same_shape_batches(
-                lambda b: adapter.preprocess(model, b),
-            [it for _, it in items], self.batch_size, adapter.image_key):
-            for entry in adapter.cache_entries(model, data):
-                entries[entry['sample_id']] = entry
-        return entries
+        return {
+            entry['sample_id']: entry
+            for entry in cache_entries(self.context, [it for _, it in items],
+                                       self.batch_size)
+        }
 
     # -- means over images, summed over processes ---------------------------
     def mean_hvp_operator(self, ids: Sequence[str],
