@@ -1,6 +1,13 @@
 """The slow, obviously-correct per-image scoring that the adapters' fused
 scores are checked against (shared by the FCOS and Faster R-CNN tests), and
-the tiny untrained detectors they run on."""
+the tiny untrained detectors they run on.
+
+The checks run in float64 (``adapter.float64``; NMS decides on float32
+copies): two paths that agree in exact arithmetic then agree to ~1e-15, and
+the tolerance ``RTOL`` = 1e-9 (relative to each block's largest entry) lies
+far above that and far below float32 rounding (~1e-7), which differs
+between CPUs, BLAS builds, thread counts and batch sizes.
+"""
 import copy
 
 import pytest
@@ -10,6 +17,22 @@ from mmengine.structures import InstanceData
 from torch.func import functional_call
 
 from mmal.influence import flat_dot, hessian_vector_product, loss_grad
+
+RTOL = 1e-9
+
+
+def assert_close64(a, b):
+    """``a`` equals ``b`` (float64) to ``RTOL`` of ``b``'s largest entry."""
+    assert a.dtype == b.dtype == torch.float64
+    torch.testing.assert_close(a, b, rtol=RTOL,
+                               atol=RTOL * float(b.abs().max()))
+
+
+def preprocess64(model, batch):
+    """mmdet's preprocessing, the images then cast to float64."""
+    data = model.data_preprocessor(batch, False)
+    data['inputs'] = data['inputs'].double()
+    return data
 
 FCOS_TINY = {
     'model.bbox_head.feat_channels': 4,
@@ -71,7 +94,7 @@ def reference_scores(model, adapter, context, s_test, score_thr):
     out = {}
     for i, sid in enumerate(view.sample_ids):
         batch = pseudo_collate([view[i]])
-        data = model.data_preprocessor(batch, False)
+        data = preprocess64(model, batch)
         with torch.no_grad():
             pred = model.predict(
                 data['inputs'], copy.deepcopy(data['data_samples']),
@@ -81,8 +104,9 @@ def reference_scores(model, adapter, context, s_test, score_thr):
             out[sid] = None
             continue
         sample = data['data_samples'][0]
-        sample.gt_instances = InstanceData(
-            bboxes=pred.bboxes[keep], labels=pred.labels[keep])
+        sample.gt_instances = InstanceData(  # float32, as annotations are
+            bboxes=pred.bboxes[keep].to(torch.float32),
+            labels=pred.labels[keep])
         sample.ignored_instances = InstanceData(  # nothing ignored
             bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long())
         with adapter.image_rng(dict(sample_id=[sid])):
@@ -93,21 +117,24 @@ def reference_scores(model, adapter, context, s_test, score_thr):
 
 def check_scores_against_reference(model, adapter, context, score_thr,
                                    min_scored=5):
-    """The selector's scores and ranking equal :func:`reference_scores`."""
+    """The selector's scores and ranking equal :func:`reference_scores`
+    (float64)."""
     from mmal.selectors import InfluenceSelector
-    params = [p for _, p in adapter.parameters(model)]
-    gen = torch.Generator().manual_seed(1)
-    s_test = [torch.randn(p.shape, generator=gen) for p in params]
     selector = InfluenceSelector(score_thr=score_thr)
-    ours = selector.score(context, params, s_test)
-    ref = reference_scores(model, adapter, context, s_test, score_thr)
+    with adapter.float64(model):
+        params = [p for _, p in adapter.parameters(model)]
+        gen = torch.Generator().manual_seed(1)
+        s_test = [torch.randn(p.shape, generator=gen).double()
+                  for p in params]
+        ours = selector.score(context, params, s_test)
+        ref = reference_scores(model, adapter, context, s_test, score_thr)
     assert set(ours) == set(ref) == set(context.state.unlabeled_ids)
     assert {k for k, v in ours.items() if v is None} == {
         k for k, v in ref.items() if v is None}
     scored = [k for k, v in ref.items() if v is not None]
     assert len(scored) >= min_scored
     for k in scored:
-        assert ours[k] == pytest.approx(ref[k], rel=1e-4, abs=1e-6)
+        assert ours[k] == pytest.approx(ref[k], rel=RTOL)
     ranking = selector.order(ours, seed=0)
     assert ranking[:len(scored)] == sorted(scored, key=lambda k: ref[k])
 
@@ -121,55 +148,59 @@ def full_loss(model, data):
 def check_gradients_against_full_loss(model, adapter, context, num=3):
     """The adapter's θ-gradient (frozen trunk) equals the gradient of the
     full ``model.loss`` with the same random draws, on ``num`` labeled
-    images.
+    images (float64).
 
     Returns:
-        list[list[Tensor]]: The adapter's gradients, per image.
+        list[list[Tensor]]: The adapter's gradients, per image (float32).
     """
-    params = [p for _, p in adapter.parameters(model)]
     out = []
-    for batch in list(context.loader(context.labeled_view()))[:num]:
-        ours = loss_grad(adapter.gt_loss(model, batch), params)
-        data = model.data_preprocessor(batch, False)
-        with adapter.image_rng(batch):  # the same sampling draws
-            ref = loss_grad(full_loss(model, data), params)
-        for a, b in zip(ours, ref):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-        out.append(ours)
+    with adapter.float64(model):
+        params = [p for _, p in adapter.parameters(model)]
+        for batch in list(context.loader(context.labeled_view()))[:num]:
+            ours = loss_grad(adapter.gt_loss(model, batch), params)
+            data = preprocess64(model, batch)
+            with adapter.image_rng(batch):  # the same sampling draws
+                ref = loss_grad(full_loss(model, data), params)
+            for a, b in zip(ours, ref):
+                assert_close64(a, b)
+            out.append([g.float() for g in ours])
     return out
 
 
 def check_hvp_against_explicit_hessian(model, adapter, batch):
     """The adapter's Hessian-vector product on ``batch`` equals ``H @ x``
     with ``H`` the explicit Hessian of the full ``model.loss`` w.r.t. θ
-    (``functional_call``; the same random draws).
+    (``functional_call``; the same random draws; float64).
 
     Returns:
-        tuple[Tensor, list[int]]: ``H`` (n, n) and the block sizes.
+        tuple[Tensor, list[int]]: ``H`` (n, n), float64, and the block
+        sizes.
     """
-    named = adapter.parameters(model)
-    names = [n for n, _ in named]
-    shapes = [p.shape for _, p in named]
-    sizes = [p.numel() for _, p in named]
-    data = model.data_preprocessor(batch, False)
+    with adapter.float64(model):
+        named = adapter.parameters(model)
+        names = [n for n, _ in named]
+        shapes = [p.shape for _, p in named]
+        sizes = [p.numel() for _, p in named]
+        data = preprocess64(model, batch)
 
-    def loss_of(theta):
-        blocks = torch.split(theta, sizes)
-        weights = {n: b.reshape(s) for n, b, s in zip(names, blocks, shapes)}
-        with adapter.image_rng(batch):
-            losses = functional_call(
-                model, weights, args=(data['inputs'], data['data_samples']),
-                kwargs=dict(mode='loss'))
-        return model.parse_losses(losses)[0]
+        def loss_of(theta):
+            blocks = torch.split(theta, sizes)
+            weights = {n: b.reshape(s)
+                       for n, b, s in zip(names, blocks, shapes)}
+            with adapter.image_rng(batch):
+                losses = functional_call(
+                    model, weights,
+                    args=(data['inputs'], data['data_samples']),
+                    kwargs=dict(mode='loss'))
+            return model.parse_losses(losses)[0]
 
-    theta = torch.cat([p.detach().reshape(-1) for _, p in named])
-    H = torch.autograd.functional.hessian(loss_of, theta)
-    assert H.shape == (sum(sizes), sum(sizes))
-    gen = torch.Generator().manual_seed(0)
-    vec = [torch.randn(s, generator=gen) for s in shapes]
-    ours = hessian_vector_product(
-        adapter.gt_loss(model, batch), [p for _, p in named], vec)
+        theta = torch.cat([p.detach().reshape(-1) for _, p in named])
+        H = torch.autograd.functional.hessian(loss_of, theta)
+        assert H.shape == (sum(sizes), sum(sizes))
+        gen = torch.Generator().manual_seed(0)
+        vec = [torch.randn(s, generator=gen).double() for s in shapes]
+        ours = hessian_vector_product(
+            adapter.gt_loss(model, batch), [p for _, p in named], vec)
     flat = torch.cat([x.reshape(-1) for x in ours])
-    expected = H @ torch.cat([x.reshape(-1) for x in vec])
-    torch.testing.assert_close(flat, expected, rtol=1e-4, atol=1e-6)
+    assert_close64(flat, H @ torch.cat([x.reshape(-1) for x in vec]))
     return H, sizes

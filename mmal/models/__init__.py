@@ -1,8 +1,9 @@
 from .base_adapter import BaseModelAdapter
+from .precision import float64_computation
 from .single_stage_adapter import FCOSAdapter, SingleStageAdapter
 from .two_stage_adapter import FasterRCNNAdapter, TwoStageAdapter
 
 __all__ = [
     'BaseModelAdapter', 'SingleStageAdapter', 'FCOSAdapter',
-    'TwoStageAdapter', 'FasterRCNNAdapter'
+    'TwoStageAdapter', 'FasterRCNNAdapter', 'float64_computation'
 ]

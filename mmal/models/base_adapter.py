@@ -10,6 +10,7 @@ from torch import nn
 
 from mmal.influence import (OutputProbe, frozen_parameters,
                             select_parameters)
+from .precision import float64_computation
 
 
 class BaseModelAdapter:
@@ -41,6 +42,8 @@ class BaseModelAdapter:
             raise ValueError(f'{type(self).__name__} needs param_names')
         self.lissa_scale = list(lissa_scale or self.default_lissa_scale)
         self.seed = 0
+        # set by :meth:`float64`: the dtype the preprocessed images take
+        self.input_dtype: Optional[torch.dtype] = None
 
     @staticmethod
     def unwrap(model: nn.Module) -> nn.Module:
@@ -136,10 +139,13 @@ class BaseModelAdapter:
             int: The number of pseudo boxes.
         """
         keep = pred.scores >= score_thr
+        # float32 like annotations (mmdet builds targets from float32
+        # priors); a no-op except under :meth:`float64`
+        bboxes = pred.bboxes[keep].detach().to(torch.float32)
         data_sample.gt_instances = InstanceData(
-            bboxes=pred.bboxes[keep].detach(), labels=pred.labels[keep])
+            bboxes=bboxes, labels=pred.labels[keep])
         data_sample.ignored_instances = InstanceData(
-            bboxes=pred.bboxes.new_zeros((0, 4)),
+            bboxes=bboxes.new_zeros((0, 4)),
             labels=pred.labels.new_zeros((0, )))
         return int(keep.sum())
 
@@ -154,8 +160,41 @@ class BaseModelAdapter:
         return select_parameters(self.unwrap(model), self.param_names)
 
     def preprocess(self, model: nn.Module, batch: Dict) -> Dict:
-        """Run the model's data preprocessor in test mode."""
-        return self.unwrap(model).data_preprocessor(batch, False)
+        """Run the model's data preprocessor in test mode.
+
+        Inside :meth:`float64` the images it returns (float32, as mmengine's
+        preprocessor makes them) are cast to float64.
+        """
+        data = self.unwrap(model).data_preprocessor(batch, False)
+        if self.input_dtype is not None:
+            data['inputs'] = data['inputs'].to(self.input_dtype)
+        return data
+
+    @contextlib.contextmanager
+    def float64(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Every loss, gradient, HVP and score of this adapter in float64.
+
+        For checks that two paths compute the same numbers: in float32 they
+        agree only up to rounding that depends on the CPU, the BLAS and the
+        batch size, and a detector can turn such bits into other discrete
+        choices. Inside the context the model runs in float64 (cast back on
+        exit, losslessly), the preprocessed images are cast to float64, and
+        NMS decides on float32 copies (mmcv's CPU NMS is float32 only); see
+        :func:`mmal.models.precision.float64_computation`.
+
+        Args:
+            model (nn.Module): The model (possibly wrapped).
+
+        Yields:
+            nn.Module: The unwrapped model, in float64.
+        """
+        before = self.input_dtype  # contexts may nest
+        with float64_computation(self.unwrap(model)) as bare:
+            self.input_dtype = torch.float64
+            try:
+                yield bare
+            finally:
+                self.input_dtype = before
 
     # -- the pieces a subclass provides ---------------------------------------
     # ``feats`` are the trunk's outputs (θ-free, computed without autograd),

@@ -1,0 +1,103 @@
+"""Float64 influence computations through mmdet, for exact comparisons.
+
+Two paths that compute the same gradient (batched vs batch-1, cached head
+inputs vs a full pass) agree only up to float32 rounding, and that rounding
+differs between CPU models, BLAS builds, thread counts and batch sizes.
+Claims that two paths are *equal* are therefore checked in float64, where
+the rounding is ~1e-16 and the tolerance can come from the magnitudes.
+
+mmdet and mmcv do not run in float64 as they are:
+
+* mmengine's and mmdet's data preprocessors call ``.float()`` on the images,
+  and ``FCOSHead.forward_single`` calls ``.float()`` on ``bbox_pred``;
+* mmcv 2.1's CPU ``nms`` refuses float64 boxes.
+
+:func:`float64_computation` casts the model to float64 and, while it is
+active, lets ``Tensor.float()`` leave float64 tensors as they are and hands
+mmcv's NMS kernel float32 copies of its boxes and scores. The discrete
+choices of a detector (NMS, hence predictions and proposals) are thus made
+on float32-rounded values of float64 quantities: two paths whose float64
+values agree to ~1e-16 round to the same float32 values (except at an exact
+rounding boundary, with probability ~1e-9 per value), so they make the same
+choices, and their losses and gradients are compared in float64.
+"""
+import contextlib
+import importlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+__all__ = ['float64_computation']
+
+
+class _NmsInFloat32:
+    """Stands for mmcv's compiled ops module: ``nms`` gets float32 copies."""
+
+    def __init__(self, ext_module) -> None:
+        self._ext = ext_module
+
+    def __getattr__(self, name: str):
+        return getattr(self._ext, name)
+
+    def nms(self, boxes: torch.Tensor, scores: torch.Tensor, *args,
+            **kwargs) -> torch.Tensor:
+        return self._ext.nms(
+            boxes.to(torch.float32), scores.to(torch.float32), *args,
+            **kwargs)
+
+
+@contextlib.contextmanager
+def _keep_float64() -> Iterator[None]:
+    """``Tensor.float()`` leaves float64 tensors alone (others as usual)."""
+    original = torch.Tensor.float
+
+    def float_(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.dtype == torch.float64:
+            return self
+        return original(self, *args, **kwargs)
+
+    torch.Tensor.float = float_
+    try:
+        yield
+    finally:
+        torch.Tensor.float = original
+
+
+@contextlib.contextmanager
+def _nms_in_float32() -> Iterator[None]:
+    nms_module = importlib.import_module('mmcv.ops.nms')  # not the function
+    original = nms_module.ext_module
+    nms_module.ext_module = _NmsInFloat32(original)
+    try:
+        yield
+    finally:
+        nms_module.ext_module = original
+
+
+@contextlib.contextmanager
+def float64_computation(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in float64 for the duration of the context.
+
+    The parameters and buffers are cast in place (the ``Parameter`` objects
+    stay the same) and cast back on exit; float32 -> float64 -> float32 is
+    exact, so the model is unchanged afterwards. Not thread-safe: it patches
+    ``torch.Tensor.float`` and mmcv's NMS for the whole process.
+
+    Args:
+        model (nn.Module): The model (unwrapped).
+
+    Yields:
+        nn.Module: ``model``, now in float64.
+    """
+    dtypes = {p.dtype for p in model.parameters()}
+    if len(dtypes) != 1:
+        raise TypeError('float64_computation needs a model with one '
+                        f'parameter dtype, got {sorted(map(str, dtypes))}')
+    dtype = dtypes.pop()
+    model.double()
+    try:
+        with _keep_float64(), _nms_in_float32():
+            yield model
+    finally:
+        model.to(dtype)
