@@ -111,12 +111,28 @@ def test_isal_and_random_differ_only_in_the_selector(name):
 
 # al_cfg keys that may differ between the FCOS and the Faster R-CNN config
 # of one dataset: the adapter; on COCO the paper's stop rule (target AP,
-# with num_cycles as a cap); on the demo the LiSSA scales of the small heads.
+# with num_cycles as a cap).
 DETECTOR_AL_KEYS = {
     'coco': {'adapter', 'num_cycles', 'target_metric', 'target_tolerance'},
     'voc': {'adapter'},
-    'shapes': {'adapter', 'selector'},
+    'shapes': {'adapter'},
 }
+
+
+@pytest.mark.parametrize('name', [n for n in TOP_LEVEL if n.startswith(
+    'isal_')])
+def test_no_config_tunes_lissa_scales_by_hand(name):
+    """Every ISAL config takes the adapter's scales, raised per block by
+    the scale check where the measured curvature needs it (mode 'auto')."""
+    selector = resolve_al_cfg(_load(name))['selector']
+    assert 'scale' not in selector.get('solver', {})
+    assert 'scale_check' not in selector
+    built = InfluenceSelector(**{
+        k: v
+        for k, v in selector.items() if k != 'type'
+    })
+    assert built.scale_check.mode == 'auto'
+    assert built.scale_check.margin == 1.5
 
 
 @pytest.mark.parametrize('dataset', sorted(DETECTOR_AL_KEYS))

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mmal.influence import (block_top_eigenvalues, hessian_vector_product,
-                            scale_report)
+from mmal.influence import (auto_scales, block_top_eigenvalues,
+                            hessian_vector_product, scale_report)
 
 
 def _sym(n, gen, shift=0.0):
@@ -47,6 +47,37 @@ def test_scale_report_warns_exactly_when_a_chain_would_diverge():
     assert len(bad['warnings']) == 2
     assert bad['warnings'][0].startswith('cls: LiSSA scale 80.0 <')
     assert bad['warnings'][1].startswith('ctr: a negative eigenvalue -3')
+    # the two remedies of the negative side, as LiSSA's own error says
+    assert 'a scale > 300' in bad['warnings'][1]
+    assert 'larger damp' in bad['warnings'][1]
+
+
+def test_a_dominant_negative_eigenvalue_gets_its_magnitude_as_safe_scale():
+    """Power iteration sees only the dominant eigenvalue: when it is
+    negative, the largest positive one is at most its magnitude."""
+    rep = scale_report([[-30.0, 0.0], [-12.0, 0.0]], [5.0, 5.0], 0.01,
+                       ['cls', 'reg'])
+    assert rep['max_eigenvalue'] == [0.0, 0.0]
+    assert rep['min_eigenvalue'] == [-30.0, 0.0]
+    assert rep['safe_scale'] == [30.0, 0.0]  # not 1.0; no curvature: 0
+
+
+def test_auto_scale_rule_per_block():
+    """scale_b = max(configured_b, round_up(margin * max |λ_b|))."""
+    configured = [100.0, 8000.0, 5000.0]
+    eig = [[308.0, 21.0, 35.0], [120.0, -5.0, -40.0]]
+    # cls: 1.5 * 308 = 462 -> 470; reg, ctr: the configured floor
+    assert auto_scales(configured, eig, 1.5) == [470.0, 8000.0, 5000.0]
+    # a low floor: every block follows its curvature; a dominant negative
+    # eigenvalue counts by magnitude (ctr: 1.5 * 40); margin 1 -> |λ|
+    assert auto_scales([1.0] * 3, eig, 1.5) == [470.0, 32.0, 60.0]
+    assert auto_scales([1.0] * 3, eig, 1.0) == [310.0, 21.0, 40.0]
+    # no curvature measured: the configured scale
+    assert auto_scales([7.0], [[0.0], [0.0]], 1.5) == [7.0]
+    for used, conf, lam in zip(auto_scales(configured, eig, 1.5),
+                               configured, (308.0, 21.0, 40.0)):
+        assert used >= max(conf, 1.5 * lam)
+        assert used == conf or used <= 1.1 * 1.5 * lam  # 2 digits, up
 
 
 def test_fcos_head_spectrum_matches_explicit_hessian():

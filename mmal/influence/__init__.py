@@ -5,7 +5,8 @@ from .hvp import ImageHessian, hessian_vector_product, loss_grad
 from .lissa import DivergenceError, LiSSA
 from .params import flat_dot, select_parameters
 from .planned_cache import PlannedCache
-from .spectrum import block_top_eigenvalues, scale_report
+from .scale_check import SCALE_MODES, ScaleCheck
+from .spectrum import auto_scales, block_top_eigenvalues, scale_report
 from .directional import OutputProbe, frozen_parameters
 
 __all__ = [
@@ -13,5 +14,5 @@ __all__ = [
     'flat_dot', 'select_parameters', 'block_top_eigenvalues', 'scale_report',
     'OutputProbe', 'frozen_parameters', 'ConjugateGradient',
     'DampedSolver', 'ExactSolver', 'flatten', 'unflatten', 'PlannedCache',
-    'ImageHessian'
+    'ImageHessian', 'ScaleCheck', 'SCALE_MODES', 'auto_scales'
 ]

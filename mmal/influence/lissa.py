@@ -2,7 +2,8 @@
 import itertools
 import math
 import time
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 import torch
@@ -20,7 +21,20 @@ def _apply(hvp: Callable, h: List[torch.Tensor]) -> List[torch.Tensor]:
 
 
 class DivergenceError(RuntimeError):
-    """Raised when a LiSSA chain produces NaN / Inf or keeps growing."""
+    """Raised when a LiSSA chain produces NaN / Inf or keeps growing.
+
+    Args:
+        message (str): What diverged, where, and what to change.
+        blocks (Sequence[int]): Indices of the parameter blocks that were
+            over the bound when the chain stopped.
+        detail (str): Where it diverged, without the advice (for logs).
+    """
+
+    def __init__(self, message: str, blocks: Sequence[int] = (),
+                 detail: str = '') -> None:
+        super().__init__(message)
+        self.blocks = [int(b) for b in blocks]
+        self.detail = detail or message
 
 
 @INFLUENCE_SOLVERS.register_module()
@@ -73,7 +87,9 @@ class LiSSA(DampedSolver):
 
         Chain ``r`` runs on the process ``r % world_size``; every process
         averages the gathered chains in chain order, so the result does not
-        depend on the number of processes.
+        depend on the number of processes. The scales are used as given
+        (for scales measured from the Hessian and raised when a chain
+        diverges, see :class:`~mmal.influence.ScaleCheck`).
 
         Args:
             v (Sequence[Tensor]): Reference gradient, one tensor per block.
@@ -83,11 +99,41 @@ class LiSSA(DampedSolver):
 
         Returns:
             list[Tensor]: ``s_test``, same shapes as ``v``.
+
+        Raises:
+            DivergenceError: A chain diverged (on every process alike; the
+                first diverged chain's message).
+        """
+        results, diverged = self.run_chains(v, problem)
+        if diverged:
+            first = diverged[0]
+            raise DivergenceError(
+                f'{first["message"]} ({len(diverged)} of {len(results)} '
+                'chains diverged)', first['blocks'], first['detail'])
+        return self.average(results)
+
+    def run_chains(self, v: Sequence[torch.Tensor], problem
+                   ) -> Tuple[List[Optional[List[torch.Tensor]]],
+                              List[Dict[str, Any]]]:
+        """Every chain of :meth:`estimate`, diverged ones included.
+
+        A diverged chain stops at the step where a block passed the bound;
+        the others run to their end. Collective: every process returns the
+        same results and the same divergence records (gathered), so a
+        decision taken from them is the same on every process, and it does
+        not depend on how the chains were split.
+
+        Returns:
+            tuple: ``(results, diverged)``: per chain in chain order its
+            final ``h`` (same shapes and devices as ``v``) or None where it
+            diverged; and one record per diverged chain, in chain order,
+            ``dict(chain, blocks, message, detail)`` (``blocks``: indices
+            of the blocks over the bound; see :class:`DivergenceError`).
         """
         chains = self.sample_chains(problem.sample_ids, seed=problem.seed)
         print_log(
             f's_test (LiSSA): {len(chains)} chains x {len(chains[0])} '
-            'labeled images', problem.logger)
+            f'labeled images, scales {self.scale}', problem.logger)
 
         def my_chains():
             mine = shard(range(len(chains)))
@@ -95,18 +141,26 @@ class LiSSA(DampedSolver):
                 [sid for r in mine for sid in chains[r]]))
             out = {}
             for r in mine:
-                h = self.run_chain(v, _apply,
-                                   itertools.islice(hvps, len(chains[r])), r,
-                                   len(chains), problem.block_names,
-                                   problem.logger)
-                out[r] = [t.cpu() for t in h]
+                steps = itertools.islice(hvps, len(chains[r]))
+                try:
+                    h = self.run_chain(v, _apply, steps, r, len(chains),
+                                       problem.block_names, problem.logger)
+                    out[r] = [t.cpu() for t in h]
+                except DivergenceError as e:
+                    out[r] = dict(chain=r, blocks=e.blocks, message=str(e),
+                                  detail=e.detail)
+                    for _ in steps:  # the next chain's images come next
+                        pass
             return out
 
-        results = {}
+        gathered = {}
         for part in gather_or_raise(my_chains, 's_test (LiSSA)'):
-            results.update(part)
-        return self.average([[t.to(x.device) for t, x in zip(results[r], v)]
-                             for r in range(len(chains))])
+            gathered.update(part)
+        ordered = [gathered[r] for r in range(len(chains))]
+        diverged = [x for x in ordered if isinstance(x, dict)]
+        results = [None if isinstance(x, dict) else
+                   [t.to(y.device) for t, y in zip(x, v)] for x in ordered]
+        return results, diverged
 
     def sample_chains(self, sample_ids: Sequence[str],
                       seed: int) -> List[List[str]]:
@@ -212,13 +266,22 @@ class LiSSA(DampedSolver):
     def _check(self, h: Sequence[torch.Tensor], v_norms: Sequence[float],
                names: Sequence[str], scales: Sequence[float], chain: int,
                step: int) -> None:
-        for hb, vn, name, sb in zip(h, v_norms, names, scales):
+        over = []
+        for b, (hb, vn, sb) in enumerate(zip(h, v_norms, scales)):
             norm = float(hb.norm())
             bound = self.max_norm_ratio * vn / max(self.damp, 1e-12)
             if not math.isfinite(norm) or (vn > 0 and norm > bound):
-                raise DivergenceError(
-                    f'LiSSA diverged in chain {chain}, step {step}, block '
-                    f'{name!r}: |h| = {norm:.4g} (|v| = {vn:.4g}, bound '
-                    f'{bound:.4g}). The scale of this block ({sb}) is too '
-                    f'small for its Hessian: raise it in '
-                    f'al_cfg.selector.solver.scale, or raise damp.')
+                over.append((b, f'block {names[b]!r}: |h| = {norm:.4g} '
+                             f'(|v| = {vn:.4g}, bound {bound:.4g}, scale '
+                             f'{sb})'))
+        if over:
+            detail = (f'LiSSA diverged in chain {chain}, step {step}, '
+                      + '; '.join(msg for _, msg in over))
+            raise DivergenceError(
+                detail + '. The step '
+                'h <- v + (1 - damp) h - H h / scale grows along an '
+                'eigenvalue λ of the sampled Hessian outside '
+                f'(-damp * scale, (2 - damp) * scale) (damp {self.damp}): '
+                'raise that block\'s scale (al_cfg.selector.solver.scale; '
+                'al_cfg.selector.scale_check mode \'auto\' measures it and '
+                'retries larger ones) or damp', [b for b, _ in over], detail)

@@ -4,7 +4,10 @@ The official LiSSA update ``h_b <- v_b + (1 - damp) h_b - (H_z h)_b / s_b``
 is a contraction in block ``b`` only while every eigenvalue ``λ`` of the
 sampled image's Hessian block satisfies ``-damp < λ / s_b < 2 - damp``. A
 scale below ``λ_max / (2 - damp)`` makes the chain grow geometrically; one
-below ``λ_max`` still overshoots on that direction each step.
+below ``λ_max`` still overshoots on that direction each step. On the
+negative side the chain grows along ``λ < -damp * s_b``: only a larger
+``damp * s_b`` (scale or damp) bounds it, at the price of a more damped
+``s_test``.
 """
 import math
 from typing import Any, Callable, Dict, Iterable, List, Sequence
@@ -70,10 +73,10 @@ def scale_report(eigenvalues: Sequence[Sequence[float]],
         dict: ``max_eigenvalue`` (largest positive per block),
         ``min_eigenvalue`` (most negative; power iteration only sees a
         negative eigenvalue when it dominates the block, 0 otherwise),
-        ``safe_scale`` (per block: the
-        largest positive eigenvalue, rounded up; a scale at or above it
-        does not overshoot), ``warnings`` (messages for blocks whose scale
-        would make the chain diverge).
+        ``safe_scale`` (per block: the largest measured ``|λ|``, rounded
+        up; at or above it no eigenvalue overshoots on the positive side;
+        0 for a block with no curvature), ``warnings`` (messages for blocks
+        whose scale would make the chain diverge).
     """
     blocks = list(zip(*eigenvalues))
     top = [max(max(b), 0.0) for b in blocks]
@@ -88,18 +91,49 @@ def scale_report(eigenvalues: Sequence[Sequence[float]],
         if -neg / s >= damp:
             warnings.append(
                 f'{name}: a negative eigenvalue {neg:.4g} <= -damp * scale '
-                f'({-damp * s:.4g}): the chain can grow along it; a larger '
-                'damp keeps it bounded')
+                f'= {-damp * s:.4g}: the chain can grow along it; it stays '
+                f'bounded when damp * scale > {-neg:.4g} (a scale > '
+                f'{-neg / damp:.4g}, or a larger damp; both damp s_test '
+                'more)')
     return dict(
         max_eigenvalue=top,
         min_eigenvalue=low,
-        safe_scale=[_round_up(lam) for lam in top],
+        safe_scale=[round_up(max(lam, -neg)) for lam, neg in zip(top, low)],
         warnings=warnings)
 
 
-def _round_up(x: float) -> float:
-    """``x`` rounded up to two significant digits (1.0 for x <= 0)."""
+def auto_scales(configured: Sequence[float],
+                eigenvalues: Sequence[Sequence[float]],
+                margin: float) -> List[float]:
+    """The scale rule of ``scale_check=dict(mode='auto')``, per block.
+
+    ``scale_b = max(configured_b, round_up(margin * ρ_b))`` with ``ρ_b``
+    the largest measured ``|λ|`` of block ``b`` (over the checked images).
+    ``ρ_b`` bounds the largest positive eigenvalue also when a negative one
+    dominates the block (power iteration sees only the dominant one), so
+    the positive side never overshoots. The configured scale stays a floor:
+    where it is already safe, the paper's scale is used unchanged. A scale
+    far above ``ρ_b`` would raise the effective damping ``damp * scale``
+    until ``s_test ≈ v / damp``, which is why the rule stays within
+    ``margin`` (times at most 1.1 from rounding) of ``ρ_b``.
+
+    Args:
+        configured: The configured scale of each block.
+        eigenvalues: Per image, per block (signed, from
+            :func:`block_top_eigenvalues`).
+        margin: The factor above ``ρ_b`` (>= 1).
+
+    Returns:
+        list[float]: The scale of each block.
+    """
+    radius = [max(abs(x) for x in b) for b in zip(*eigenvalues)]
+    return [max(float(c), round_up(margin * r))
+            for c, r in zip(configured, radius)]
+
+
+def round_up(x: float) -> float:
+    """``x`` rounded up to two significant digits (0.0 for x <= 0)."""
     if x <= 0:
-        return 1.0
+        return 0.0
     step = 10.0**(math.floor(math.log10(x)) - 1)
     return round(math.ceil(x / step - 1e-9) * step, 12)  # no 6.3000000001

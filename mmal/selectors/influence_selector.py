@@ -1,5 +1,5 @@
 """ISAL: Influence Selection for Active Learning (Liu et al., ICCV 2021)."""
-import logging
+import inspect
 import time
 from typing import Dict, Iterator, List, Optional, Sequence
 
@@ -7,8 +7,7 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
-from mmal.influence import (LiSSA, block_top_eigenvalues, flat_dot,
-                            loss_grad, scale_report)
+from mmal.influence import LiSSA, ScaleCheck, flat_dot, loss_grad
 from mmal.registry import INFLUENCE_SOLVERS, SELECTORS
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.progress import track_progress
@@ -45,11 +44,18 @@ class InfluenceSelector(BaseSelector):
             ``'random'`` (official): ranked after every scored image, in
             seeded random order, so they are only picked when too few images
             were scored. ``'exclude'``: never picked.
-        scale_check (dict, optional): Before LiSSA, measure the top Hessian
-            eigenvalue of each block on ``num_images`` labeled images
-            (power iteration, ``iters`` HVPs each), log the safe scales and
-            warn when a configured scale would diverge. ``None`` skips it.
-            Defaults to ``dict(num_images=4, iters=20)``.
+        scale_check (dict, optional): How LiSSA's scales are chosen
+            (:class:`~mmal.influence.ScaleCheck`): before the chains, the
+            dominant Hessian eigenvalue of each block is measured on
+            ``num_images`` labeled images (power iteration, ``iters`` HVPs
+            each). ``mode='auto'`` (default): per block
+            ``max(configured, margin * |λ|)``, and a diverged chain raises
+            its blocks' scales ``growth``-fold and reruns every chain, at
+            most ``max_retries`` times. ``mode='fixed'``: the configured
+            scales (the paper's), with a warning for each block that would
+            diverge. ``None``: no check, fixed scales. Defaults to
+            ``dict()``: ``num_images=4, iters=20, mode='auto', margin=1.5,
+            growth=2.0, max_retries=3``.
         fast_path (bool): Batched scoring as directional derivatives
             (a backward to the θ layers' outputs only) fused with
             inference, and HVPs from cached head
@@ -69,8 +75,7 @@ class InfluenceSelector(BaseSelector):
                  reference_max_images: Optional[int] = None,
                  solver: Optional[dict] = None,
                  unscored: str = 'random',
-                 scale_check: Optional[dict] = dict(num_images=4,
-                                                    iters=20),
+                 scale_check: Optional[dict] = dict(),
                  fast_path: bool = True,
                  batch_size: int = 8,
                  cache_mb: float = 2048) -> None:
@@ -85,7 +90,8 @@ class InfluenceSelector(BaseSelector):
         self.reference_max_images = reference_max_images
         self.solver_cfg = dict(solver or dict(type='mmal.LiSSA'))
         self.unscored = unscored
-        self.scale_check = None if scale_check is None else dict(scale_check)
+        self.scale_check = (None if scale_check is None else
+                            self._scale_check(scale_check))
         if int(batch_size) < 1 or cache_mb < 0:
             raise ValueError('batch_size must be >= 1 and cache_mb >= 0, got '
                              f'{batch_size}, {cache_mb}')
@@ -93,8 +99,18 @@ class InfluenceSelector(BaseSelector):
         self.batch_size = int(batch_size)
         self.cache_mb = float(cache_mb)
         self.last_scale_report: Optional[dict] = None
+        self.last_lissa_scales: Optional[dict] = None
         self.last_cache_stats: List[dict] = []
         self.last_solver: dict = {}
+
+    @staticmethod
+    def _scale_check(cfg: dict) -> ScaleCheck:
+        known = set(inspect.signature(ScaleCheck).parameters)
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f'unknown scale_check keys {unknown}; known: '
+                             f'{sorted(known)}')
+        return ScaleCheck(**cfg)
 
     # -- the three passes ---------------------------------------------------
     # Each pass is sharded over the processes (``shard``: every
@@ -149,49 +165,26 @@ class InfluenceSelector(BaseSelector):
             cache_bytes=self.cache_mb * 2**20)
 
     def s_test(self, context, params, v) -> List[torch.Tensor]:
-        """``H^-1 v`` on the labeled images, by the configured solver."""
+        """``H^-1 v`` on the labeled images, by the configured solver.
+
+        LiSSA runs under the scale check (:class:`ScaleCheck`; ``None``:
+        the configured scales, no measurement, no retry); the other solvers
+        do not iterate with the scales and use them as configured.
+        """
         solver = self.build_solver(context)
         problem = self.hessian(context, params)
-        self.last_scale_report = self.check_scales(context, solver, problem,
-                                                   params)
-        s = solver.estimate(v, problem)
+        self.last_scale_report = self.last_lissa_scales = None
+        if isinstance(solver, LiSSA):
+            check = self.scale_check or ScaleCheck(mode='fixed',
+                                                   num_images=0)
+            s, self.last_scale_report, self.last_lissa_scales = (
+                check.estimate(solver, v, problem))
+        else:
+            s = solver.estimate(v, problem)
         self.last_cache_stats = problem.cache_stats
         self.last_solver = dict(name=type(solver).__name__,
                                 **getattr(solver, 'info', {}))
         return s
-
-    def check_scales(self, context, solver, problem,
-                     params) -> Optional[dict]:
-        """Measure the per-block spectrum on a few labeled images; warn.
-
-        Every rank measures the same seeded images (a few dozen HVPs next to
-        LiSSA's thousands), so no communication is needed. LiSSA only: the
-        other solvers do not iterate with the scales.
-        """
-        if self.scale_check is None or not isinstance(solver, LiSSA):
-            return None
-        ids = problem.sample_ids
-        num = min(int(self.scale_check.get('num_images', 4)), len(ids))
-        pick = np.random.default_rng([context.seed, 3]).permutation(
-            len(ids))[:num]
-        eig = block_top_eigenvalues(
-            lambda hess, h: hess(h),
-            problem.image_hvps([ids[i] for i in pick]), params,
-            iters=int(self.scale_check.get('iters', 20)), seed=context.seed)
-        names = problem.block_names
-        scales = solver.block_scales(len(params))
-        report = scale_report(eig, scales, solver.damp, names)
-        top = [round(x, 4) for x in report['max_eigenvalue']]
-        low = [round(x, 4) for x in report['min_eigenvalue']]
-        print_log(
-            f'LiSSA scale check on {num} labeled images: top Hessian '
-            f'eigenvalue per block {top}, dominant negative {low}; safe '
-            f'scales {report["safe_scale"]}, configured {scales}',
-            context.logger)
-        for msg in report['warnings']:
-            print_log('LiSSA scale check: ' + msg, context.logger,
-                      level=logging.WARNING)
-        return report
 
     def score(self, context, params,
               s_test: Sequence[torch.Tensor]) -> Dict[str, Optional[float]]:
@@ -261,6 +254,7 @@ class InfluenceSelector(BaseSelector):
             v_norm=[float(x.norm()) for x in v],
             s_test_norm=[float(x.norm()) for x in s],
             scale_check=self.last_scale_report,
+            lissa_scales=self.last_lissa_scales,
             solver=self.last_solver.get('name'),
             solver_info=self.last_solver,
             fast_path=self.fast_path,
