@@ -1,4 +1,6 @@
 """End to end: cycles of ISAL on generated data, resume, errors."""
+import contextlib
+import io
 import json
 import os
 import os.path as osp
@@ -10,6 +12,7 @@ from mmengine.runner import Runner
 
 from mmal.engine import ActiveLearningRunner
 from mmal.registry import HOOKS, SELECTORS
+from mmal.utils import UserError
 from conftest import record_training, tiny_config
 
 
@@ -38,9 +41,16 @@ class CrashAfterEpochHook(Hook):
 
 @pytest.fixture(scope='module')
 def isal_run(tmp_path_factory):
-    """Two cycles of ISAL on generated shapes (run once for the module)."""
+    """Two cycles of ISAL on generated shapes (run once for the module).
+
+    The run's console output is kept in ``work_dir/console.txt``.
+    """
     work_dir = str(tmp_path_factory.mktemp('isal'))
-    state = ActiveLearningRunner(tiny_config(), work_dir).run()
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):  # mmengine logs to sys.stdout
+        state = ActiveLearningRunner(tiny_config(), work_dir).run()
+    with open(osp.join(work_dir, 'console.txt'), 'w') as f:
+        f.write(console.getvalue())
     return work_dir, state
 
 
@@ -172,6 +182,15 @@ def test_bad_configs_fail_clearly(tmp_path):
     with pytest.raises(KeyError, match='unknown al_cfg keys'):
         ActiveLearningRunner(
             tiny_config(**{'al_cfg.budgett': 3}), str(tmp_path))
+    # a user's mistakes: tools/al_train.py prints them without traceback
+    with pytest.raises(UserError, match="al_cfg.selector = .*unexpected "
+                       "keyword argument 'score_th'"):
+        ActiveLearningRunner(
+            tiny_config(**{'al_cfg.selector.score_th': 0.2}), str(tmp_path))
+    with pytest.raises(UserError, match='unknown adapter type'):
+        ActiveLearningRunner(
+            tiny_config(**{'al_cfg.adapter.type': 'FCOSAdapterr'}),
+            str(tmp_path))
 
 
 def test_missing_data_is_named_before_any_work(tmp_path):
@@ -186,6 +205,7 @@ def test_missing_data_is_named_before_any_work(tmp_path):
         runner.run()
     assert str(tmp_path / 'nowhere' / 'VOC2012/ImageSets/Main/train.txt') \
         in str(err.value)
+    assert isinstance(err.value, UserError)  # no traceback in al_train.py
     assert not osp.exists(osp.join(str(tmp_path / 'work'), 'al_state.json'))
 
 
@@ -245,6 +265,40 @@ class _PicksLabeledSelector:
         return SelectionResult(
             ranking=context.state.labeled_ids[:1] +
             context.state.unlabeled_ids)
+
+
+@SELECTORS.register_module()
+class _RanksNothingSelector:
+    """Test selector that breaks the contract: an empty ranking."""
+
+    needs_model = False
+
+    def rank(self, context):
+        from mmal.selectors import SelectionResult
+        return SelectionResult(ranking=[])
+
+
+def test_an_empty_ranking_of_a_nonempty_pool_is_an_error(tmp_path):
+    cfg = tiny_config('random_fcos_shapes.py', **{
+        'al_cfg.selector': dict(type='mmal._RanksNothingSelector')})
+    runner = ActiveLearningRunner(cfg, str(tmp_path))
+    state = runner.load_or_init_state()  # selecting needs no training here
+    with pytest.raises(ValueError, match='_RanksNothingSelector .* returned '
+                       'an empty ranking for 16 unlabeled images'):
+        runner.select(state, 0)
+    assert state.pool.num_labeled == 8
+
+
+def test_a_box_budget_of_one_box_labels_one_image(tmp_path):
+    """The demo with budget_boxes=1 selected 0 images: now the first image
+    in rank order is labeled, whatever its number of boxes."""
+    cfg = tiny_config('random_fcos_shapes.py', **{'al_cfg.budget_boxes': 1})
+    runner = ActiveLearningRunner(cfg, str(tmp_path))
+    state = runner.load_or_init_state()
+    selected = runner.select(state, 0)
+    assert len(selected) == 1
+    assert state.record(0)['selected_boxes'] == runner.boxes(selected) >= 1
+    assert state.pool.ids_labeled_in(1) == selected
 
 
 def test_a_selector_cannot_pick_a_labeled_id(tmp_path):
@@ -325,8 +379,37 @@ def test_the_lissa_scale_check_is_logged_and_recorded(isal_run):
     assert len(report['max_eigenvalue']) == 3 == len(report['safe_scale'])
     assert all(s >= e for s, e in zip(report['safe_scale'],
                                       report['max_eigenvalue']))
+    # the scales the selection's chains ran with (default mode 'auto')
+    scales = info['lissa_scales']
+    assert scales['mode'] == 'auto'
+    assert scales['configured'] == [100.0, 8000.0, 5000.0]  # the adapter's
+    assert len(scales['measured']) == 3
+    for used, conf, lam in zip(scales['used'], scales['configured'],
+                               scales['measured']):
+        assert used >= max(conf, 1.5 * lam)
+    assert len(scales['diverged']) == scales['retries'] >= 0
     with open(osp.join(work_dir, 'al.log')) as f:
-        assert 'LiSSA scale check on 4 labeled images' in f.read()
+        log = f.read()
+    assert 'LiSSA scale check on 4 labeled images' in log
+    assert "(mode 'auto', margin 1.5)" in log
+
+
+def test_the_environment_is_logged_once_per_run(isal_run):
+    """mmengine's Runner logs ~3 KB of build flags when it is built; of the
+    run's Runners (train + evaluate per cycle) only the first does."""
+    work_dir, _ = isal_run
+    with open(osp.join(work_dir, 'console.txt')) as f:
+        console = f.read()
+    assert console.count('System environment') == 1
+    assert console.count('Config:') == 2  # each cycle's config still is
+    logs = ''.join(
+        open(osp.join(r, f)).read() for r, _, fs in os.walk(work_dir)
+        for f in fs if f.endswith('.log'))
+    assert logs.count('System environment') == 1
+    assert 'System environment' in ''.join(
+        open(osp.join(r, f)).read()
+        for r, _, fs in os.walk(osp.join(work_dir, 'cycle_0'))
+        for f in fs if f.endswith('.log'))
 
 
 def test_a_rerun_appends_to_the_log(isal_run):

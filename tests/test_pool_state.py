@@ -64,6 +64,24 @@ def test_take_budget_images_and_boxes():
     assert take_budget(ranking, 2) == ['a', 'b']
     assert take_budget(ranking, 10) == ranking  # budget larger than pool
     assert take_budget([], 3) == []  # empty pool
-    assert take_budget(ranking, 10, 8, boxes.get) == ['a', 'b']
-    assert take_budget(ranking, 10, 7, boxes.get) == ['a']
-    assert take_budget(ranking, 1, 100, boxes.get) == ['a']
+    assert take_budget(ranking, 10, 8, boxes.get) == ['a', 'b']  # exactly
+    assert take_budget(ranking, 1, 100, boxes.get) == ['a']  # image cap
+    assert take_budget(ranking, 10, 100, boxes.get) == ranking
+
+
+def test_a_box_budget_is_spent_as_an_annotator_would():
+    """Images are labeled in rank order until the box budget is used up;
+    the image that crosses it is labeled too (its count was unknown before
+    it was labeled), so a box budget never selects nothing."""
+    ranking = ['a', 'b', 'c', 'd']
+    boxes = dict(a=3, b=5, c=1, d=1)
+    assert take_budget(ranking, 10, 7, boxes.get) == ['a', 'b']  # b crosses
+    assert take_budget(ranking, 10, 9, boxes.get) == ['a', 'b', 'c']
+    for budget_boxes in (1, 2, 3):  # the first image alone crosses it
+        assert take_budget(ranking, 10, budget_boxes, boxes.get) == ['a']
+    # images without boxes cost nothing: labeling goes on past them
+    assert take_budget(['e', 'a', 'b'], 10, 2, dict(e=0, **boxes).get) == [
+        'e', 'a'
+    ]
+    assert take_budget(['e', 'f'], 10, 1, dict(e=0, f=0).get) == ['e', 'f']
+    assert take_budget(ranking, 2, 100, boxes.get) == ['a', 'b']  # image cap

@@ -10,14 +10,20 @@ with ``--launcher pytorch``; gloo without GPUs).
 Rerunning the same command on the same work dir continues after the last
 finished step; ``--resume`` makes that explicit (it fails if there is
 nothing to resume).
+
+A mistake in the input (config values, data, work dir; a
+:class:`mmal.utils.UserError`) ends with ``al_train.py: error: <message>``
+on stderr and exit status 2, without a traceback; any other failure keeps
+its traceback.
 """
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 
 from mmal.engine import ActiveLearningRunner
-from mmal.utils import register_all_modules
+from mmal.utils import MissingFileError, UserError, register_all_modules
 from mmal.utils.distributed import LAUNCHERS, init_distributed
 from mmal.utils.config_utils import override_data_root
 
@@ -52,10 +58,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
+def run(args: argparse.Namespace) -> None:
+    """Load the config, apply the command line and run active learning."""
     if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file not found: {args.config}')
+        raise MissingFileError(f'config file not found: {args.config}')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -69,6 +75,15 @@ def main() -> None:
     register_all_modules()
     init_distributed(args.launcher)
     ActiveLearningRunner(cfg, require_state=args.resume).run()
+
+
+def main() -> None:
+    args = parse_args()
+    try:
+        run(args)
+    except UserError as e:  # the input is wrong: the message says what
+        print(f'al_train.py: error: {e}', file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == '__main__':

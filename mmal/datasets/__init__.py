@@ -1,13 +1,17 @@
-"""Datasets: stable sample ids, annotation checks, pool views by id and a
-synthetic shapes dataset."""
+"""Datasets: stable sample ids, annotation and image checks, pool views by
+id and a synthetic shapes dataset."""
 from .annotation_checks import ANNOTATION_POLICIES, check_annotations
+from .image_checks import (BadImage, UndecodableImageError, check_images,
+                           image_load_cfg)
 from .pool_subset import (PoolSubsetDataset, boxes_per_sample, count_boxes,
                           load_ids_file)
 from .sample_id import collect_sample_ids, sample_id
 from .synthetic import SHAPES_CLASSES, generate_shapes_dataset
 
 __all__ = [
-    'ANNOTATION_POLICIES', 'check_annotations', 'PoolSubsetDataset',
+    'ANNOTATION_POLICIES', 'check_annotations', 'BadImage',
+    'UndecodableImageError', 'check_images', 'image_load_cfg',
+    'PoolSubsetDataset',
     'boxes_per_sample', 'count_boxes', 'load_ids_file', 'collect_sample_ids', 'sample_id',
     'SHAPES_CLASSES', 'generate_shapes_dataset'
 ]

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from mmengine.fileio import exists, get
 from mmengine.logging import MMLogger, print_log
 
+from mmal.utils.errors import ConfigError, DataError
 from .sample_id import sample_id
 
 __all__ = ['check_annotations', 'ANNOTATION_POLICIES']
@@ -218,13 +219,14 @@ def check_annotations(dataset: Any,
         sample id and the box.
 
     Raises:
-        ValueError: Under ``'error'`` if any problem was found, under
-            ``'drop'`` if an image file is missing, and for an unknown
-            policy. The message lists the first 20 problems and the count.
+        DataError: Under ``'error'`` if any problem was found, under
+            ``'drop'`` if an image file is missing (a ``ValueError``). The
+            message lists the first 20 problems and the count.
+        ConfigError: For an unknown policy (a ``ValueError``).
     """
     if policy not in ANNOTATION_POLICIES:
-        raise ValueError(f'Unknown annotation policy {policy!r}; expected one '
-                         f'of {ANNOTATION_POLICIES}.')
+        raise ConfigError(f'Unknown annotation policy {policy!r}; expected '
+                          f'one of {ANNOTATION_POLICIES}.')
     logger = 'current' if logger is None else logger
     problems = _find_problems(dataset)
     messages = [p.message for p in problems]
@@ -232,14 +234,14 @@ def check_annotations(dataset: Any,
         return messages
     ann = getattr(dataset, 'ann_file', None) or type(dataset).__name__
     if policy == 'error':
-        raise ValueError(
+        raise DataError(
             _summary(
                 messages,
                 f'{len(messages)} annotation problem(s) in {ann} (use '
                 'annotation_policy="drop" to remove bad boxes):'))
     missing = [p.message for p in problems if p.kind == 'image']
     if missing:
-        raise ValueError(
+        raise DataError(
             _summary(missing,
                      f'{len(missing)} sample(s) of {ann} cannot be used:'))
     drops: Dict[int, set] = {}

@@ -59,7 +59,7 @@ def _unknown_ids_error(unknown: Sequence[str], dataset: Any) -> KeyError:
     more = len(unknown) - _MAX_NAMED
     ann = getattr(dataset, 'ann_file', None) or type(dataset).__name__
     return KeyError(
-        f'{len(unknown)} requested sample id(s) are not in {ann}: {named}' +
+        f'{len(unknown)} sample id(s) asked for are not in {ann}: {named}' +
         (f' ... and {more} more' if more > 0 else '') +
         ' (filtered out by filter_cfg, or from another dataset?)')
 
@@ -84,14 +84,19 @@ class PoolSubsetDataset:
         ids_file (str, optional): A JSON file with the ids to keep (a list,
             or a dict with key ``'ids'``). At most one of ``sample_ids`` and
             ``ids_file``; with neither, all samples are kept.
-        annotation_policy (str): ``'error'`` or ``'drop'``, see
+        exclude_ids (list, optional): Ids left out of the view, whether
+            requested or not (e.g. images that cannot be decoded, see
+            :func:`~mmal.datasets.check_images`).
+        annotation_policy (str, optional): ``'error'`` or ``'drop'``, see
             :func:`~mmal.datasets.check_annotations`. The check runs on the
             whole inner dataset, so the outcome does not depend on the view.
+            None: no check (a view of a split that is used as it is).
         lazy_init (bool): Defer loading to the first use (or to an explicit
             :meth:`full_init`). Defaults to False.
 
     Raises:
-        KeyError: If a requested id is not in the (filtered) inner dataset.
+        KeyError: If a requested or excluded id is not in the (filtered)
+            inner dataset.
         ValueError: On duplicate ids in the inner dataset, or annotation
             problems under policy ``'error'``.
     """
@@ -100,8 +105,9 @@ class PoolSubsetDataset:
                  dataset: Union[dict, BaseDataset],
                  sample_ids: Optional[Iterable[Any]] = None,
                  ids_file: Optional[str] = None,
-                 annotation_policy: str = 'error',
-                 lazy_init: bool = False) -> None:
+                 annotation_policy: Optional[str] = 'error',
+                 lazy_init: bool = False,
+                 exclude_ids: Optional[Iterable[Any]] = None) -> None:
         if sample_ids is not None and ids_file is not None:
             raise ValueError('Give at most one of sample_ids and ids_file.')
         if isinstance(dataset, dict):
@@ -113,6 +119,7 @@ class PoolSubsetDataset:
         self._requested = (None if sample_ids is None else
                            [str(i) for i in sample_ids])
         self.ids_file = ids_file
+        self._excluded = [str(i) for i in exclude_ids or []]
         self.annotation_policy = annotation_policy
         self.annotation_problems: List[str] = []
         self._sample_ids: List[str] = []
@@ -126,18 +133,21 @@ class PoolSubsetDataset:
             return
         inner = self.dataset
         inner.full_init()
-        self.annotation_problems = check_annotations(
-            inner, policy=self.annotation_policy)
+        if self.annotation_policy is not None:
+            self.annotation_problems = check_annotations(
+                inner, policy=self.annotation_policy)
         all_ids = collect_sample_ids(inner)
         requested = self._requested
         if requested is None and self.ids_file is not None:
             requested = load_ids_file(self.ids_file)
+        if requested is None and self._excluded:
+            requested = all_ids
         if requested is not None:
-            wanted = set(requested)
             known = set(all_ids)
-            unknown = sorted(wanted - known)
+            unknown = sorted((set(requested) | set(self._excluded)) - known)
             if unknown:
                 raise _unknown_ids_error(unknown, inner)
+            wanted = set(requested) - set(self._excluded)
             positions = [i for i, sid in enumerate(all_ids) if sid in wanted]
             inner.get_subset_(positions)
             self._sample_ids = [all_ids[i] for i in positions]

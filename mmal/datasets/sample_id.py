@@ -17,6 +17,8 @@ be mapped back to its id.
 """
 from typing import Any, List, Mapping
 
+from mmal.utils.errors import DataError
+
 __all__ = ['sample_id', 'collect_sample_ids']
 
 
@@ -58,8 +60,8 @@ def collect_sample_ids(dataset: Any) -> List[str]:
         length ``len(dataset)``.
 
     Raises:
-        ValueError: If two samples share an id; the message names both
-            image paths.
+        DataError: If two samples share an id (a ``ValueError``); the
+            message names both image paths.
     """
     ids: List[str] = []
     first_path = {}
@@ -68,7 +70,7 @@ def collect_sample_ids(dataset: Any) -> List[str]:
         sid = sample_id(info)
         path = info.get('img_path', f'<sample {i}>')
         if sid in first_path:
-            raise ValueError(
+            raise DataError(
                 f'Two samples share the id {sid!r}: {first_path[sid]!r} and '
                 f'{path!r}. Sample ids must be unique (check for an image '
                 'listed twice, or datasets concatenated with clashing ids).')

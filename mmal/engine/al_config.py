@@ -2,6 +2,8 @@
 import copy
 from typing import Any, Dict
 
+from mmal.utils.errors import ConfigError, ConfigKeyError
+
 #: Every key of ``al_cfg`` with its default (None: must be set).
 AL_CFG_DEFAULTS: Dict[str, Any] = dict(
     initial_size=None,  # images labeled at random (seeded) before cycle 0
@@ -11,7 +13,7 @@ AL_CFG_DEFAULTS: Dict[str, Any] = dict(
     seed=0,  # seeds the initial split, training and selection
     train_from_scratch=True,  # False: cycle k starts from cycle k-1's weights
     validate_during_training=False,  # keep the config's val loop in training
-    annotation_policy='error',  # 'error' | 'drop' for corrupt boxes
+    annotation_policy='error',  # 'error' | 'drop': corrupt boxes, bad images
     metric_key=None,  # metric reported as mAP; None: coco/bbox_mAP or VOC mAP
     target_metric=None,  # stop once mAP >= target_metric - target_tolerance
     target_tolerance=0.0,  # e.g. the paper's 22 +- 0.3 AP: 0.22 and 0.003
@@ -27,45 +29,46 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
     """``al_cfg`` of a config with defaults filled in, after checks.
 
     Raises:
-        KeyError: no ``al_cfg``, or an unknown key in it.
-        ValueError: a missing or out-of-range value.
+        ConfigKeyError: no ``al_cfg``, or an unknown key in it (a
+            ``KeyError``).
+        ConfigError: a missing or out-of-range value (a ``ValueError``).
     """
     if cfg.get('al_cfg') is None:
-        raise KeyError(
+        raise ConfigKeyError(
             f'{source} has no `al_cfg`: it is not an active-learning config. '
             'Inherit one of configs/isal_*.py or configs/random_*.py, or add '
             'an al_cfg block (see README "Config keys").')
     al = copy.deepcopy(dict(cfg['al_cfg']))
     unknown = sorted(set(al) - set(AL_CFG_DEFAULTS))
     if unknown:
-        raise KeyError(f'unknown al_cfg keys in {source}: {unknown}; known '
-                       f'keys: {sorted(AL_CFG_DEFAULTS)}')
+        raise ConfigKeyError(
+            f'unknown al_cfg keys in {source}: {unknown}; known '
+            f'keys: {sorted(AL_CFG_DEFAULTS)}')
     out = {k: al.get(k, d) for k, d in AL_CFG_DEFAULTS.items()}
     for key in ('initial_size', 'budget', 'num_cycles', 'selector'):
         if out[key] is None:
-            raise ValueError(f'al_cfg.{key} must be set in {source}')
+            raise ConfigError(f'al_cfg.{key} must be set in {source}')
     for key in ('initial_size', 'budget', 'num_cycles'):
         if not isinstance(out[key], int) or out[key] <= 0:
-            raise ValueError(f'al_cfg.{key} must be a positive integer, got '
-                             f'{out[key]!r} in {source}')
-    if out['budget_boxes'] is not None and (
-            not isinstance(out['budget_boxes'], int)
-            or out['budget_boxes'] <= 0):
-        raise ValueError('al_cfg.budget_boxes must be None or a positive '
-                         f'integer, got {out["budget_boxes"]!r} in {source}')
+            raise ConfigError(f'al_cfg.{key} must be a positive integer, got '
+                              f'{out[key]!r} in {source}')
+    if out['budget_boxes'] is not None and (not isinstance(
+            out['budget_boxes'], int) or out['budget_boxes'] <= 0):
+        raise ConfigError('al_cfg.budget_boxes must be None or a positive '
+                          f'integer, got {out["budget_boxes"]!r} in {source}')
     target, tol = out['target_metric'], out['target_tolerance']
     if target is not None and not isinstance(target, (int, float)):
-        raise ValueError('al_cfg.target_metric must be None or a number (in '
-                         f'the units of the metric, e.g. 0.22 for 22 AP), '
-                         f'got {target!r} in {source}')
+        raise ConfigError('al_cfg.target_metric must be None or a number (in '
+                          f'the units of the metric, e.g. 0.22 for 22 AP), '
+                          f'got {target!r} in {source}')
     if not isinstance(tol, (int, float)) or tol < 0:
-        raise ValueError('al_cfg.target_tolerance must be a number >= 0, got '
-                         f'{tol!r} in {source}')
+        raise ConfigError('al_cfg.target_tolerance must be a number >= 0, got '
+                          f'{tol!r} in {source}')
     if out['annotation_policy'] not in ANNOTATION_POLICIES:
-        raise ValueError(f'al_cfg.annotation_policy must be one of '
-                         f'{ANNOTATION_POLICIES}, got '
-                         f'{out["annotation_policy"]!r} in {source}')
+        raise ConfigError(f'al_cfg.annotation_policy must be one of '
+                          f'{ANNOTATION_POLICIES}, got '
+                          f'{out["annotation_policy"]!r} in {source}')
     if not isinstance(out['selector'], dict) or 'type' not in out['selector']:
-        raise ValueError(f'al_cfg.selector must be a dict with a `type`, got '
-                         f'{out["selector"]!r} in {source}')
+        raise ConfigError(f'al_cfg.selector must be a dict with a `type`, got '
+                          f'{out["selector"]!r} in {source}')
     return out

@@ -5,6 +5,7 @@ import glob
 import itertools
 import os
 import os.path as osp
+import logging
 import re
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -23,8 +24,13 @@ from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
 from mmal.utils.distributed import (broadcast_from_master, is_master,
                                     is_distributed, sync)
+from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
+                               WorkDirError)
 from mmal.utils.fileio import atomic_write_json, read_json
+from . import experiment_fingerprint as fingerprint
 from .al_config import resolve_al_cfg
+from .cycle_runner import CycleRunner
+from .image_drops import ImageDrops, check_run_images
 from .pool_data import check_data_paths, pool_dataset_cfg
 from .selection_context import SelectionContext
 
@@ -34,15 +40,20 @@ _run_counter = itertools.count()
 
 
 def _build(registry, cfg: dict, what: str):
+    """Build ``al_cfg.<what>``; a bad type or bad arguments are the
+    config's errors (:class:`ConfigKeyError`, :class:`ConfigError`)."""
     try:
         return registry.build(cfg)
     except KeyError as e:
         if cfg.get('type') and registry.get(cfg['type']) is None:
             known = sorted(registry.module_dict)
-            raise KeyError(f'unknown {what} type {cfg["type"]!r} in al_cfg; '
-                           f'registered {what}s: {known} (use the mmal. '
-                           'prefix, e.g. type="mmal.RandomSelector")') from e
+            raise ConfigKeyError(
+                f'unknown {what} type {cfg["type"]!r} in al_cfg; registered '
+                f'{what}s: {known} (use the mmal. prefix, e.g. '
+                'type="mmal.RandomSelector")') from e
         raise
+    except (TypeError, ValueError) as e:  # an unknown key, a bad value
+        raise ConfigError(f'al_cfg.{what} = {cfg}: {e}') from e
 
 
 def take_budget(ranking: Sequence[str],
@@ -51,13 +62,19 @@ def take_budget(ranking: Sequence[str],
                 boxes_of: Optional[Callable[[str], int]] = None) -> List[str]:
     """The head of ``ranking`` within the image (and box) budget.
 
+    A box budget is spent as an annotator would spend it: the box count of
+    an unlabeled image is only known once it is labeled, so images are
+    labeled in rank order until ``budget_boxes`` is used up, the image that
+    crosses it included (and at most ``budget`` images). A non-empty ranking
+    therefore always gives at least one image.
+
     Args:
         ranking (Sequence[str]): Candidate ids, best first.
         budget (int): Maximum number of images.
-        budget_boxes (int, optional): Maximum number of boxes; images are
-            taken in rank order while the total stays within it.
+        budget_boxes (int, optional): Boxes to spend; labeling stops once
+            the selected images hold at least this many.
         boxes_of (Callable, optional): Annotation cost (boxes) of one id,
-            needed with ``budget_boxes``.
+            known after it is labeled; needed with ``budget_boxes``.
 
     Returns:
         list[str]: Selected ids, in rank order.
@@ -66,13 +83,10 @@ def take_budget(ranking: Sequence[str],
         return list(ranking[:budget])
     selected, boxes = [], 0
     for sid in ranking:
-        if len(selected) >= budget:
-            break
-        cost = boxes_of(sid)
-        if boxes + cost > budget_boxes:
+        if len(selected) >= budget or boxes >= budget_boxes:
             break
         selected.append(sid)
-        boxes += cost
+        boxes += boxes_of(sid)
     return selected
 
 
@@ -109,7 +123,7 @@ class ActiveLearningRunner:
         self.al = resolve_al_cfg(self.cfg, source)
         work_dir = work_dir or self.cfg.get('work_dir')
         if not work_dir:
-            raise ValueError('no work_dir: pass --work-dir or set work_dir')
+            raise ConfigError('no work_dir: pass --work-dir or set work_dir')
         self.work_dir = osp.abspath(work_dir)
         self.cfg.work_dir = self.work_dir
         self.state_path = osp.join(self.work_dir, STATE_FILE)
@@ -124,7 +138,7 @@ class ActiveLearningRunner:
             self.adapter = _build(AL_ADAPTERS, dict(self.al['adapter']),
                                   'adapter')
         if self.selector.needs_model and self.adapter is None:
-            raise ValueError(
+            raise ConfigError(
                 f'{type(self.selector).__name__} needs a model adapter: set '
                 'al_cfg.adapter (e.g. dict(type="mmal.FCOSAdapter"))')
         os.makedirs(self.work_dir, exist_ok=True)
@@ -135,6 +149,8 @@ class ActiveLearningRunner:
             log_level='INFO')
         self._pool_view: Optional[PoolSubsetDataset] = None
         self._boxes: Optional[Dict[str, int]] = None
+        self.image_drops = ImageDrops()  # undecodable images left out
+        self._env_logged = False
 
     # -- helpers ----------------------------------------------------------
     def _prepare_demo_data(self) -> None:
@@ -161,12 +177,15 @@ class ActiveLearningRunner:
 
     @property
     def pool_view(self) -> PoolSubsetDataset:
-        """Every image of the pool, annotations only (no pipeline run)."""
+        """Every image of the pool but the dropped undecodable ones,
+        annotations only (no pipeline run)."""
         if self._pool_view is None:
             ds = pool_dataset_cfg(self.cfg)
             ds['pipeline'] = []
             self._pool_view = PoolSubsetDataset(
-                ds, annotation_policy=self.al['annotation_policy'])
+                ds,
+                annotation_policy=self.al['annotation_policy'],
+                exclude_ids=self.image_drops.ids('pool'))
         return self._pool_view
 
     def boxes(self, ids: Sequence[str]) -> int:
@@ -174,6 +193,13 @@ class ActiveLearningRunner:
         if self._boxes is None:
             self._boxes = boxes_per_sample(self.pool_view)
         return sum(self._boxes[i] for i in ids)
+
+    def build_runner(self, cfg: Config) -> Runner:
+        """A cycle's mmengine Runner; only the first one of this run logs
+        the environment (:class:`CycleRunner`)."""
+        cfg.log_env = not self._env_logged
+        self._env_logged = True
+        return CycleRunner.from_cfg(cfg)
 
     def _experiment_name(self, cycle: int, what: str) -> str:
         stamp = time.strftime('%Y%m%d_%H%M%S')
@@ -196,44 +222,90 @@ class ActiveLearningRunner:
     def load_or_init_state(self) -> ALState:
         """The saved state, or a new one with the seeded initial split."""
         pool_ids = self.pool_view.sample_ids
+        experiment = fingerprint.experiment_fingerprint(self.cfg, self.al)
         if broadcast_from_master(ALState.exists(self.state_path)):
             state = ALState.load(self.state_path)
+            if fingerprint.FINGERPRINT_KEY in state.meta:
+                fingerprint.check_same_experiment(state.meta, experiment,
+                                                  self.state_path)
             if sorted(state.pool.pool_ids) != sorted(pool_ids):
-                raise ValueError(
+                raise WorkDirError(
                     f'{self.state_path} was written for another pool '
                     f'({len(state.pool)} images; the config gives '
                     f'{len(pool_ids)}). Use a new --work-dir for a new '
                     'dataset.')
+            self._record_settings(state, experiment)
             self.log(f'resuming from {self.state_path}: '
                      f'{state.pool.num_labeled} labeled images, finished '
                      f'steps {[(r["cycle"], r["done"]) for r in state.cycles]}')
             return state
         if self.require_state:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f'--resume given but {self.state_path} does not exist')
         pool = PoolState.initial(pool_ids, self.al['initial_size'],
                                  self.al['seed'])
         state = ALState(
             pool,
-            meta=dict(
-                config=self.cfg.filename,
-                seed=self.al['seed'],
-                initial_size=self.al['initial_size'],
-                budget=self.al['budget'],
-                num_cycles=self.al['num_cycles']))
+            meta={
+                'config': self.cfg.filename,
+                fingerprint.FINGERPRINT_KEY: experiment,
+                fingerprint.SETTINGS_KEY:
+                fingerprint.run_settings(self.cfg, self.al),
+                fingerprint.CHANGES_KEY: []
+            })
         self.save_state(state)
         self.log(f'new run in {self.work_dir}: pool of {len(pool)} images, '
                  f'{pool.num_labeled} labeled at random (seed '
                  f'{self.al["seed"]})')
         return state
 
+    def _record_settings(self, state: ALState, experiment: dict) -> None:
+        """Record this run's settings in a resumed state, logging each one
+        that changed since the last run (``meta['changes']``).
+
+        A state written before mmal recorded fingerprints gets this run's
+        fingerprint, with a warning.
+        """
+        settings = fingerprint.run_settings(self.cfg, self.al)
+        if fingerprint.FINGERPRINT_KEY not in state.meta:
+            print_log(
+                f'{self.state_path} records no experiment fingerprint (an '
+                'older mmal wrote it): recording this run\'s config as the '
+                'experiment of the work dir, so a rerun that changes the '
+                'selector, model, data, seed or budgets is refused from now '
+                'on. Check that this is the config the run was started with.',
+                self.logger,
+                level=logging.WARNING)
+            state.meta[fingerprint.FINGERPRINT_KEY] = experiment
+            state.meta[fingerprint.SETTINGS_KEY] = settings
+            state.meta.setdefault(fingerprint.CHANGES_KEY, [])
+            self.save_state(state)
+            return
+        # the changes apply from the first cycle with a step still to do
+        cycle = next((r['cycle'] for r in state.cycles
+                      if 'select' not in r['done']), len(state.cycles))
+        changes = fingerprint.record_setting_changes(state.meta, settings,
+                                                     cycle)
+        for change in changes:
+            self.log(f'setting changed since the last run, from cycle '
+                     f'{cycle} on: ' + fingerprint.format_difference(
+                         change['key'], change['from'], change['to']))
+        if changes:
+            self.save_state(state)
+
     # -- the loop ---------------------------------------------------------
     def run(self) -> ALState:
         """Run (or continue) every cycle; returns the final state."""
         check_data_paths(
             self.cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader'))
+        self.image_drops = check_run_images(
+            self.cfg, self.work_dir, self.state_path,
+            self.al['annotation_policy'], self.logger)
+        self._pool_view = self._boxes = None  # built without the dropped
         with trusted_checkpoint_loading():
             state = self.load_or_init_state()
+            if self.image_drops.record(state):
+                self.save_state(state)
             for cycle in range(self.al['num_cycles']):
                 if not self.run_cycle(state, cycle):
                     break
@@ -293,6 +365,7 @@ class ActiveLearningRunner:
         cfg.randomness = randomness
         if not self.al['validate_during_training'] or what == 'eval':
             cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+        self.image_drops.apply_to(cfg)
         if is_distributed():  # the group is up: mmengine's DDP on every rank
             cfg.launcher = 'pytorch'
             if not torch.cuda.is_available():  # DDP on CPU takes no device
@@ -362,7 +435,7 @@ class ActiveLearningRunner:
         images, boxes = len(labeled), self.boxes(labeled)
         self.log(f'cycle {cycle}: training on {images} images / {boxes} '
                  f'boxes{" (resuming its training)" if cfg.resume else ""}')
-        runner = Runner.from_cfg(cfg)
+        runner = self.build_runner(cfg)
         runner.train()
         sync()  # rank 0 has written the last checkpoint
         ckpt_file = osp.join(cdir, 'last_checkpoint')
@@ -382,7 +455,7 @@ class ActiveLearningRunner:
             cfg.param_scheduler = None
             cfg.load_from = state.record(cycle)['checkpoint']
             cfg.resume = False
-            runner = Runner.from_cfg(cfg)
+            runner = self.build_runner(cfg)
         raw = runner.test()
         metrics = {k: float(v) for k, v in raw.items()
                    if isinstance(v, (int, float))}
@@ -469,13 +542,20 @@ class ActiveLearningRunner:
             adapter=self.adapter,
             num_workers=self.al['num_workers'],
             annotation_policy=self.al['annotation_policy'],
-            logger=self.logger)
+            logger=self.logger,
+            exclude_ids=self.image_drops.ids_by_split())
         result = self.selector.rank(context)
         ranking = list(result.ranking)
         if len(set(ranking)) != len(ranking) or not set(ranking) <= unlabeled:
             raise ValueError(
                 f'{type(self.selector).__name__} returned a ranking with '
                 'duplicate or non-unlabeled ids')
+        if not ranking:  # the run stops before a selection from no image
+            raise ValueError(
+                f'{type(self.selector).__name__} (al_cfg.selector = '
+                f'{dict(self.al["selector"])}) returned an empty ranking for '
+                f'{len(unlabeled)} unlabeled images at cycle {cycle}: a '
+                'selection from a non-empty pool cannot be empty')
         selected = take_budget(ranking, budget, self.al['budget_boxes'],
                                lambda i: self.boxes([i]))
         # made once: rank 0's selection is the one every rank labels

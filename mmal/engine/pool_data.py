@@ -9,6 +9,7 @@ from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader, Dataset
 
 from mmal.datasets import PoolSubsetDataset
+from mmal.utils.errors import MissingFileError
 
 _WRAPPER_KEYS = ('dataset', 'datasets')
 
@@ -78,7 +79,7 @@ def data_paths(ds_cfg: dict) -> Dict[str, str]:
 
 
 def check_data_paths(cfg: Config, keys: Sequence[str]) -> None:
-    """Raise ``FileNotFoundError`` naming each missing data path.
+    """Raise :class:`MissingFileError` naming each missing data path.
 
     Args:
         cfg (Config): The full config.
@@ -94,11 +95,19 @@ def check_data_paths(cfg: Config, keys: Sequence[str]) -> None:
             if not osp.exists(path):
                 missing.append(f'{key}.dataset.{what} = {path}')
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             'data not found:\n  ' + '\n  '.join(missing) +
             '\nDownload the dataset there, or point the config at it with '
             '`tools/al_train.py CONFIG --data-root /path/to/data/` (moves '
             'every path under the config\'s data_root).')
+
+
+def dataset_pipeline(ds_cfg: dict) -> Optional[List[dict]]:
+    """The pipeline of a dataset config, or of the one a wrapper holds."""
+    while 'pipeline' not in ds_cfg and isinstance(ds_cfg.get('dataset'),
+                                                  dict):
+        ds_cfg = ds_cfg['dataset']
+    return ds_cfg.get('pipeline')
 
 
 def eval_pipeline(cfg: Config) -> List[dict]:
@@ -106,11 +115,9 @@ def eval_pipeline(cfg: Config) -> List[dict]:
     for key in ('test_dataloader', 'val_dataloader'):
         loader = cfg.get(key)
         if loader:
-            ds = as_plain_dict(loader['dataset'])
-            while 'pipeline' not in ds and 'dataset' in ds:
-                ds = ds['dataset']
-            if 'pipeline' in ds:
-                return ds['pipeline']
+            pipeline = dataset_pipeline(as_plain_dict(loader['dataset']))
+            if pipeline is not None:
+                return pipeline
     raise KeyError('the config has no test_dataloader / val_dataloader '
                    'pipeline to run the pool inference with')
 

@@ -32,6 +32,8 @@ class SelectionContext:
         num_workers (int): Data loading workers.
         annotation_policy (str): See :class:`PoolSubsetDataset`.
         logger: mmengine logger (or its name) for progress lines.
+        exclude_ids (dict, optional): Split (``'val'`` / ``'test'``) -> ids
+            left out of its views (images that cannot be decoded).
     """
 
     def __init__(self,
@@ -44,7 +46,9 @@ class SelectionContext:
                  adapter: Optional[BaseModelAdapter] = None,
                  num_workers: int = 2,
                  annotation_policy: str = 'error',
-                 logger: Any = 'current') -> None:
+                 logger: Any = 'current',
+                 exclude_ids: Optional[Dict[str, Sequence[str]]] = None
+                 ) -> None:
         self.cfg = cfg
         self.state = state
         self.cycle = cycle
@@ -55,6 +59,7 @@ class SelectionContext:
         self.num_workers = num_workers
         self.annotation_policy = annotation_policy
         self.logger = logger
+        self.exclude_ids = dict(exclude_ids or {})
         self._views: Dict[str, PoolSubsetDataset] = {}
 
     @property
@@ -63,8 +68,12 @@ class SelectionContext:
             return torch.device('cpu')
         return next(self.model.parameters()).device
 
-    def _build(self, key: str, ds_cfg: dict, ids: Optional[Sequence[str]],
-               annotations: bool) -> PoolSubsetDataset:
+    def _build(self,
+               key: str,
+               ds_cfg: dict,
+               ids: Optional[Sequence[str]],
+               annotations: bool,
+               exclude: Optional[Sequence[str]] = None) -> PoolSubsetDataset:
         if key not in self._views:
             pipe = eval_pipeline(self.cfg)
             pipe = with_annotations(pipe) if annotations else \
@@ -74,7 +83,8 @@ class SelectionContext:
             self._views[key] = PoolSubsetDataset(
                 ds_cfg,
                 sample_ids=None if ids is None else list(ids),
-                annotation_policy=self.annotation_policy)
+                annotation_policy=self.annotation_policy,
+                exclude_ids=exclude)
         return self._views[key]
 
     def labeled_view(self) -> PoolSubsetDataset:
@@ -89,10 +99,10 @@ class SelectionContext:
 
     def validation_view(self) -> PoolSubsetDataset:
         """The validation split with annotations (ISAL's reference set)."""
-        loader = self.cfg.get('val_dataloader') or self.cfg.get(
-            'test_dataloader')
+        split = 'val' if self.cfg.get('val_dataloader') else 'test'
+        loader = self.cfg.get(f'{split}_dataloader')
         return self._build('val', as_plain_dict(loader['dataset']), None,
-                           True)
+                           True, self.exclude_ids.get(split))
 
     def loader(self,
                view: PoolSubsetDataset,

@@ -107,6 +107,23 @@ class PoolState:
         for i in ids:
             self._labeled[i] = int(cycle)
 
+    def remove(self, ids: Iterable[str]) -> None:
+        """Take unlabeled ids out of the pool (e.g. images that no longer
+        decode): they can never be labeled or selected.
+
+        Raises:
+            KeyError: an id is not in the pool.
+            ValueError: an id is labeled (the finished cycles used it).
+        """
+        ids = {str(i) for i in ids}
+        self._check_known(ids)
+        labeled = sorted(i for i in ids if i in self._labeled)
+        if labeled:
+            raise ValueError(f'labeled ids cannot leave the pool: '
+                             f'{labeled[:10]}')
+        self._pool_ids = [i for i in self._pool_ids if i not in ids]
+        self._pool_set -= ids
+
     def _check_known(self, ids: Iterable[str]) -> None:
         unknown = [i for i in ids if str(i) not in self._pool_set]
         if unknown:

@@ -1,17 +1,31 @@
 """Small config transformations used by the CLI and the driver."""
-from typing import Any
+from typing import Any, Callable
 
 from mmengine.config import Config
 
+from .errors import ConfigKeyError
+
+
+def map_strings(node: Any, fn: Callable[[str], str]) -> Any:
+    """A copy of ``node`` with ``fn`` applied to every string in it.
+
+    Args:
+        node: A string, or dicts / lists / tuples nesting them (a config
+            section); other values are kept as they are.
+        fn (Callable[[str], str]): The transformation of one string.
+    """
+    if isinstance(node, str):
+        return fn(node)
+    if isinstance(node, dict):
+        return {k: map_strings(v, fn) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return type(node)(map_strings(v, fn) for v in node)
+    return node
+
 
 def _replace_prefix(node: Any, old: str, new: str) -> Any:
-    if isinstance(node, str):
-        return new + node[len(old):] if node.startswith(old) else node
-    if isinstance(node, dict):
-        return {k: _replace_prefix(v, old, new) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return type(node)(_replace_prefix(v, old, new) for v in node)
-    return node
+    return map_strings(
+        node, lambda s: new + s[len(old):] if s.startswith(old) else s)
 
 
 def override_data_root(cfg: Config, new_root: str) -> Config:
@@ -22,11 +36,13 @@ def override_data_root(cfg: Config, new_root: str) -> Config:
     nothing; this rewrites every string that starts with the old root.
 
     Raises:
-        KeyError: the config defines no ``data_root``.
+        ConfigKeyError: the config defines no ``data_root`` (a
+            ``KeyError``).
     """
     old = cfg.get('data_root')
     if not old:
-        raise KeyError(f'{cfg.filename} defines no data_root to override')
+        raise ConfigKeyError(
+            f'{cfg.filename} defines no data_root to override')
     if not new_root.endswith('/'):
         new_root += '/'
     if not old.endswith('/'):
