@@ -291,3 +291,36 @@ def test_planned_cache_batches_upcoming_misses():
                          1e9, batch_size=3)
     assert len(list(cache)) == len(sequence)
     assert calls == [['a', 'b', 'c'], ['d', 'e', 'f'], ['g', 'h']]
+
+
+def test_float64_context_is_undone_exactly(detector):
+    """Inside: float64 model and images, `.float()` keeps float64, NMS takes
+    float64 boxes; after: the same float32 parameters bit for bit, and
+    torch / mmcv as they were."""
+    import importlib
+    from mmcv.ops import nms
+    model, adapter, context = detector
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ext = importlib.import_module('mmcv.ops.nms').ext_module
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.],
+                          [20., 20., 30., 30.]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    with pytest.raises(Exception):  # mmcv's CPU NMS: float32 only
+        nms(boxes.double(), scores.double(), 0.5)
+    with adapter.float64(model):
+        assert all(v.dtype == torch.float64 for v in model.state_dict().values()
+                   if v.is_floating_point())
+        assert torch.ones(1, dtype=torch.float64).float().dtype == \
+            torch.float64
+        assert torch.ones(1, dtype=torch.uint8).float().dtype == torch.float32
+        _, keep = nms(boxes.double(), scores.double(), 0.5)
+        assert keep.tolist() == [0, 2]
+        batch = next(iter(context.loader(context.labeled_view())))
+        assert adapter.preprocess(model, batch)['inputs'].dtype == \
+            torch.float64
+    assert torch.ones(1, dtype=torch.float64).float().dtype == torch.float32
+    assert importlib.import_module('mmcv.ops.nms').ext_module is ext
+    assert adapter.preprocess(model, batch)['inputs'].dtype == torch.float32
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) and
+               before[k].dtype == after[k].dtype for k in before)

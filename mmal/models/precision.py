@@ -51,6 +51,7 @@ class _NmsInFloat32:
 def _keep_float64() -> Iterator[None]:
     """``Tensor.float()`` leaves float64 tensors alone (others as usual)."""
     original = torch.Tensor.float
+    own = 'float' in vars(torch.Tensor)  # else inherited from TensorBase
 
     def float_(self: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.dtype == torch.float64:
@@ -61,7 +62,10 @@ def _keep_float64() -> Iterator[None]:
     try:
         yield
     finally:
-        torch.Tensor.float = original
+        if own:
+            torch.Tensor.float = original
+        else:
+            del torch.Tensor.float
 
 
 @contextlib.contextmanager
