@@ -41,6 +41,30 @@ def test_another_selector_on_the_work_dir_is_refused(tmp_path):
     assert _read_meta(tmp_path) == before  # nothing recorded
 
 
+def test_run_refuses_before_the_image_checks_touch_the_state(
+        tmp_path, monkeypatch):
+    """run() refuses another experiment before anything else reads or
+    writes the work dir (the image checks could take images out of the
+    recorded pool under 'drop')."""
+    _start(tmp_path, **{'al_cfg.annotation_policy': 'drop'})
+    state_file = osp.join(str(tmp_path), 'al_state.json')
+    with open(state_file, 'rb') as f:
+        before = f.read()
+    import mmal.engine.al_runner as al_runner
+
+    def no_image_checks(*args, **kwargs):
+        raise AssertionError('image checks ran before the refusal')
+
+    monkeypatch.setattr(al_runner, 'check_run_images', no_image_checks)
+    runner = ActiveLearningRunner(
+        tiny_config('isal_fcos_shapes.py',
+                    **{'al_cfg.annotation_policy': 'drop'}), str(tmp_path))
+    with pytest.raises(WorkDirError, match='holds another experiment'):
+        runner.run()
+    with open(state_file, 'rb') as f:
+        assert f.read() == before
+
+
 def test_a_changed_box_budget_is_refused(tmp_path):
     _start(tmp_path)
     with pytest.raises(WorkDirError, match=r'al_cfg.budget_boxes: None -> 5'):

@@ -259,6 +259,21 @@ class ActiveLearningRunner:
                  f'{self.al["seed"]})')
         return state
 
+    def check_experiment(self) -> None:
+        """Refuse a work dir whose state records another experiment.
+
+        Raises:
+            WorkDirError: The recorded fingerprint differs from this
+                config's (every difference listed).
+        """
+        if not broadcast_from_master(ALState.exists(self.state_path)):
+            return
+        meta = ALState.load(self.state_path).meta
+        if fingerprint.FINGERPRINT_KEY in meta:
+            fingerprint.check_same_experiment(
+                meta, fingerprint.experiment_fingerprint(self.cfg, self.al),
+                self.state_path)
+
     def _record_settings(self, state: ALState, experiment: dict) -> None:
         """Record this run's settings in a resumed state, logging each one
         that changed since the last run (``meta['changes']``).
@@ -298,6 +313,7 @@ class ActiveLearningRunner:
         """Run (or continue) every cycle; returns the final state."""
         check_data_paths(
             self.cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader'))
+        self.check_experiment()  # before the image checks touch the state
         self.image_drops = check_run_images(
             self.cfg, self.work_dir, self.state_path,
             self.al['annotation_policy'], self.logger)
