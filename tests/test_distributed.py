@@ -3,12 +3,17 @@
 The runs go through ``tools/dist_al_train.sh`` / ``tools/al_train.py`` in
 subprocesses, as a user starts them. Training is made independent of the
 process count (no random flip, frozen BN statistics, the same total batch:
-4 images on 1 process, 2 x 2 on 2), so the models agree to float rounding
-and the selection, sharded over ranks, must agree exactly.
+4 images on 1 process, 2 x 2 on 2). Two trainings still differ by float
+rounding (DDP adds gradients in another order), which could reorder near
+ties on another CPU, so the selection made by 2 processes is compared on
+the one-process run's model: its work dir rewound to before cycle 0's
+selection, then resumed by 2 processes (sharded selection, then a DDP
+training of cycle 1).
 """
 import json
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 import sys
@@ -78,10 +83,36 @@ def one_process(tmp_path_factory):
     return work_dir
 
 
+def _rewound_copy(src: str, dst: str, forget_experiment=False) -> str:
+    """A copy of the finished run in ``src`` as it was before cycle 0's
+    selection: the same trained cycle-0 model, nothing selected yet.
+    ``forget_experiment``: drop the recorded fingerprint, so that a config
+    with a test selector may continue it (it records its own)."""
+    shutil.copytree(src, dst)
+    state_file = osp.join(dst, 'al_state.json')
+    state = _read(state_file)
+    if forget_experiment:
+        for key in ('experiment', 'settings', 'changes'):
+            state['meta'].pop(key)
+    first = {k: v for k, v in state['cycles'][0].items()
+             if k not in ('num_selected', 'selected_boxes')}
+    first['done'] = ['train', 'evaluate']
+    first['checkpoint'] = first['checkpoint'].replace(src, dst)
+    state['cycles'] = [first]
+    state['pool']['labeled'] = {
+        sid: c for sid, c in state['pool']['labeled'].items() if c == 0}
+    with open(state_file, 'w') as f:
+        json.dump(state, f)
+    os.remove(osp.join(dst, 'cycle_0', 'selection.json'))
+    shutil.rmtree(osp.join(dst, 'cycle_1'))
+    return dst
+
+
 def test_two_processes_select_what_one_process_selects(one_process,
                                                        tmp_path):
     config = _write_config(str(tmp_path / 'cfg.py'))
-    work_dir = str(tmp_path / 'run')
+    work_dir = _rewound_copy(one_process, str(tmp_path / 'run'))
+    log_start = os.path.getsize(osp.join(work_dir, 'al.log'))  # appended to
     proc = _launch(config, work_dir, 2)
     _check_ok(proc)
     assert 'Distributed training: True' in proc.stdout + proc.stderr
@@ -98,6 +129,7 @@ def test_two_processes_select_what_one_process_selects(one_process,
     assert [r['done'] for r in state_two['cycles']] == [
         ['train', 'evaluate', 'select'], ['train', 'evaluate']]
     with open(osp.join(work_dir, 'al.log')) as f:  # rank 0 logs, once
+        f.seek(log_start)
         assert f.read().count('cycle 0: selected') == 1
 
 
@@ -113,7 +145,10 @@ def test_a_killed_rank_then_rerun_finishes_consistently(one_process,
                      cycle=1, epoch=2)
             ],
         })
-    work_dir = str(tmp_path / 'run')
+    # cycle 0's model is the one-process run's, so that the selection can
+    # be compared with its selection whatever the float rounding
+    work_dir = _rewound_copy(one_process, str(tmp_path / 'run'),
+                             forget_experiment=True)
     state_file = osp.join(work_dir, 'al_state.json')
     sel_file = osp.join(work_dir, 'cycle_0', 'selection.json')
 
