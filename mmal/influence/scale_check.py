@@ -20,7 +20,8 @@ from mmengine.logging import print_log
 
 from mmal.utils.distributed import gather_or_raise, is_master
 from .lissa import DivergenceError, LiSSA
-from .spectrum import auto_scales, block_top_eigenvalues, scale_report
+from .spectrum import (auto_scales, block_radius, block_top_eigenvalues,
+                       scale_report)
 
 SCALE_MODES = ('auto', 'fixed')
 
@@ -136,7 +137,7 @@ class ScaleCheck:
             measured=None, used=None, retries=0, diverged=[])
         if eig:
             report = scale_report(eig, scales, solver.damp, names)
-            record['measured'] = [max(abs(x) for x in b) for b in zip(*eig)]
+            record['measured'] = block_radius(eig)
             self._log_check(report, len(eig), configured, scales,
                             problem.logger)
         for attempt in range(self.max_retries + 1):

@@ -126,9 +126,21 @@ def auto_scales(configured: Sequence[float],
     Returns:
         list[float]: The scale of each block.
     """
-    radius = [max(abs(x) for x in b) for b in zip(*eigenvalues)]
     return [max(float(c), round_up(margin * r))
-            for c, r in zip(configured, radius)]
+            for c, r in zip(configured, block_radius(eigenvalues))]
+
+
+def block_radius(eigenvalues: Sequence[Sequence[float]]) -> List[float]:
+    """Per block, the largest measured ``|λ|`` over the checked images.
+
+    Args:
+        eigenvalues: Per image, per block (signed, from
+            :func:`block_top_eigenvalues`).
+
+    Returns:
+        list[float]: One value per block.
+    """
+    return [max(abs(x) for x in b) for b in zip(*eigenvalues)]
 
 
 def round_up(x: float) -> float:
