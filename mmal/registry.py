@@ -2,17 +2,22 @@
 
 mmal's registries are children of mmengine's root registries, so configs
 built by an mmdet / mmpretrain ``Runner`` can refer to mmal's objects with the
-``mmal.`` prefix (``type='mmal.PoolSubsetDataset'``). mmal also owns three root
+``mmal.`` prefix (``type='mmal.PoolSubsetDataset'``). mmal also owns four root
 registries for objects that mmengine has no notion of:
 
-* ``SELECTORS``: query strategies. A registered class must provide
-  ``rank(context) -> SelectionResult`` (see :mod:`mmal.selectors.base`).
-* ``INFLUENCE_SOLVERS``: solvers for ``s_test = H^-1 v``. A registered class
-  must provide ``solve(v, hvp_fn, sample_ids) -> list[Tensor]``
-  (see :mod:`mmal.influence.lissa`).
-* ``AL_ADAPTERS``: per-model adapters that tell the influence machinery which
-  head parameters to use, how to get pseudo labels and a per-image loss
-  (see :mod:`mmal.models.base_adapter`).
+* ``SELECTORS``: query strategies, subclasses of
+  :class:`mmal.selectors.BaseSelector` implementing
+  ``rank(context: SelectionContext) -> SelectionResult``.
+* ``INFLUENCE_SOLVERS``: solvers for ``s_test = H^-1 v``, subclasses of
+  :class:`mmal.influence.DampedSolver` implementing
+  ``estimate(v, problem: HessianProblem) -> list[Tensor]``.
+* ``AL_ADAPTERS``: per-model adapters, subclasses of
+  :class:`mmal.models.BaseModelAdapter`: the parameters θ, feature
+  extraction, the θ-dependent forward, predictions, per-image losses and
+  pseudo labels.
+* ``TASKS``: what differs between detection and classification
+  (:class:`mmal.tasks.BaseTask`): annotation loading, metric and unit,
+  annotation cost, demo data.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
@@ -51,6 +56,11 @@ INFLUENCE_SOLVERS = Registry(
     'influence solver',
     scope='mmal',
     locations=['mmal.influence'],
+    build_func=build_in_mmal_scope)
+TASKS = Registry(
+    'active learning task',
+    scope='mmal',
+    locations=['mmal.tasks'],
     build_func=build_in_mmal_scope)
 AL_ADAPTERS = Registry(
     'active learning model adapter',

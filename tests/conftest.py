@@ -43,6 +43,40 @@ def tiny_config(name: str = 'isal_fcos_shapes.py', **extra) -> Config:
     return cfg
 
 
+def tiny_cls_overrides(max_epochs: int = 2) -> dict:
+    """Overrides that shrink the classification demo to seconds per cycle."""
+    return {
+        'demo_data': dict(num_train=32, num_test=12, img_size=32, seed=0),
+        'train_dataloader.batch_size': 4,
+        'train_dataloader.num_workers': 0,
+        'val_dataloader.batch_size': 8,
+        'val_dataloader.num_workers': 0,
+        'test_dataloader.batch_size': 8,
+        'test_dataloader.num_workers': 0,
+        'train_cfg.max_epochs': max_epochs,
+        'train_cfg.val_interval': max_epochs,
+        'param_scheduler': [],
+        'default_hooks.logger.interval': 1,
+        'al_cfg.initial_size': 8,
+        'al_cfg.budget': 4,
+        'al_cfg.num_cycles': 2,
+        'al_cfg.num_workers': 0,
+    }
+
+
+def tiny_cls_config(name: str = 'isal_resnet18-small_shapes-cls.py',
+                    **extra) -> Config:
+    """The classification demo config shrunk for tests."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
+    opts = tiny_cls_overrides()
+    opts.update(extra)
+    cfg.merge_from_dict(opts)
+    if cfg.al_cfg.selector.get('solver'):
+        cfg.al_cfg.selector.solver.depth = 3
+        cfg.al_cfg.selector.solver.repeats = 2
+    return cfg
+
+
 def record_training(monkeypatch) -> list:
     """Let trainings run, recording the cycle directory of each."""
     trained = []

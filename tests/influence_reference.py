@@ -13,10 +13,10 @@ import copy
 import pytest
 import torch
 from mmengine.dataset import pseudo_collate
-from mmengine.structures import InstanceData
 from torch.func import functional_call
 
-from mmal.influence import flat_dot, hessian_vector_product, loss_grad
+from mmal.influence import hessian_vector_product, loss_grad
+from mmal.testing import full_loss, official_scores
 
 RTOL = 1e-9
 
@@ -63,7 +63,8 @@ def tiny_detector(work_dir, name, adapter, overrides, tweak=None,
         tuple: ``(model, adapter, context)``; the model in eval mode.
     """
     from conftest import tiny_config
-    from mmal.engine import ActiveLearningRunner, SelectionContext
+    from mmal.datasets import SelectionContext
+    from mmal.engine import ActiveLearningRunner
     from mmal.registry import MODELS
     from mmal.structures import PoolState
     runner = ActiveLearningRunner(tiny_config(name, **overrides),
@@ -85,34 +86,24 @@ def tiny_detector(work_dir, name, adapter, overrides, tweak=None,
 
 
 def reference_scores(model, adapter, context, s_test, score_thr):
-    """Per image: ``model.predict`` at batch 1, pseudo labels with score >=
-    ``score_thr``, mmdet's full ``model.loss`` through the whole network
+    """The official-style score of each unlabeled image, as the selector
+    signs it (influence ``-∇θ l · s_test``; None: no pseudo box).
+
+    :func:`mmal.testing.official_isal.official_scores` on the view's items
+    collated by mmengine's ``pseudo_collate`` (not mmal's loader), in
+    float64 (:func:`preprocess64`): per image ``model.predict`` at batch 1,
+    pseudo labels with score >= ``score_thr`` (boxes cast to float32, as
+    annotations are), mmdet's full ``model.loss`` through the whole network
     (random draws seeded as the adapter seeds them), autograd to θ, dot
     product with ``s_test``."""
     params = [p for _, p in adapter.parameters(model)]
     view = context.unlabeled_view()
-    out = {}
-    for i, sid in enumerate(view.sample_ids):
-        batch = pseudo_collate([view[i]])
-        data = preprocess64(model, batch)
-        with torch.no_grad():
-            pred = model.predict(
-                data['inputs'], copy.deepcopy(data['data_samples']),
-                rescale=False)[0].pred_instances
-        keep = pred.scores >= score_thr
-        if not keep.any():
-            out[sid] = None
-            continue
-        sample = data['data_samples'][0]
-        sample.gt_instances = InstanceData(  # float32, as annotations are
-            bboxes=pred.bboxes[keep].to(torch.float32),
-            labels=pred.labels[keep])
-        sample.ignored_instances = InstanceData(  # nothing ignored
-            bboxes=torch.zeros(0, 4), labels=torch.zeros(0).long())
-        with adapter.image_rng(dict(sample_id=[sid])):
-            grad = loss_grad(full_loss(model, data), params)
-        out[sid] = -float(flat_dot(s_test, grad))
-    return out
+    items = [dict(pseudo_collate([view[i]]), sample_id=[sid])
+             for i, sid in enumerate(view.sample_ids)]
+    values, _ = official_scores(model, adapter, items, params, s_test,
+                                score_thr,
+                                preprocess=lambda b: preprocess64(model, b))
+    return {sid: None if x is None else -x for sid, x in values.items()}
 
 
 def check_scores_against_reference(model, adapter, context, score_thr,
@@ -137,12 +128,6 @@ def check_scores_against_reference(model, adapter, context, score_thr,
         assert ours[k] == pytest.approx(ref[k], rel=RTOL)
     ranking = selector.order(ours, seed=0)
     assert ranking[:len(scored)] == sorted(scored, key=lambda k: ref[k])
-
-
-def full_loss(model, data):
-    """mmdet's own training loss of the whole detector (scalar)."""
-    losses = model.loss(data['inputs'], data['data_samples'])
-    return model.parse_losses(losses)[0]
 
 
 def check_gradients_against_full_loss(model, adapter, context, num=3):

@@ -61,9 +61,10 @@ def test_two_cycles_record_everything(isal_run):
     assert [c['done'] for c in cycles] == [['train', 'evaluate', 'select'],
                                            ['train', 'evaluate']]
     assert [c['images'] for c in cycles] == [8, 12]
-    assert cycles[1]['boxes'] > cycles[0]['boxes'] > 0
+    assert cycles[1]['cost'] > cycles[0]['cost'] > 0
     for c in cycles:
-        assert 0.0 <= c['mAP'] <= 1.0 and c['metric_key'] == 'coco/bbox_mAP'
+        assert 0.0 <= c['metric'] <= 1.0 and c['metric_key'] == 'coco/bbox_mAP'
+        assert c['cost_unit'] == 'boxes'
         assert osp.isfile(c['checkpoint'])
     selection = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
     selected = selection['selected']
@@ -297,7 +298,7 @@ def test_a_box_budget_of_one_box_labels_one_image(tmp_path):
     state = runner.load_or_init_state()
     selected = runner.select(state, 0)
     assert len(selected) == 1
-    assert state.record(0)['selected_boxes'] == runner.boxes(selected) >= 1
+    assert state.record(0)['selected_cost'] == runner.cost(selected) >= 1
     assert state.pool.ids_labeled_in(1) == selected
 
 

@@ -9,10 +9,13 @@ import glob
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.hub import get_config
+from mmengine.registry import DefaultScope
 
-from mmal.engine import SelectionContext, resolve_al_cfg
+from mmal.datasets import SelectionContext
+from mmal.engine import resolve_al_cfg
 from mmal.registry import AL_ADAPTERS, MODELS
 from mmal.selectors import InfluenceSelector
 from mmal.structures import PoolState
@@ -93,7 +96,8 @@ def test_top_level_config_loads_and_resolves(name):
     cfg = _load(name)
     al = resolve_al_cfg(cfg, name)
     assert al['adapter']['type'] in ('mmal.FCOSAdapter',
-                                     'mmal.FasterRCNNAdapter')
+                                     'mmal.FasterRCNNAdapter',
+                                     'mmal.ImageClassifierAdapter')
     expected = ('mmal.InfluenceSelector'
                 if name.startswith('isal_') else 'mmal.RandomSelector')
     assert al['selector']['type'] == expected
@@ -151,13 +155,15 @@ def test_fcos_and_faster_rcnn_share_the_data_settings(dataset):
     assert differ == DETECTOR_AL_KEYS[dataset]
 
 
-def _paper_selector(cfg):
+def _paper_selector(cfg, epochs=12, depth=500):
     """Model (no weights), adapter, parameter shapes and LiSSA solver."""
     al = resolve_al_cfg(cfg)
     assert al['selector']['type'] == 'mmal.InfluenceSelector'
-    assert cfg.train_cfg.max_epochs == 12 and al['train_from_scratch']
-    model = MODELS.build(copy.deepcopy(cfg.model))
+    assert cfg.train_cfg.max_epochs == epochs and al['train_from_scratch']
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(copy.deepcopy(cfg.model))
     adapter = AL_ADAPTERS.build(al['adapter'])
+    adapter.prepare(model)
     shapes = [tuple(p.shape) for _, p in adapter.parameters(model)]
     selector = InfluenceSelector(**{
         k: v
@@ -165,7 +171,7 @@ def _paper_selector(cfg):
     })
     solver = selector.build_solver(
         SelectionContext(cfg, PoolState(['a']), 0, 0, '', model, adapter))
-    assert (solver.damp, solver.depth, solver.repeats) == (0.01, 500, 4)
+    assert (solver.damp, solver.depth, solver.repeats) == (0.01, depth, 4)
     assert selector.score_thr == 0.1 and selector.reference == 'val'
     return al, shapes, solver
 

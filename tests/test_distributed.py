@@ -95,7 +95,7 @@ def _rewound_copy(src: str, dst: str, forget_experiment=False) -> str:
         for key in ('experiment', 'settings', 'changes'):
             state['meta'].pop(key)
     first = {k: v for k, v in state['cycles'][0].items()
-             if k not in ('num_selected', 'selected_boxes')}
+             if k not in ('num_selected', 'selected_cost')}
     first['done'] = ['train', 'evaluate']
     first['checkpoint'] = first['checkpoint'].replace(src, dst)
     state['cycles'] = [first]

@@ -24,7 +24,7 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmal.engine.shape_batches import same_shape_batches
+from mmal.datasets.shape_batches import same_shape_batches
 from mmal.influence import (PlannedCache, flat_dot, hessian_vector_product,
                             loss_grad)
 from mmal.models import FasterRCNNAdapter, FCOSAdapter

@@ -1,9 +1,12 @@
 """LiSSA against closed forms and against a literal copy of the official update."""
+import functools
+
 import pytest
 import torch
 
 from mmal.influence import (DivergenceError, LiSSA, hessian_vector_product,
                             loss_grad)
+from mmal.testing import official_lissa
 
 
 def _spd(n, gen, low=0.5, high=4.0):
@@ -91,25 +94,6 @@ def _samples():
     return data
 
 
-def _official_s_test(v, model, data, sequence, damping, scale):
-    """Literal re-statement of the official ISAL s_test loop (one chain)."""
-    params = [model.cls, model.reg]
-    h_estimate = [_v.clone() for _v in v]
-    for sid in sequence:
-        x, y, t = data[sid]
-        loss = model.loss(x, y, t)
-        first_grads = torch.autograd.grad(loss, params, create_graph=True)
-        elemwise = 0
-        for g, h in zip(first_grads, h_estimate):
-            elemwise = elemwise + torch.sum(g * h)
-        hv = torch.autograd.grad(elemwise, params)
-        h_estimate = [
-            _v + (1 - damping) * _h_e - _hv / _s
-            for _v, _h_e, _hv, _s in zip(v, h_estimate, hv, scale)
-        ]
-    return h_estimate
-
-
 def test_matches_literal_official_update_on_same_sequence():
     model, data = _TinyHead(), _samples()
     params = [model.cls, model.reg]
@@ -126,9 +110,13 @@ def test_matches_literal_official_update_on_same_sequence():
         return hessian_vector_product(model.loss(*data[sid]), params, h)
 
     ours = solver.solve(v, hvp, chains)
-    ref_chains = [_official_s_test(v, model, data, c, 0.01, scale)
-                  for c in chains]
-    ref = [sum(c[b] for c in ref_chains) / len(chains) for b in range(2)]
+    # the official loop, literally (mmal.testing.official_isal), on the
+    # same chains: each step a full forward of the image's loss
+    ref = official_lissa(
+        v, params,
+        [[functools.partial(model.loss, *data[sid]) for sid in c]
+         for c in chains], 0.01, scale)
+    assert len(ref) == 2
     for a, b in zip(ours, ref):  # float64: the same sums in another order
         assert a.dtype == torch.float64
         torch.testing.assert_close(a, b, rtol=1e-10,

@@ -5,9 +5,12 @@ import pytest
 from mmengine.config import Config
 
 from mmal.datasets import PoolSubsetDataset, generate_shapes_dataset
-from mmal.engine.pool_data import (check_data_paths, data_paths, id_loader,
-                                   replace_pipeline, strip_annotations,
-                                   with_annotations)
+from mmal.datasets.pool_data import (check_data_paths, data_paths, id_loader,
+                                   replace_pipeline)
+from mmal.tasks import DetectionTask
+
+strip_annotations = DetectionTask().unannotated_pipeline
+with_annotations = DetectionTask().annotated_pipeline
 from mmal.utils.config_utils import override_data_root
 from conftest import REPO
 

@@ -46,7 +46,7 @@ def test_duplicate_pool_ids_are_rejected():
 def test_state_round_trip_is_atomic_json(tmp_path):
     pool = PoolState.initial([str(i) for i in range(20)], 5, seed=0)
     state = ALState(pool, meta=dict(seed=0))
-    state.mark_done(0, 'train', checkpoint='x.pth', images=5, boxes=9)
+    state.mark_done(0, 'train', checkpoint='x.pth', images=5, cost=9)
     path = str(tmp_path / 'al_state.json')
     state.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ['al_state.json']
@@ -56,6 +56,27 @@ def test_state_round_trip_is_atomic_json(tmp_path):
     assert json.loads((tmp_path / 'al_state.json').read_text())['format'] == 1
     with pytest.raises(ValueError, match='unknown step'):
         state.mark_done(0, 'fly')
+
+
+def test_state_written_before_task_neutral_names_loads(tmp_path):
+    """A state file of an older mmal (detection-only keys) loads with the
+    new names and the same values."""
+    pool = PoolState.initial([str(i) for i in range(20)], 5, seed=0)
+    old = dict(format=1, meta=dict(seed=0), pool=pool.to_dict(), cycles=[
+        dict(cycle=0, done=['train', 'evaluate', 'select'], images=5,
+             boxes=9, mAP=0.25, metric_key='coco/bbox_mAP',
+             mAP_points_per_10k_boxes=2777.8, num_selected=2,
+             selected_boxes=4),
+        dict(cycle=1, done=['train'], images=7, boxes=13)])
+    path = tmp_path / 'al_state.json'
+    path.write_text(json.dumps(old))
+    c0, c1 = ALState.load(str(path)).cycles
+    assert (c0['cost'], c0['metric'], c0['points_per_10k_cost'],
+            c0['selected_cost'], c0['cost_unit']) == (9, 0.25, 2777.8, 4,
+                                                      'boxes')
+    assert not {'boxes', 'mAP', 'mAP_points_per_10k_boxes',
+                'selected_boxes'} & (set(c0) | set(c1))
+    assert (c1['cost'], c1['cost_unit']) == (13, 'boxes')
 
 
 def test_take_budget_images_and_boxes():

@@ -21,13 +21,13 @@ def _runner(tmp_path, **al):
 def test_target_with_tolerance(tmp_path, mAP, reached):
     """The paper's 22 +- 0.3 AP: 0.217 counts, 0.2169 does not."""
     runner = _runner(tmp_path, target_metric=0.22, target_tolerance=0.003)
-    assert runner.target_reached(dict(mAP=mAP)) is reached
+    assert runner.target_reached(dict(metric=mAP)) is reached
     assert not runner.target_reached(dict())  # not evaluated yet
 
 
 def test_no_target_never_stops_early(tmp_path):
     runner = _runner(tmp_path)
-    assert not runner.target_reached(dict(mAP=1.0))
+    assert not runner.target_reached(dict(metric=1.0))
 
 
 @pytest.mark.parametrize('key, value', [('target_metric', '22'),

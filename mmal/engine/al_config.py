@@ -14,11 +14,12 @@ AL_CFG_DEFAULTS: Dict[str, Any] = dict(
     train_from_scratch=True,  # False: cycle k starts from cycle k-1's weights
     validate_during_training=False,  # keep the config's val loop in training
     annotation_policy='error',  # 'error' | 'drop': corrupt boxes, bad images
-    metric_key=None,  # metric reported as mAP; None: coco/bbox_mAP or VOC mAP
-    target_metric=None,  # stop once mAP >= target_metric - target_tolerance
+    metric_key=None,  # metric reported; None: the task's (COCO/VOC mAP, top-1)
+    target_metric=None,  # stop once metric >= target_metric - tolerance
     target_tolerance=0.0,  # e.g. the paper's 22 +- 0.3 AP: 0.22 and 0.003
     num_workers=2,  # data loading workers of the selection passes
     adapter=None,  # model adapter (needed by model-based selectors)
+    task=None,  # None: the adapter's task, else by default_scope
     selector=None,  # the query strategy
 )
 

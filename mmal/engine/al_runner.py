@@ -16,9 +16,8 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
-from mmal.datasets import PoolSubsetDataset, boxes_per_sample
-from mmal.datasets.synthetic import generate_shapes_dataset
-from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS
+from mmal.datasets import PoolSubsetDataset
+from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
 from mmal.structures import ALState, PoolState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
@@ -31,11 +30,10 @@ from . import experiment_fingerprint as fingerprint
 from .al_config import resolve_al_cfg
 from .cycle_runner import CycleRunner
 from .image_drops import ImageDrops, check_run_images
-from .pool_data import check_data_paths, pool_dataset_cfg
-from .selection_context import SelectionContext
+from mmal.datasets.pool_data import check_data_paths, pool_dataset_cfg
+from mmal.datasets.selection_context import SelectionContext
 
 STATE_FILE = 'al_state.json'
-DEFAULT_METRIC_KEYS = ('coco/bbox_mAP', 'pascal_voc/mAP')
 _run_counter = itertools.count()
 
 
@@ -58,35 +56,36 @@ def _build(registry, cfg: dict, what: str):
 
 def take_budget(ranking: Sequence[str],
                 budget: int,
-                budget_boxes: Optional[int] = None,
-                boxes_of: Optional[Callable[[str], int]] = None) -> List[str]:
-    """The head of ``ranking`` within the image (and box) budget.
+                budget_cost: Optional[int] = None,
+                cost_of: Optional[Callable[[str], int]] = None) -> List[str]:
+    """The head of ``ranking`` within the image (and cost) budget.
 
-    A box budget is spent as an annotator would spend it: the box count of
-    an unlabeled image is only known once it is labeled, so images are
-    labeled in rank order until ``budget_boxes`` is used up, the image that
-    crosses it included (and at most ``budget`` images). A non-empty ranking
-    therefore always gives at least one image.
+    A cost budget (boxes, ``al_cfg.budget_boxes``) is spent as an annotator
+    would spend it: the box count of an unlabeled image is only known once
+    it is labeled, so images are labeled in rank order until
+    ``budget_cost`` is used up, the image that crosses it included (and at
+    most ``budget`` images). A non-empty ranking therefore always gives at
+    least one image.
 
     Args:
         ranking (Sequence[str]): Candidate ids, best first.
         budget (int): Maximum number of images.
-        budget_boxes (int, optional): Boxes to spend; labeling stops once
-            the selected images hold at least this many.
-        boxes_of (Callable, optional): Annotation cost (boxes) of one id,
-            known after it is labeled; needed with ``budget_boxes``.
+        budget_cost (int, optional): Cost to spend; labeling stops once
+            the selected images cost at least this much.
+        cost_of (Callable, optional): Annotation cost of one id, known
+            after it is labeled; needed with ``budget_cost``.
 
     Returns:
         list[str]: Selected ids, in rank order.
     """
-    if budget_boxes is None:
+    if budget_cost is None:
         return list(ranking[:budget])
-    selected, boxes = [], 0
+    selected, spent = [], 0
     for sid in ranking:
-        if len(selected) >= budget or boxes >= budget_boxes:
+        if len(selected) >= budget or spent >= budget_cost:
             break
         selected.append(sid)
-        boxes += boxes_of(sid)
+        spent += cost_of(sid)
     return selected
 
 
@@ -102,7 +101,8 @@ class ActiveLearningRunner:
     its last checkpoint).
 
     Args:
-        cfg (Config): An mmdet config with an ``al_cfg`` block.
+        cfg (Config): An mmdet / mmpretrain config with an ``al_cfg``
+            block.
         work_dir (str, optional): Defaults to ``cfg.work_dir``.
         require_state (bool): Fail when ``work_dir`` holds no state yet
             (``--resume``).
@@ -129,14 +129,22 @@ class ActiveLearningRunner:
         self.state_path = osp.join(self.work_dir, STATE_FILE)
         self.require_state = require_state
         self.name = osp.splitext(osp.basename(cfg.filename or 'al'))[0]
-        init_default_scope(self.cfg.get('default_scope', 'mmdet'))
-        self._prepare_demo_data()
         self.selector = _build(SELECTORS, dict(self.al['selector']),
                                'selector')
         self.adapter = None
         if self.al['adapter'] is not None:
             self.adapter = _build(AL_ADAPTERS, dict(self.al['adapter']),
                                   'adapter')
+        self.task = self._build_task()
+        init_default_scope(
+            self.cfg.get('default_scope', self.task.default_scope))
+        if self.al['budget_boxes'] is not None and \
+                self.task.cost_unit != 'boxes':
+            raise ConfigError(
+                f'al_cfg.budget_boxes is set, but the annotation cost of '
+                f'{self.task.name} is counted in {self.task.cost_unit}: '
+                'use al_cfg.budget')
+        self._prepare_demo_data()
         if self.selector.needs_model and self.adapter is None:
             raise ConfigError(
                 f'{type(self.selector).__name__} needs a model adapter: set '
@@ -148,24 +156,39 @@ class ActiveLearningRunner:
             file_mode='a',  # a rerun continues the log of the run it resumes
             log_level='INFO')
         self._pool_view: Optional[PoolSubsetDataset] = None
-        self._boxes: Optional[Dict[str, int]] = None
+        self._costs: Optional[Dict[str, int]] = None
         self.image_drops = ImageDrops()  # undecodable images left out
         self._env_logged = False
 
     # -- helpers ----------------------------------------------------------
+    def _build_task(self):
+        """``al_cfg.task``; else the adapter's task; else the task of the
+        config's ``default_scope`` (mmpretrain: classification)."""
+        task = self.al['task']
+        if task is None and self.adapter is not None and self.adapter.task:
+            task = self.adapter.task
+        if task is None:
+            scope = self.cfg.get('default_scope', 'mmdet')
+            task = ('ClassificationTask'
+                    if scope == 'mmpretrain' else 'DetectionTask')
+        if isinstance(task, str):
+            task = dict(type=task)
+        return _build(TASKS, dict(task), 'task')
+
     def _prepare_demo_data(self) -> None:
         """Generate the config's ``demo_data`` into ``work_dir/data``.
 
-        Configs with a ``demo_data`` block (the built-in shapes demo) need no
-        download: the images and COCO annotations are written on first use
-        and every path under ``data_root`` is pointed at them.
+        Configs with a ``demo_data`` block (the built-in shapes demos) need
+        no download: the task's generator writes the images and annotations
+        on first use and every path under ``data_root`` is pointed at
+        them.
         """
         demo = self.cfg.get('demo_data')
         if not demo:
             return
         out_dir = osp.join(self.work_dir, 'data')
         if is_master():
-            generate_shapes_dataset(out_dir, **dict(demo))
+            self.task.generate_demo_data(out_dir, **dict(demo))
         sync()
         override_data_root(self.cfg, out_dir)
 
@@ -188,11 +211,12 @@ class ActiveLearningRunner:
                 exclude_ids=self.image_drops.ids('pool'))
         return self._pool_view
 
-    def boxes(self, ids: Sequence[str]) -> int:
-        """Annotated boxes of ``ids`` (their annotation cost)."""
-        if self._boxes is None:
-            self._boxes = boxes_per_sample(self.pool_view)
-        return sum(self._boxes[i] for i in ids)
+    def cost(self, ids: Sequence[str]) -> int:
+        """Annotation cost of ``ids`` in the task's unit (boxes for
+        detection, images for classification)."""
+        if self._costs is None:
+            self._costs = self.task.costs(self.pool_view)
+        return sum(self._costs[i] for i in ids)
 
     def build_runner(self, cfg: Config) -> Runner:
         """A cycle's mmengine Runner; only the first one of this run logs
@@ -317,7 +341,7 @@ class ActiveLearningRunner:
         self.image_drops = check_run_images(
             self.cfg, self.work_dir, self.state_path,
             self.al['annotation_policy'], self.logger)
-        self._pool_view = self._boxes = None  # built without the dropped
+        self._pool_view = self._costs = None  # built without the dropped
         with trusted_checkpoint_loading():
             state = self.load_or_init_state()
             if self.image_drops.record(state):
@@ -340,7 +364,7 @@ class ActiveLearningRunner:
         if self.target_reached(state.record(cycle)):
             rec = state.record(cycle)
             self.log(f'cycle {cycle}: {rec["metric_key"]} '
-                     f'{100 * rec["mAP"]:.2f} reached the target '
+                     f'{100 * rec["metric"]:.2f} reached the target '
                      f'{100 * self.al["target_metric"]:.2f} - '
                      f'{100 * self.al["target_tolerance"]:.2f} with '
                      f'{rec["images"]} images; stopping')
@@ -362,14 +386,14 @@ class ActiveLearningRunner:
     def target_reached(self, record: dict) -> bool:
         """Whether an evaluated cycle meets ``al_cfg.target_metric``.
 
-        Reached when ``mAP >= target_metric - target_tolerance`` (the
-        paper's Faster R-CNN protocol: 22 +- 0.3 AP).
+        Reached when ``metric >= target_metric - target_tolerance`` (the
+        paper's Faster R-CNN protocol: 22 +- 0.3 AP); both are fractions.
         """
         target = self.al['target_metric']
-        if target is None or 'mAP' not in record:
+        if target is None or 'metric' not in record:
             return False
         # 1e-9: mmdet rounds AP to 3 decimals; 0.22 - 0.003 is not exact
-        return record['mAP'] + 1e-9 >= target - self.al['target_tolerance']
+        return record['metric'] + 1e-9 >= target - self.al['target_tolerance']
 
     def _runner_cfg(self, cycle: int, what: str) -> Config:
         cfg = copy.deepcopy(self.cfg)
@@ -448,9 +472,11 @@ class ActiveLearningRunner:
         cfg.resume = resume_from is not None
         if cfg.resume:
             cfg.load_from = resume_from
-        images, boxes = len(labeled), self.boxes(labeled)
-        self.log(f'cycle {cycle}: training on {images} images / {boxes} '
-                 f'boxes{" (resuming its training)" if cfg.resume else ""}')
+        images, cost = len(labeled), self.cost(labeled)
+        unit = self.task.cost_unit
+        self.log(f'cycle {cycle}: training on {images} images' +
+                 (f' / {cost} {unit}' if unit != 'images' else '') +
+                 (' (resuming its training)' if cfg.resume else ''))
         runner = self.build_runner(cfg)
         runner.train()
         sync()  # rank 0 has written the last checkpoint
@@ -458,7 +484,8 @@ class ActiveLearningRunner:
         with open(ckpt_file) as f:
             checkpoint = f.read().strip()
         state.mark_done(
-            cycle, 'train', checkpoint=checkpoint, images=images, boxes=boxes)
+            cycle, 'train', checkpoint=checkpoint, images=images, cost=cost,
+            cost_unit=self.task.cost_unit)
         self.save_state(state)
         return runner
 
@@ -476,35 +503,41 @@ class ActiveLearningRunner:
         metrics = {k: float(v) for k, v in raw.items()
                    if isinstance(v, (int, float))}
         rec = state.record(cycle)
-        key = self.al['metric_key'] or next(
-            (k for k in DEFAULT_METRIC_KEYS if k in metrics), None)
+        key = self.task.metric_key(metrics, self.al['metric_key'])
         if key in metrics:
-            mAP = metrics[key]
+            metric = self.task.as_fraction(metrics[key])
         elif not metrics:  # mmdet's metrics return nothing without detections
             self.log(f'cycle {cycle}: the evaluation returned no metric (the '
-                     'model made no detection); recording mAP 0')
-            mAP = 0.0
+                     'model made no detection); recording 0')
+            metric = 0.0
         else:
-            raise KeyError(f'metric {key!r} not in the evaluation results '
-                           f'{sorted(metrics)}; set al_cfg.metric_key')
-        per_box = 1e4 * 100 * mAP / rec['boxes'] if rec['boxes'] else None
+            raise ConfigKeyError(
+                f'metric {key!r} not in the evaluation results '
+                f'{sorted(metrics)}; set al_cfg.metric_key')
+        per_cost = points_per_10k(metric, rec['cost'])
         state.mark_done(
             cycle,
             'evaluate',
             metrics=metrics,
             metric_key=key,
-            mAP=mAP,
-            mAP_points_per_10k_boxes=per_box)
+            metric=metric,
+            points_per_10k_cost=per_cost)
         self.save_state(state)
-        self.log(f'cycle {cycle}: images {rec["images"]} | boxes '
-                 f'{rec["boxes"]} | {key or "mAP"} {100 * mAP:.2f} | '
-                 f'10k x mAP / boxes '
-                 f'{per_box if per_box is None else round(per_box, 3)}')
+        unit = rec.get('cost_unit', self.task.cost_unit)
+        cost = f'{unit} {rec["cost"]} | ' if unit != 'images' else ''
+        self.log(f'cycle {cycle}: images {rec["images"]} | {cost}'
+                 f'{key or "metric"} {100 * metric:.2f} | '
+                 f'10k x metric / {unit} '
+                 f'{per_cost if per_cost is None else round(per_cost, 3)}')
         return metrics
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:
         """The cycle's trained model, in eval mode on the best device."""
-        model = MODELS.build(copy.deepcopy(self.cfg.model))
+        model_cfg = copy.deepcopy(self.cfg.model)
+        if self.cfg.get('data_preprocessor') is not None:  # as Runner does
+            model_cfg.setdefault('data_preprocessor',
+                                 copy.deepcopy(self.cfg.data_preprocessor))
+        model = MODELS.build(model_cfg)
         load_checkpoint(
             model, checkpoint, map_location='cpu', logger=self.logger)
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -530,10 +563,11 @@ class ActiveLearningRunner:
             cycle,
             'select',
             num_selected=len(selected),
-            selected_boxes=self.boxes(selected))
+            selected_cost=self.cost(selected))
         self.save_state(state)
         self.log(f'cycle {cycle}: selected {len(selected)} images '
-                 f'({state.record(cycle)["selected_boxes"]} boxes); '
+                 f'({state.record(cycle)["selected_cost"]} '
+                 f'{self.task.cost_unit}); '
                  f'{len(state.pool.unlabeled_ids)} left unlabeled')
         return selected
 
@@ -556,6 +590,7 @@ class ActiveLearningRunner:
             work_dir=self.cycle_dir(cycle),
             model=model,
             adapter=self.adapter,
+            task=self.task,
             num_workers=self.al['num_workers'],
             annotation_policy=self.al['annotation_policy'],
             logger=self.logger,
@@ -573,7 +608,7 @@ class ActiveLearningRunner:
                 f'{len(unlabeled)} unlabeled images at cycle {cycle}: a '
                 'selection from a non-empty pool cannot be empty')
         selected = take_budget(ranking, budget, self.al['budget_boxes'],
-                               lambda i: self.boxes([i]))
+                               lambda i: self.cost([i]))
         # made once: rank 0's selection is the one every rank labels
         record = broadcast_from_master(
             dict(
@@ -586,12 +621,22 @@ class ActiveLearningRunner:
         return record['selected']
 
     def log_summary(self, state: ALState) -> None:
-        lines = ['cycle | images | boxes | mAP (%) | 10k x mAP / boxes']
+        unit = self.task.cost_unit
+        with_cost = unit != 'images'  # else the cost is the images column
+        lines = ['cycle | images | ' + (f'{unit} | ' if with_cost else '') +
+                 f'metric (%) | 10k x metric / {unit}']
         for rec in state.cycles:
-            if 'mAP' not in rec:
+            if 'metric' not in rec:
                 continue
-            lines.append(f'{rec["cycle"]:5d} | {rec["images"]:6d} | '
-                         f'{rec["boxes"]:5d} | {100 * rec["mAP"]:7.2f} | '
-                         f'{rec["mAP_points_per_10k_boxes"] or 0:.3f}')
+            cost = f'{rec["cost"]:{len(unit)}d} | ' if with_cost else ''
+            lines.append(f'{rec["cycle"]:5d} | {rec["images"]:6d} | {cost}'
+                         f'{100 * rec["metric"]:10.2f} | '
+                         f'{rec["points_per_10k_cost"] or 0:.3f}')
         self.log('active learning summary (' + self.state_path + '):\n' +
                  '\n'.join(lines))
+
+
+def points_per_10k(metric: float, cost: int) -> Optional[float]:
+    """The paper's annotation efficiency: metric points (percent) per
+    10,000 units of cost, ``1e4 * 100 * metric / cost`` (None at 0 cost)."""
+    return 1e4 * 100 * metric / cost if cost else None

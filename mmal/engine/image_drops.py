@@ -35,7 +35,7 @@ from mmal.structures import ALState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import DataError
 from mmal.utils.fileio import atomic_write_json
-from .pool_data import (as_plain_dict, dataset_pipeline, eval_pipeline,
+from mmal.datasets.pool_data import (as_plain_dict, dataset_pipeline, eval_pipeline,
                         replace_pipeline)
 
 CACHE_FILE = 'image_checks.json'

@@ -6,6 +6,7 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
+from .hessian_problem import HessianProblem
 from .damped_solver import MeanHessianSolver, flatten, unflatten
 
 
@@ -41,7 +42,7 @@ class ConjugateGradient(MeanHessianSolver):
         self.info: dict = {}
 
     def estimate(self, v: Sequence[torch.Tensor],
-                 problem) -> List[torch.Tensor]:
+                 problem: HessianProblem) -> List[torch.Tensor]:
         """``s_test`` (same shapes as ``v``); see the class doc.
 
         Stops early (with a warning in the log) if the damped Hessian shows

@@ -7,14 +7,20 @@ directly, so a config can swap solvers and keep the meaning of
 ``damp`` / ``scale``; ``scale=1`` gives the plain damped inverse
 ``(H + damp I)^-1 v``.
 """
+import abc
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from .hessian_problem import HessianProblem
 
-class DampedSolver:
+
+class DampedSolver(metaclass=abc.ABCMeta):
     """Damping and per-block scales of the system ``(H + damp D) s = D v``.
+
+    The base of every solver in :data:`mmal.registry.INFLUENCE_SOLVERS`: a
+    solver implements :meth:`estimate`.
 
     Args:
         damp (float): Relative damping, in [0, 1).
@@ -33,6 +39,20 @@ class DampedSolver:
                              f'got {scales}')
         self.damp = float(damp)
         self.scale = [float(s) for s in scales]
+
+    @abc.abstractmethod
+    def estimate(self, v: Sequence[torch.Tensor],
+                 problem: HessianProblem) -> List[torch.Tensor]:
+        """``s_test``, the solution of ``(H + damp D) s = D v``, with ``H``
+        the labeled images' mean Hessian (or LiSSA's stochastic estimate).
+
+        Args:
+            v (Sequence[Tensor]): Reference gradient, one tensor per block.
+            problem (HessianProblem): The labeled images' Hessians.
+
+        Returns:
+            list[Tensor]: ``s_test``, same shapes as ``v``.
+        """
 
     def block_scales(self, num_blocks: int) -> List[float]:
         """Scale of each of ``num_blocks`` parameter blocks."""
@@ -89,7 +109,7 @@ class MeanHessianSolver(DampedSolver):
                              f'or None, got {num_images}')
         self.num_images = num_images
 
-    def images(self, problem) -> List[str]:
+    def images(self, problem: HessianProblem) -> List[str]:
         """The labeled ids this solver uses (seeded subset)."""
         return self.subset(problem.sample_ids, self.num_images, problem.seed)
 

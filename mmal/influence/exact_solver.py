@@ -5,6 +5,7 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
+from .hessian_problem import HessianProblem
 from .damped_solver import MeanHessianSolver, flatten, unflatten
 
 
@@ -34,7 +35,7 @@ class ExactSolver(MeanHessianSolver):
         self.max_dim = int(max_dim)
 
     def estimate(self, v: Sequence[torch.Tensor],
-                 problem) -> List[torch.Tensor]:
+                 problem: HessianProblem) -> List[torch.Tensor]:
         """``s_test`` (same shapes as ``v``); see the class doc.
 
         Raises:

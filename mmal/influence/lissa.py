@@ -11,9 +11,11 @@ from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
 from mmal.utils.distributed import gather_or_raise, shard
+from .hessian_problem import HessianProblem
 from .damped_solver import DampedSolver
 
-HvpFn = Callable[[Any, List[torch.Tensor]], List[torch.Tensor]]
+#: ``hvp_fn(item, h) -> H_item h`` (blocks), for :meth:`LiSSA.solve`.
+ItemHvpFn = Callable[[Any, List[torch.Tensor]], List[torch.Tensor]]
 
 
 def _apply(hvp: Callable, h: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -82,7 +84,7 @@ class LiSSA(DampedSolver):
         self.log_interval = int(log_interval)
 
     def estimate(self, v: Sequence[torch.Tensor],
-                 problem) -> List[torch.Tensor]:
+                 problem: HessianProblem) -> List[torch.Tensor]:
         """``s_test`` on a labeled set, chains spread over the processes.
 
         Chain ``r`` runs on the process ``r % world_size``; every process
@@ -93,9 +95,7 @@ class LiSSA(DampedSolver):
 
         Args:
             v (Sequence[Tensor]): Reference gradient, one tensor per block.
-            problem (LabeledHessian): The labeled images' Hessians
-                (``sample_ids``, ``seed``, ``image_hvps(ids)``,
-                ``block_names``, ``logger``).
+            problem (HessianProblem): The labeled images' Hessians.
 
         Returns:
             list[Tensor]: ``s_test``, same shapes as ``v``.
@@ -112,7 +112,8 @@ class LiSSA(DampedSolver):
                 'chains diverged)', first['blocks'], first['detail'])
         return self.average(results)
 
-    def run_chains(self, v: Sequence[torch.Tensor], problem
+    def run_chains(self, v: Sequence[torch.Tensor],
+                   problem: HessianProblem
                    ) -> Tuple[List[Optional[List[torch.Tensor]]],
                               List[Dict[str, Any]]]:
         """Every chain of :meth:`estimate`, diverged ones included.
@@ -186,7 +187,7 @@ class LiSSA(DampedSolver):
 
     def solve(self,
               v: Sequence[torch.Tensor],
-              hvp_fn: HvpFn,
+              hvp_fn: ItemHvpFn,
               chains: Sequence[Iterable[Any]],
               block_names: Optional[Sequence[str]] = None,
               logger: Any = 'current') -> List[torch.Tensor]:
@@ -212,7 +213,7 @@ class LiSSA(DampedSolver):
 
     def run_chain(self,
                   v: Sequence[torch.Tensor],
-                  hvp_fn: HvpFn,
+                  hvp_fn: ItemHvpFn,
                   chain: Iterable[Any],
                   index: int = 0,
                   num_chains: int = 1,

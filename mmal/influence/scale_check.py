@@ -19,6 +19,7 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.utils.distributed import gather_or_raise, is_master
+from .hessian_problem import HessianProblem
 from .lissa import DivergenceError, LiSSA
 from .spectrum import (auto_scales, block_radius, block_top_eigenvalues,
                        scale_report)
@@ -77,7 +78,7 @@ class ScaleCheck:
         order = np.random.default_rng([int(seed), 3]).permutation(len(ids))
         return [ids[i] for i in order[:num]]
 
-    def measure(self, problem,
+    def measure(self, problem: HessianProblem,
                 like: Sequence[torch.Tensor]) -> Optional[List[List[float]]]:
         """Dominant eigenvalue per picked image and block (signed).
 
@@ -101,7 +102,8 @@ class ScaleCheck:
 
         return gather_or_raise(first_process, 'LiSSA scale check')[0]
 
-    def estimate(self, solver: LiSSA, v: Sequence[torch.Tensor], problem
+    def estimate(self, solver: LiSSA, v: Sequence[torch.Tensor],
+                 problem: HessianProblem
                  ) -> Tuple[List[torch.Tensor], Optional[dict], dict]:
         """``s_test`` by ``solver`` with scales chosen as ``mode`` says.
 
@@ -112,7 +114,7 @@ class ScaleCheck:
         Args:
             solver (LiSSA): The solver, with the configured scales.
             v (Sequence[Tensor]): Reference gradient, one tensor per block.
-            problem (LabeledHessian): As for :meth:`LiSSA.estimate`.
+            problem (HessianProblem): As for :meth:`LiSSA.estimate`.
 
         Returns:
             tuple: ``s_test``; the spectrum report of

@@ -1,44 +1,60 @@
 """Per-model adapters: what the influence machinery needs from a model."""
+import abc
 import contextlib
 import zlib
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from unittest import mock
 
 import torch
-from mmengine.structures import InstanceData
 from torch import nn
 
-from mmal.influence import (OutputProbe, frozen_parameters,
-                            select_parameters)
+from mmal.influence import (HvpFn, ImageHessian, OutputProbe,
+                            frozen_parameters, loss_grad, select_parameters)
+from mmal.utils.tensor_utils import detach, image_slice, per_image_entries
 from .precision import float64_computation
 
 
-class BaseModelAdapter:
+class BaseModelAdapter(metaclass=abc.ABCMeta):
     """Interface between a model and influence-based selection.
 
     An adapter names the parameter blocks θ that influence is computed for,
-    and gives two per-image losses with autograd through θ:
+    and the task of the model (``task``, a type in
+    :data:`~mmal.registry.TASKS`). A new model needs one subclass that
+    implements the contract, four methods on a batch:
+
+    * :meth:`extract_features`: the θ-free trunk, without autograd;
+    * :meth:`head_forward`: the outputs that depend on θ;
+    * :meth:`predict`: predictions from those outputs;
+    * :meth:`loss`: the training loss of one image on its labels;
+
+    and :meth:`set_pseudo_labels` (a prediction -> the image's labels).
+    From them the base class builds everything the selectors use:
 
     * :meth:`gt_loss`: the training loss on the image's own annotations
       (labeled images: reference gradient, Hessian-vector products);
     * :meth:`pseudo_loss`: the loss on the model's own predictions above a
-      score threshold (unlabeled images), fused with the inference pass.
+      score threshold (unlabeled images), fused with the inference pass;
+    * :meth:`directional_scores`: the batched fast path of the scores;
+    * :meth:`cache_entries` / :meth:`cached_gt_loss`: the labeled images'
+      θ-free part computed once, for repeated HVPs.
 
     Args:
         param_names (Sequence[str], optional): Full names of the parameters
             θ. Defaults to the class's ``default_param_names``.
-        default_scales (Sequence[float], optional): LiSSA scale per block
+        lissa_scale (Sequence[float], optional): LiSSA scale per block
             for these parameters. Defaults to ``default_lissa_scale``.
     """
 
+    task: str = ''
     default_param_names: Tuple[str, ...] = ()
     default_lissa_scale: Tuple[float, ...] = ()
 
     def __init__(self,
                  param_names: Optional[Sequence[str]] = None,
-                 lissa_scale: Optional[Sequence[float]] = None) -> None:
+                 lissa_scale: Optional[Sequence[float]] = None,
+                 allow_empty: bool = False) -> None:
         self.param_names = list(param_names or self.default_param_names)
-        if not self.param_names:
+        if not self.param_names and not allow_empty:  # else set in prepare
             raise ValueError(f'{type(self).__name__} needs param_names')
         self.lissa_scale = list(lissa_scale or self.default_lissa_scale)
         self.seed = 0
@@ -125,31 +141,6 @@ class BaseModelAdapter:
             yield
 
     @staticmethod
-    def set_pseudo_labels(data_sample, pred: InstanceData,
-                          score_thr: float) -> int:
-        """Replace ``data_sample``'s annotations by its confident predictions.
-
-        Args:
-            data_sample (DetDataSample): The image's sample (modified).
-            pred (InstanceData): Predictions in the network input's frame
-                (``bboxes`` (n, 4), ``scores`` (n, ), ``labels`` (n, )).
-            score_thr (float): Keep predictions with score >= this.
-
-        Returns:
-            int: The number of pseudo boxes.
-        """
-        keep = pred.scores >= score_thr
-        # float32 like annotations (mmdet builds targets from float32
-        # priors); a no-op except under :meth:`float64`
-        bboxes = pred.bboxes[keep].detach().to(torch.float32)
-        data_sample.gt_instances = InstanceData(
-            bboxes=bboxes, labels=pred.labels[keep])
-        data_sample.ignored_instances = InstanceData(
-            bboxes=bboxes.new_zeros((0, 4)),
-            labels=pred.labels.new_zeros((0, )))
-        return int(keep.sum())
-
-    @staticmethod
     def check_single(data_samples: Sequence) -> None:
         if len(data_samples) != 1:
             raise ValueError('per-image losses work on one image at a time, '
@@ -196,28 +187,84 @@ class BaseModelAdapter:
             finally:
                 self.input_dtype = before
 
-    # -- the pieces a subclass provides ---------------------------------------
+    # -- the contract: what a subclass provides --------------------------------
     # ``feats`` are the trunk's outputs (θ-free, computed without autograd),
     # ``outs`` the head outputs that depend on θ; both hold tensors whose
     # first dimension is the image (see :func:`image_slice`).
-    def _features(self, model: nn.Module, inputs: torch.Tensor):
-        """Trunk features of a batch (no autograd: θ is not in the trunk)."""
+    def extract_features(self, model: nn.Module, inputs: torch.Tensor) -> Any:
+        """Trunk features of a batch, computed without autograd.
+
+        The trunk is the part of the network that θ does not touch, so its
+        output is a constant for every gradient and HVP. The default runs
+        ``model.extract_feat``; an adapter whose θ reaches into the trunk
+        returns ``inputs`` and runs the whole network in
+        :meth:`head_forward`.
+
+        Args:
+            model (nn.Module): The bare model.
+            inputs (Tensor): Preprocessed images (B, C, H, W).
+
+        Returns:
+            Any: Tensors (nested) whose first dimension is the image.
+        """
         with torch.no_grad():
             return model.extract_feat(inputs)
 
-    def _head(self, model: nn.Module, feats):
-        """Head outputs that depend on θ."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def head_forward(self, model: nn.Module, feats: Any) -> Any:
+        """The outputs that depend on θ, with autograd.
 
-    def _predict(self, model: nn.Module, feats, outs,
-                 samples: Sequence) -> List[InstanceData]:
-        """The detector's predictions (network input frame), no autograd."""
-        raise NotImplementedError
+        Args:
+            model (nn.Module): The bare model.
+            feats: :meth:`extract_features` of a batch (or of one image).
 
-    def _loss(self, model: nn.Module, feats, outs, batch: Dict,
-              samples: Sequence) -> torch.Tensor:
-        """Training loss of the image(s) in ``samples`` (scalar)."""
-        raise NotImplementedError
+        Returns:
+            Any: Tensors (nested) whose first dimension is the image.
+        """
+
+    @abc.abstractmethod
+    def predict(self, model: nn.Module, feats: Any, outs: Any,
+                samples: Sequence) -> List[Any]:
+        """The model's predictions from detached outputs, no autograd.
+
+        Returns:
+            list: One prediction per sample, in the form
+            :meth:`set_pseudo_labels` takes (``InstanceData`` with boxes in
+            the network input's frame for detection; class scores for
+            classification).
+        """
+
+    @abc.abstractmethod
+    def loss(self, model: nn.Module, feats: Any, outs: Any, batch: Dict,
+             samples: Sequence) -> torch.Tensor:
+        """Training loss of the image(s) in ``samples`` on their labels.
+
+        Args:
+            feats, outs: The image's slices of :meth:`extract_features` and
+                :meth:`head_forward` (first dimension 1).
+            batch (dict): Holds ``sample_id`` (seeds random draws, see
+                :meth:`image_rng`).
+            samples (Sequence): The data samples holding the labels.
+
+        Returns:
+            Tensor: Scalar, differentiable w.r.t. θ.
+        """
+
+    @abc.abstractmethod
+    def set_pseudo_labels(self, data_sample: Any, pred: Any,
+                          score_thr: float) -> int:
+        """Replace ``data_sample``'s labels by the model's own prediction.
+
+        Args:
+            data_sample: The image's data sample (modified in place).
+            pred: The image's entry of :meth:`predict`.
+            score_thr (float): Keep predictions with score >= this (a
+                task may ignore it, e.g. argmax labels).
+
+        Returns:
+            int: The number of pseudo labels; 0 means the image has no
+            pseudo-label loss (it is not scored).
+        """
 
     # -- per-image losses (the reference path) ----------------------------
     def gt_loss(self, model: nn.Module, batch: Dict) -> torch.Tensor:
@@ -232,8 +279,8 @@ class BaseModelAdapter:
         """
         model = self.unwrap(model)
         data = self.preprocess(model, batch)
-        feats = self._features(model, data['inputs'])
-        return self._loss(model, feats, self._head(model, feats), batch,
+        feats = self.extract_features(model, data['inputs'])
+        return self.loss(model, feats, self.head_forward(model, feats), batch,
                           data['data_samples'])
 
     def pseudo_loss(self, model: nn.Module, batch: Dict,
@@ -250,14 +297,14 @@ class BaseModelAdapter:
         data = self.preprocess(model, batch)
         samples = data['data_samples']
         self.check_single(samples)
-        feats = self._features(model, data['inputs'])
-        outs = self._head(model, feats)
+        feats = self.extract_features(model, data['inputs'])
+        outs = self.head_forward(model, feats)
         with torch.no_grad():
-            preds = self._predict(model, feats, detach(outs), samples)
+            preds = self.predict(model, feats, detach(outs), samples)
         num = self.set_pseudo_labels(samples[0], preds[0], score_thr)
         if num == 0:
             return None, 0
-        return self._loss(model, feats, outs, batch, samples), num
+        return self.loss(model, feats, outs, batch, samples), num
 
     # -- the fast path: batched, no per-image backward ----------------------
     def directional_scores(
@@ -291,12 +338,12 @@ class BaseModelAdapter:
         probe = OutputProbe(model, self.param_names, direction)
         nums, losses = [], []
         with frozen_parameters(model), probe:
-            feats = self._features(model, data['inputs'])
+            feats = self.extract_features(model, data['inputs'])
             with torch.enable_grad():
                 probe.tag = 'batch'
-                outs = self._head(model, feats)
+                outs = self.head_forward(model, feats)
             with probe.paused(), torch.no_grad():
-                preds = self._predict(model, feats, detach(outs), samples)
+                preds = self.predict(model, feats, detach(outs), samples)
             for i, (sid, sample) in enumerate(zip(data['sample_id'],
                                                   samples)):
                 nums.append(self.set_pseudo_labels(sample, preds[i],
@@ -306,7 +353,7 @@ class BaseModelAdapter:
                 probe.tag = i  # layers called by this loss alone: image i
                 with torch.enable_grad():
                     losses.append(
-                        self._loss(model, image_slice(feats, i),
+                        self.loss(model, image_slice(feats, i),
                                    image_slice(outs, i),
                                    dict(sample_id=[sid]), [sample]))
             values = probe.contract(sum(losses), 'batch') if losses else {}
@@ -329,62 +376,30 @@ class BaseModelAdapter:
         """
         model = self.unwrap(model)
         return per_image_entries(data, 'feats',
-                                 self._features(model, data['inputs']))
+                                 self.extract_features(model, data['inputs']))
+
+    def cached_gt_grad(self, model: nn.Module, entry: Dict,
+                       params: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """``∇θ`` of :meth:`cached_gt_loss` (a subclass may have a closed
+        form).
+
+        Returns:
+            list[Tensor]: One gradient per block of ``params``.
+        """
+        return loss_grad(self.cached_gt_loss(model, entry), params)
+
+    def cached_hvp(self, model: nn.Module, entry: Dict,
+                   params: Sequence[torch.Tensor]) -> HvpFn:
+        """``h -> H_z h`` for a cached image: by default the double backward
+        of :meth:`cached_gt_loss`, its gradient graph built once
+        (:class:`~mmal.influence.ImageHessian`); a subclass may have a
+        closed form."""
+        return ImageHessian(lambda: self.cached_gt_loss(model, entry), params)
 
     def cached_gt_loss(self, model: nn.Module, entry: Dict) -> torch.Tensor:
         """:meth:`gt_loss` of a cached image (same value)."""
         model = self.unwrap(model)
         feats = entry['feats']
-        return self._loss(model, feats, self._head(model, feats),
+        return self.loss(model, feats, self.head_forward(model, feats),
                           dict(sample_id=[entry['sample_id']]),
                           [entry['sample']])
-
-
-def detach(obj: Any) -> Any:
-    """``obj`` with every tensor detached (nested lists / tuples)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(detach(o) for o in obj)
-    return obj
-
-
-def image_slice(obj: Any, i: int, copy: bool = False) -> Any:
-    """Image ``i`` of batched tensors (nested), keeping the batch dim.
-
-    Args:
-        obj: A tensor (B, ...) or nested lists / tuples of them.
-        i (int): The image.
-        copy (bool): Clone the slices, so that they do not keep the whole
-            batch's storage alive.
-    """
-    if isinstance(obj, torch.Tensor):
-        part = obj[i:i + 1]
-        return part.clone() if copy else part
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(image_slice(o, i, copy) for o in obj)
-    if isinstance(obj, dict):
-        return {k: image_slice(o, i, copy) for k, o in obj.items()}
-    return obj
-
-
-def per_image_entries(data: Dict, key: str, batched: Any) -> List[Dict]:
-    """Cache entries of a batch: ``{key: image i's copy of batched,
-    'sample': data_samples[i], 'sample_id': sample_id[i]}`` per image."""
-    return [
-        {key: image_slice(batched, i, copy=True), 'sample': sample,
-         'sample_id': sid}
-        for i, (sid, sample) in enumerate(
-            zip(data['sample_id'], data['data_samples']))
-    ]
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes held by the tensors in ``obj`` (nested lists / tuples / dicts)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(o) for o in obj)
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(o) for o in obj.values())
-    return 0

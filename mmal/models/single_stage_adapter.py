@@ -7,7 +7,8 @@ from mmdet.models.utils import unpack_gt_instances
 from torch import nn
 
 from mmal.registry import AL_ADAPTERS
-from .base_adapter import BaseModelAdapter, per_image_entries
+from mmal.utils.tensor_utils import per_image_entries
+from .detection_adapter import DetectionAdapter
 
 
 class TwiceDifferentiableFocalLoss(nn.Module):
@@ -72,7 +73,7 @@ def _swap_towers(head: nn.Module, towers: Dict[str, nn.ModuleList]):
 
 
 @AL_ADAPTERS.register_module()
-class SingleStageAdapter(BaseModelAdapter):
+class SingleStageAdapter(DetectionAdapter):
     """Adapter for an mmdet ``SingleStageDetector`` with a dense head.
 
     θ lives in ``bbox_head`` only, so the backbone and neck run without
@@ -101,15 +102,15 @@ class SingleStageAdapter(BaseModelAdapter):
             head.loss_cls = TwiceDifferentiableFocalLoss(loss_cls)
         return model
 
-    def _head(self, model: nn.Module, feats):
+    def head_forward(self, model: nn.Module, feats):
         return model.bbox_head(feats)
 
-    def _predict(self, model: nn.Module, feats, outs, samples):
+    def predict(self, model: nn.Module, feats, outs, samples):
         metas = [s.metainfo for s in samples]
         return model.bbox_head.predict_by_feat(
             *outs, batch_img_metas=metas, rescale=False)
 
-    def _loss(self, model: nn.Module, feats, outs, batch: Dict,
+    def loss(self, model: nn.Module, feats, outs, batch: Dict,
               samples) -> torch.Tensor:
         gts, gts_ignore, metas = unpack_gt_instances(samples)
         with self.loss_scope(batch):
@@ -145,7 +146,7 @@ class SingleStageAdapter(BaseModelAdapter):
         head = model.bbox_head
         if self._replay_ok is False or not self._has_towers(head):
             return super().cache_entries(model, data)
-        feats = self._features(model, data['inputs'])
+        feats = self.extract_features(model, data['inputs'])
         record = {name: _RecordLevels() for name in self.towers}
         with torch.no_grad():
             with _swap_towers(head, {
@@ -168,7 +169,7 @@ class SingleStageAdapter(BaseModelAdapter):
             return super().cached_gt_loss(model, entry)
         model = self.unwrap(model)
         outs = self._head_from_towers(model.bbox_head, entry['towers'])
-        return self._loss(model, None, outs,
+        return self.loss(model, None, outs,
                           dict(sample_id=[entry['sample_id']]),
                           [entry['sample']])
 

@@ -7,11 +7,12 @@ from mmdet.models.utils import unpack_gt_instances
 from torch import nn
 
 from mmal.registry import AL_ADAPTERS
-from .base_adapter import BaseModelAdapter, detach
+from mmal.utils.tensor_utils import detach
+from .detection_adapter import DetectionAdapter
 
 
 @AL_ADAPTERS.register_module()
-class TwoStageAdapter(BaseModelAdapter):
+class TwoStageAdapter(DetectionAdapter):
     """Adapter for an mmdet ``TwoStageDetector`` with an RPN and a RoI head.
 
     The per-image loss is the detector's own training loss, RPN plus RoI
@@ -33,23 +34,23 @@ class TwoStageAdapter(BaseModelAdapter):
     trunk and RPN pass as the loss.
     """
 
-    def _features(self, model: nn.Module, inputs: torch.Tensor):
+    def extract_features(self, model: nn.Module, inputs: torch.Tensor):
         if not model.with_rpn:
             raise ValueError(f'{type(self).__name__} needs a detector with an '
                              'RPN head (precomputed proposals are not '
                              'supported)')
-        return super()._features(model, inputs)
+        return super().extract_features(model, inputs)
 
-    def _head(self, model: nn.Module, feats):
+    def head_forward(self, model: nn.Module, feats):
         return model.rpn_head(feats)
 
-    def _predict(self, model: nn.Module, feats, outs, samples):
+    def predict(self, model: nn.Module, feats, outs, samples):
         metas = [s.metainfo for s in samples]
         proposals = model.rpn_head.predict_by_feat(
             *outs, batch_img_metas=metas, rescale=False)
         return model.roi_head.predict(feats, proposals, samples, rescale=False)
 
-    def _loss(self, model: nn.Module, feats, outs, batch: Dict,
+    def loss(self, model: nn.Module, feats, outs, batch: Dict,
               samples: List) -> torch.Tensor:
         """RPN + RoI training loss of the image(s) in ``samples``."""
         rpn_samples = copy.deepcopy(samples)

@@ -1,9 +1,9 @@
 """Base class and data structures of query strategies."""
+import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import Any, Dict, List
 
-if TYPE_CHECKING:
-    from mmal.engine.selection_context import SelectionContext
+from mmal.datasets import SelectionContext
 
 
 @dataclass
@@ -23,16 +23,25 @@ class SelectionResult:
     info: Dict[str, Any] = field(default_factory=dict)
 
 
-class BaseSelector:
+class BaseSelector(metaclass=abc.ABCMeta):
     """A query strategy.
 
     Subclasses are registered in :data:`mmal.registry.SELECTORS` and
     implement :meth:`rank`. ``needs_model`` tells the driver whether to load
-    the cycle's trained model into the context.
+    the cycle's trained model (and the adapter) into the context.
     """
 
     needs_model: bool = True
 
-    def rank(self, context: 'SelectionContext') -> SelectionResult:
-        """Rank the unlabeled ids of ``context``, best first."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def rank(self, context: SelectionContext) -> SelectionResult:
+        """Rank the unlabeled ids of ``context``, best first.
+
+        Args:
+            context (SelectionContext): The cycle's pool state, model,
+                adapter, task and data views.
+
+        Returns:
+            SelectionResult: The ranking (unlabeled ids, no duplicates),
+            scores and diagnostics.
+        """

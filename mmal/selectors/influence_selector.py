@@ -7,12 +7,14 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
-from mmal.influence import LiSSA, ScaleCheck, flat_dot, loss_grad
+from mmal.datasets import PoolSubsetDataset, SelectionContext
+from mmal.influence import (DampedSolver, LiSSA, ScaleCheck, flat_dot,
+                            loss_grad)
 from mmal.registry import INFLUENCE_SOLVERS, SELECTORS
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.progress import track_progress
 from .base import BaseSelector, SelectionResult
-from .labeled_hessian import LabeledHessian, cache_entries, shape_batches
+from .labeled_hessian import LabeledHessian
 
 UNSCORED_POLICIES = ('random', 'exclude')
 REFERENCE_SETS = ('val', 'labeled')
@@ -116,7 +118,9 @@ class InfluenceSelector(BaseSelector):
     # Each pass is sharded over the processes (``shard``: every
     # world_size-th id, no padding) and combined in a fixed order, so the
     # result does not depend on the number of processes.
-    def reference_gradient(self, context, params) -> List[torch.Tensor]:
+    def reference_gradient(self, context: SelectionContext,
+                           params: Sequence[torch.Tensor]
+                           ) -> List[torch.Tensor]:
         """``v``: sum of per-image loss gradients over the reference set."""
         view = (context.validation_view() if self.reference == 'val' else
                 context.labeled_view())
@@ -130,41 +134,46 @@ class InfluenceSelector(BaseSelector):
         def partial_sum():  # float64: the same sum however it is split
             mine = shard(ids)
             acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
-            for loss in track_progress(
-                    self._gt_losses(context, view, mine), len(mine),
+            for grads in track_progress(
+                    self._gt_grads(context, view, mine, params), len(mine),
                     f'reference gradient ({self.reference})',
                     context.logger):
-                acc = [a + g.detach().double()
-                       for a, g in zip(acc, loss_grad(loss, params))]
+                acc = [a + g.detach().double() for a, g in zip(acc, grads)]
             return [a.cpu() for a in acc]
 
         return as_float64_sum(
             gather_or_raise(partial_sum, 'reference gradient'), params)
 
-    def build_solver(self, context):
+    def build_solver(self, context: SelectionContext) -> DampedSolver:
         cfg = dict(self.solver_cfg)
         if cfg.get('scale') is None and context.adapter.lissa_scale:
             cfg['scale'] = list(context.adapter.lissa_scale)
         return INFLUENCE_SOLVERS.build(cfg)
 
-    def _gt_losses(self, context, view, ids) -> Iterator[torch.Tensor]:
-        """The ground-truth loss of each image of ``ids`` (any order)."""
+    def _gt_grads(self, context: SelectionContext, view: PoolSubsetDataset,
+                  ids: Sequence[str],
+                  params: Sequence[torch.Tensor]
+                  ) -> Iterator[List[torch.Tensor]]:
+        """The ground-truth loss gradient of each image of ``ids`` (any
+        order)."""
         adapter, model = context.adapter, context.model
         loader = context.loader(view, ids)
         if not self.fast_path:
             for batch in loader:
-                yield adapter.gt_loss(model, batch)
+                yield loss_grad(adapter.gt_loss(model, batch), params)
             return
-        for entry in cache_entries(context, loader, self.batch_size):
-            yield adapter.cached_gt_loss(model, entry)
+        for entry in context.cache_entries(loader, self.batch_size):
+            yield adapter.cached_gt_grad(model, entry, params)
 
-    def hessian(self, context, params) -> LabeledHessian:
+    def hessian(self, context: SelectionContext,
+                params: Sequence[torch.Tensor]) -> LabeledHessian:
         """The labeled set's Hessians, on this selector's path."""
         return LabeledHessian(
             context, params, fast=self.fast_path, batch_size=self.batch_size,
             cache_bytes=self.cache_mb * 2**20)
 
-    def s_test(self, context, params, v) -> List[torch.Tensor]:
+    def s_test(self, context: SelectionContext, params: Sequence[torch.Tensor],
+               v: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """``H^-1 v`` on the labeled images, by the configured solver.
 
         LiSSA runs under the scale check (:class:`ScaleCheck`; ``None``:
@@ -186,7 +195,8 @@ class InfluenceSelector(BaseSelector):
                                 **getattr(solver, 'info', {}))
         return s
 
-    def score(self, context, params,
+    def score(self, context: SelectionContext,
+              params: Sequence[torch.Tensor],
               s_test: Sequence[torch.Tensor]) -> Dict[str, Optional[float]]:
         """Influence ``-s_test · G_z'`` of each unlabeled image.
 
@@ -209,7 +219,7 @@ class InfluenceSelector(BaseSelector):
                     flat_dot(s_test, loss_grad(loss, params))))
 
         def batched(loader):
-            for data in shape_batches(context, loader, self.batch_size):
+            for data in context.shape_batches(loader, self.batch_size):
                 found = adapter.directional_scores(model, data, s_test,
                                                    self.score_thr)
                 for sid, (value, _) in zip(data['sample_id'], found):
@@ -231,7 +241,7 @@ class InfluenceSelector(BaseSelector):
         return merged
 
     # -- ranking --------------------------------------------------------------
-    def rank(self, context) -> SelectionResult:
+    def rank(self, context: SelectionContext) -> SelectionResult:
         if context.model is None or context.adapter is None:
             raise ValueError('InfluenceSelector needs the trained model and '
                              'its adapter (al_cfg.adapter)')
@@ -262,7 +272,7 @@ class InfluenceSelector(BaseSelector):
             **times)
         print_log(
             f'influence: scored {len(scored)} images, {info["num_unscored"]} '
-            f'without pseudo box (policy {self.unscored!r}); times '
+            f'without pseudo label (policy {self.unscored!r}); times '
             f'{ {k: round(x, 1) for k, x in times.items()} }', context.logger)
         return SelectionResult(ranking=ranking, scores=scored, info=info)
 

@@ -1,35 +1,18 @@
 """The labeled images' Hessians w.r.t. θ, as the s_test solvers use them."""
-from typing import Callable, Dict, Iterable, Iterator, List, Sequence
+from typing import Iterator, List, Sequence
 
 import torch
 
-from mmal.engine.shape_batches import same_shape_batches
-from mmal.influence import ImageHessian, PlannedCache, flatten, unflatten
-from mmal.models.base_adapter import tensor_bytes
+from mmal.datasets import SelectionContext
+from mmal.influence import HvpFn, ImageHessian, PlannedCache, flatten, unflatten
+from mmal.utils.tensor_utils import tensor_bytes
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 
-HvpFn = Callable[[List[torch.Tensor]], List[torch.Tensor]]
-
-
-def shape_batches(context, items: Iterable[Dict],
-                  batch_size: int) -> Iterator[Dict]:
-    """:func:`same_shape_batches` of loaded images, preprocessed by the
-    context's model, keyed by the adapter's image ids."""
-    adapter, model = context.adapter, context.model
-    return same_shape_batches(lambda b: adapter.preprocess(model, b), items,
-                              batch_size, adapter.image_key)
-
-
-def cache_entries(context, items: Iterable[Dict],
-                  batch_size: int) -> Iterator[Dict]:
-    """The adapter's cache entries of loaded images, computed in batches
-    (:meth:`BaseModelAdapter.cache_entries`), in batch order."""
-    for data in shape_batches(context, items, batch_size):
-        yield from context.adapter.cache_entries(context.model, data)
 
 
 class LabeledHessian:
-    """Hessian-vector products of labeled images' losses, per image or mean.
+    """Hessian-vector products of labeled images' losses, per image or mean
+    (a :class:`~mmal.influence.HessianProblem` on the cycle's model).
 
     Two paths compute the same products:
 
@@ -51,7 +34,7 @@ class LabeledHessian:
     """
 
     def __init__(self,
-                 context,
+                 context: SelectionContext,
                  params: Sequence[torch.Tensor],
                  fast: bool = True,
                  batch_size: int = 8,
@@ -71,8 +54,8 @@ class LabeledHessian:
         self.cache_stats: List[dict] = []
 
     # -- per image ------------------------------------------------------------
-    def image_hvps(self, ids: Sequence[str]) -> Iterator[ImageHessian]:
-        """One :class:`ImageHessian` per id of ``ids``, in order (local)."""
+    def image_hvps(self, ids: Sequence[str]) -> Iterator[HvpFn]:
+        """One ``h -> H_z h`` per id of ``ids``, in order (this process)."""
         adapter, model = self.context.adapter, self.context.model
         loader = self.context.loader(self.view, list(ids))
         if not self.fast:
@@ -85,20 +68,17 @@ class LabeledHessian:
             self.cache_bytes, self.batch_size)
         self.cache_stats.append(cache.stats)  # live: filled as it runs
         for entry in cache:
-            yield ImageHessian(
-                lambda e=entry: adapter.cached_gt_loss(model, e), self.params)
+            yield adapter.cached_hvp(model, entry, self.params)
 
     def _compute(self, items) -> dict:
         return {
             entry['sample_id']: entry
-            for entry in cache_entries(self.context, [it for _, it in items],
-                                       self.batch_size)
+            for entry in self.context.cache_entries([it for _, it in items],
+                                                    self.batch_size)
         }
 
     # -- means over images, summed over processes ---------------------------
-    def mean_hvp_operator(self, ids: Sequence[str],
-                          uses: int) -> Callable[[List[torch.Tensor]],
-                                                 List[torch.Tensor]]:
+    def mean_hvp_operator(self, ids: Sequence[str], uses: int) -> HvpFn:
         """``h -> mean_{z in ids} H_z h``, for up to ``uses`` calls.
 
         Collective: every process calls it with the same ``h``; each takes

@@ -1,6 +1,7 @@
 """Random selection: the baseline every AL paper compares to."""
 import numpy as np
 
+from mmal.datasets import SelectionContext
 from mmal.registry import SELECTORS
 from .base import BaseSelector, SelectionResult
 
@@ -14,7 +15,7 @@ class RandomSelector(BaseSelector):
 
     needs_model = False
 
-    def rank(self, context) -> SelectionResult:
+    def rank(self, context: SelectionContext) -> SelectionResult:
         ids = sorted(context.state.unlabeled_ids)
         perm = np.random.default_rng(context.seed).permutation(len(ids))
         return SelectionResult(ranking=[ids[i] for i in perm])

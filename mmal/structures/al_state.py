@@ -7,14 +7,39 @@ from .pool_state import PoolState
 
 STATE_FORMAT = 1
 STEPS = ('train', 'evaluate', 'select')
+#: Record keys of states written before the task-neutral names, and the
+#: names they have now (read by :meth:`ALState.load`).
+RENAMED_KEYS = dict(
+    boxes='cost',
+    mAP='metric',
+    mAP_points_per_10k_boxes='points_per_10k_cost',
+    selected_boxes='selected_cost')
+
+
+def upgrade_record(rec: dict) -> dict:
+    """A cycle record with the old detection-only keys renamed (in place).
+
+    States written before mmal knew classification call the annotation
+    cost ``boxes`` and the metric ``mAP``; both were already fractions and
+    box counts, so only the names change (and ``cost_unit`` is 'boxes').
+    """
+    if 'boxes' in rec and 'cost' not in rec:
+        rec.setdefault('cost_unit', 'boxes')
+    for old, new in RENAMED_KEYS.items():
+        if old in rec and new not in rec:
+            rec[new] = rec.pop(old)
+    return rec
 
 
 class ALState:
     """Pool state plus one record per cycle.
 
     A cycle record holds the finished steps (``train``, ``evaluate``,
-    ``select``), the checkpoint, the number of labeled images and boxes it
-    was trained on, its metrics and the ids it selected.
+    ``select``), the checkpoint, the number of labeled images and their
+    annotation ``cost`` (in ``cost_unit``: boxes or images) it was trained
+    on, its metrics (``metric``: the reported one as a fraction, named by
+    ``metric_key``; ``points_per_10k_cost``: its points per 10k cost) and
+    the number and cost of the images it selected.
 
     Args:
         pool (PoolState): Labeled / unlabeled ids.
@@ -66,7 +91,7 @@ class ALState:
             raise ValueError(f'{path}: unsupported state format '
                              f'{data.get("format")!r} (expected {STATE_FORMAT})')
         return cls(PoolState.from_dict(data['pool']), data['meta'],
-                   data['cycles'])
+                   [upgrade_record(rec) for rec in data['cycles']])
 
     @staticmethod
     def exists(path: str) -> bool:

@@ -5,8 +5,8 @@ from mmengine.registry import init_default_scope
 def register_all_modules(init_default_scope_to: str = '') -> None:
     """Import every mmal module that registers something.
 
-    Also registers mmdet's modules, since mmal's configs build mmdet
-    datasets, models and metrics.
+    Also registers mmdet's and mmpretrain's modules (those installed),
+    since mmal's configs build their datasets, models and metrics.
 
     Args:
         init_default_scope_to (str): When set (e.g. ``'mmdet'``), also make
@@ -17,7 +17,18 @@ def register_all_modules(init_default_scope_to: str = '') -> None:
     import mmal.influence  # noqa: F401
     import mmal.models  # noqa: F401
     import mmal.selectors  # noqa: F401
-    from mmdet.utils import register_all_modules as register_mmdet
-    register_mmdet(init_default_scope=False)
+    import mmal.tasks  # noqa: F401
+    try:
+        from mmdet.utils import register_all_modules as register_mmdet
+    except ImportError:  # a classification-only install
+        pass
+    else:
+        register_mmdet(init_default_scope=False)
+    try:
+        from mmpretrain.utils import register_all_modules as register_mmpretrain
+    except ImportError:  # a detection-only install
+        pass
+    else:
+        register_mmpretrain(init_default_scope=False)
     if init_default_scope_to:
         init_default_scope(init_default_scope_to)

@@ -8,31 +8,10 @@ from mmengine.config import Config, ConfigDict
 from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader, Dataset
 
-from mmal.datasets import PoolSubsetDataset
+from .pool_subset import PoolSubsetDataset
 from mmal.utils.errors import MissingFileError
 
 _WRAPPER_KEYS = ('dataset', 'datasets')
-
-
-def _is_loader(t: dict, name: str) -> bool:
-    return str(t.get('type', '')).split('.')[-1] == name
-
-
-def strip_annotations(pipeline: Sequence[dict]) -> List[dict]:
-    """The pipeline without ``LoadAnnotations`` (unlabeled images)."""
-    return [copy.deepcopy(t) for t in pipeline
-            if not _is_loader(t, 'LoadAnnotations')]
-
-
-def with_annotations(pipeline: Sequence[dict]) -> List[dict]:
-    """The pipeline with ``LoadAnnotations`` (boxes) after image loading."""
-    pipeline = [copy.deepcopy(t) for t in pipeline]
-    if any(_is_loader(t, 'LoadAnnotations') for t in pipeline):
-        return pipeline
-    pos = next((i + 1 for i, t in enumerate(pipeline)
-                if _is_loader(t, 'LoadImageFromFile')), 1)
-    pipeline.insert(pos, dict(type='LoadAnnotations', with_bbox=True))
-    return pipeline
 
 
 def replace_pipeline(ds_cfg: dict, pipeline: Sequence[dict]) -> dict:

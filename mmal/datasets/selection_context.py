@@ -1,17 +1,21 @@
 """Everything a selector may use in one cycle, built lazily."""
-from typing import Any, Dict, Optional, Sequence
+from typing import (TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional,
+                    Sequence)
 
 import torch
 from mmengine.config import Config
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mmal.datasets import PoolSubsetDataset
-from mmal.models.base_adapter import BaseModelAdapter
 from mmal.structures import PoolState
 from .pool_data import (as_plain_dict, eval_pipeline, id_loader,
-                        pool_dataset_cfg, replace_pipeline, strip_annotations,
-                        with_annotations)
+                        pool_dataset_cfg, replace_pipeline)
+from .pool_subset import PoolSubsetDataset
+from .shape_batches import same_shape_batches
+
+if TYPE_CHECKING:  # adapters and tasks sit above the datasets
+    from mmal.models import BaseModelAdapter
+    from mmal.tasks import BaseTask
 
 
 class SelectionContext:
@@ -19,7 +23,8 @@ class SelectionContext:
 
     Views of the pool are built on first use, with the config's test-time
     pipeline: with annotations for labeled / reference images, without for
-    unlabeled ones (simulation never reads their ground truth).
+    unlabeled ones (simulation never reads their ground truth); the task
+    says how (:meth:`BaseTask.annotated_pipeline`).
 
     Args:
         cfg (Config): The full run config.
@@ -29,6 +34,8 @@ class SelectionContext:
         work_dir (str): The cycle's directory, for artifacts.
         model (nn.Module, optional): The cycle's trained model, eval mode.
         adapter (BaseModelAdapter, optional): The model's adapter.
+        task (BaseTask, optional): The task; defaults to
+            :class:`~mmal.tasks.DetectionTask`.
         num_workers (int): Data loading workers.
         annotation_policy (str): See :class:`PoolSubsetDataset`.
         logger: mmengine logger (or its name) for progress lines.
@@ -43,7 +50,8 @@ class SelectionContext:
                  seed: int,
                  work_dir: str,
                  model: Optional[nn.Module] = None,
-                 adapter: Optional[BaseModelAdapter] = None,
+                 adapter: Optional['BaseModelAdapter'] = None,
+                 task: Optional['BaseTask'] = None,
                  num_workers: int = 2,
                  annotation_policy: str = 'error',
                  logger: Any = 'current',
@@ -56,6 +64,10 @@ class SelectionContext:
         self.work_dir = work_dir
         self.model = model
         self.adapter = adapter
+        if task is None:
+            from mmal.tasks import DetectionTask
+            task = DetectionTask()
+        self.task = task
         self.num_workers = num_workers
         self.annotation_policy = annotation_policy
         self.logger = logger
@@ -76,8 +88,8 @@ class SelectionContext:
                exclude: Optional[Sequence[str]] = None) -> PoolSubsetDataset:
         if key not in self._views:
             pipe = eval_pipeline(self.cfg)
-            pipe = with_annotations(pipe) if annotations else \
-                strip_annotations(pipe)
+            pipe = (self.task.annotated_pipeline(pipe) if annotations else
+                    self.task.unannotated_pipeline(pipe))
             ds_cfg = replace_pipeline(ds_cfg, pipe)
             ds_cfg['test_mode'] = True
             self._views[key] = PoolSubsetDataset(
@@ -109,3 +121,18 @@ class SelectionContext:
                ids: Optional[Sequence[str]] = None) -> DataLoader:
         """Batch-1 loader over ``ids`` of ``view`` (default all), in order."""
         return id_loader(view, ids, self.num_workers)
+
+    def shape_batches(self, items: Iterable[Dict],
+                      batch_size: int) -> Iterator[Dict]:
+        """Loaded images preprocessed by the model, batched by padded shape
+        (:func:`same_shape_batches`), keyed by the adapter's image ids."""
+        adapter, model = self.adapter, self.model
+        return same_shape_batches(lambda b: adapter.preprocess(model, b),
+                                  items, batch_size, adapter.image_key)
+
+    def cache_entries(self, items: Iterable[Dict],
+                      batch_size: int) -> Iterator[Dict]:
+        """The adapter's cache entries of loaded images, computed in
+        batches (:meth:`BaseModelAdapter.cache_entries`), in batch order."""
+        for data in self.shape_batches(items, batch_size):
+            yield from self.adapter.cache_entries(self.model, data)

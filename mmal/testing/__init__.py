@@ -1,0 +1,25 @@
+"""Helpers for tests and benchmarks; nothing here is needed at run time.
+
+* :mod:`.benchmark`: timing, peak memory and comparisons of scores and
+  selections (model-agnostic).
+* :mod:`.official_isal`: the official ISAL code's computations written as
+  the official code writes them (LiSSA with full-network autograd per step,
+  official-style scoring), the reference that mmal's paths are checked
+  against.
+* :mod:`.influence_speed`: the speed benchmark of mmal's influence passes
+  on FCOS (``tools/benchmarks/influence_speed.py``); import it explicitly.
+* :mod:`.score_rounding`: how far float rounding moves a trained cycle's
+  scores and selection (``tools/benchmarks/score_rounding.py``); import it
+  explicitly.
+"""
+from .benchmark import (Blocks, PeakMemory, Scores, block_rel_diff,
+                        compare_scores, fmt_list, load_average, ratio,
+                        round_up, score_differences, sync, timed)
+from .official_isal import full_loss, official_lissa, official_scores
+
+__all__ = [
+    'Blocks', 'Scores', 'PeakMemory', 'load_average', 'sync', 'timed',
+    'ratio', 'round_up', 'block_rel_diff', 'compare_scores',
+    'score_differences', 'fmt_list', 'full_loss', 'official_lissa',
+    'official_scores'
+]
