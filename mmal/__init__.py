@@ -1,7 +1,9 @@
-"""mmal: active learning (ISAL and baselines) for OpenMMLab detectors."""
+"""mmal: active learning (ISAL and baselines) for OpenMMLab detectors and
+classifiers."""
 from mmengine.utils import digit_version
 
-from .version import MMCV_RANGE, MMDET_RANGE, MMENGINE_RANGE, __version__
+from .version import (MMCV_RANGE, MMDET_RANGE, MMENGINE_RANGE,
+                      MMPRETRAIN_RANGE, __version__)
 
 
 def _check(name: str, version: str, bounds: tuple) -> None:
@@ -20,8 +22,15 @@ def _check_versions() -> None:
     try:
         import mmdet
     except ImportError:  # classification-only installs
-        return
-    _check('mmdet', mmdet.__version__, MMDET_RANGE)
+        pass
+    else:
+        _check('mmdet', mmdet.__version__, MMDET_RANGE)
+    try:
+        import mmpretrain
+    except ImportError:  # detection-only installs
+        pass
+    else:
+        _check('mmpretrain', mmpretrain.__version__, MMPRETRAIN_RANGE)
 
 
 _check_versions()

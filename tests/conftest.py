@@ -31,16 +31,20 @@ def tiny_overrides(max_epochs: int = 2) -> dict:
     }
 
 
-def tiny_config(name: str = 'isal_fcos_shapes.py', **extra) -> Config:
-    """A demo config shrunk for tests (the selector block untouched)."""
+def _shrunk(name: str, overrides: dict, extra: dict) -> Config:
+    """Config ``name`` with ``overrides`` and ``extra`` merged; LiSSA cut to
+    2 chains of depth 3 (the selector block otherwise untouched)."""
     cfg = Config.fromfile(osp.join(REPO, 'configs', name))
-    opts = tiny_overrides()
-    opts.update(extra)
-    cfg.merge_from_dict(opts)
+    cfg.merge_from_dict({**overrides, **extra})
     if cfg.al_cfg.selector.get('solver'):
         cfg.al_cfg.selector.solver.depth = 3
         cfg.al_cfg.selector.solver.repeats = 2
     return cfg
+
+
+def tiny_config(name: str = 'isal_fcos_shapes.py', **extra) -> Config:
+    """A demo config shrunk for tests (the selector block untouched)."""
+    return _shrunk(name, tiny_overrides(), extra)
 
 
 def tiny_cls_overrides(max_epochs: int = 2) -> dict:
@@ -67,14 +71,7 @@ def tiny_cls_overrides(max_epochs: int = 2) -> dict:
 def tiny_cls_config(name: str = 'isal_resnet18-small_shapes-cls.py',
                     **extra) -> Config:
     """The classification demo config shrunk for tests."""
-    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
-    opts = tiny_cls_overrides()
-    opts.update(extra)
-    cfg.merge_from_dict(opts)
-    if cfg.al_cfg.selector.get('solver'):
-        cfg.al_cfg.selector.solver.depth = 3
-        cfg.al_cfg.selector.solver.repeats = 2
-    return cfg
+    return _shrunk(name, tiny_cls_overrides(), extra)
 
 
 def record_training(monkeypatch) -> list:

@@ -420,3 +420,28 @@ def test_a_rerun_appends_to_the_log(isal_run):
         log = f.read()
     assert log.count('new run in') == 1
     assert log.index('new run in') < log.index('resuming from')
+
+
+def test_a_state_written_by_an_older_mmal_resumes(isal_run, tmp_path,
+                                                  monkeypatch):
+    """A finished run whose al_state.json uses the old detection-only keys
+    (boxes, mAP, ...) resumes without training, with the new names."""
+    import shutil
+    work_dir = str(tmp_path / 'old')
+    shutil.copytree(isal_run[0], work_dir)
+    state_file = osp.join(work_dir, 'al_state.json')
+    data = _read(state_file)
+    new = [dict(c) for c in data['cycles']]
+    old_names = dict(cost='boxes', metric='mAP',
+                     points_per_10k_cost='mAP_points_per_10k_boxes',
+                     selected_cost='selected_boxes')
+    for rec in data['cycles']:
+        rec.pop('cost_unit')
+        for key, old in old_names.items():
+            if key in rec:
+                rec[old] = rec.pop(key)
+    with open(state_file, 'w') as f:
+        json.dump(data, f)
+    _forbid_training(monkeypatch)
+    state = ActiveLearningRunner(tiny_config(), work_dir).run()
+    assert state.cycles == new

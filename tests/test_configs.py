@@ -185,6 +185,46 @@ def test_paper_configs_select_the_r50_head_with_official_scales(name):
     assert solver.scale == [100.0, 8000.0, 5000.0]
 
 
+@pytest.mark.parametrize('name, classes, initial', [
+    ('isal_resnet18_cifar10.py', 10, 1000),
+    ('isal_resnet18_cifar100.py', 100, 1000),
+    ('isal_resnet18_cifar10-large.py', 10, 5000),
+])
+def test_cifar_configs_have_the_official_settings(name, classes, initial):
+    """The official ISAL code's CIFAR protocol (DESIGN §6), not mmpretrain's
+    CIFAR schedule."""
+    cfg = _load(name)
+    al, shapes, solver = _paper_selector(cfg, epochs=200, depth=250)
+    assert cfg.default_scope == 'mmpretrain'
+    assert cfg.model.backbone.type == 'ResNet_CIFAR'
+    assert cfg.model.backbone.depth == 18
+    assert cfg.model.head.num_classes == classes
+    assert cfg.data_preprocessor.num_classes == classes
+    # every conv and linear weight, no BN, no bias: 11.2 M entries
+    n = sum(int(torch.Size(s).numel()) for s in shapes)
+    assert 11.1e6 < n < 11.3e6 and len(shapes) == 21
+    assert all(len(s) in (2, 4) for s in shapes)
+    assert solver.scale == [10000.0]
+    assert (al['initial_size'], al['budget'], al['num_cycles']) == (
+        initial, initial, 10)
+    assert cfg.optim_wrapper.optimizer == dict(
+        type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4)
+    assert _plain(cfg.param_scheduler) == dict(
+        type='MultiStepLR', by_epoch=True, milestones=[160], gamma=0.1)
+    loader = cfg.train_dataloader
+    assert (loader.batch_size, loader.drop_last) == (128, True)
+    assert _plain(loader.dataset.pipeline) == [
+        dict(type='RandomCrop', crop_size=32, padding=4),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        dict(type='PackInputs')]
+    dataset = 'mmal.CIFAR100' if classes == 100 else 'mmal.CIFAR10'
+    assert loader.dataset.type == dataset and loader.dataset.split == 'train'
+    # the reference set is the test split, as in the official code
+    assert cfg.val_dataloader.dataset.split == 'test'
+    assert cfg.val_dataloader.dataset.type == dataset
+    assert _plain(cfg.test_evaluator) == dict(type='Accuracy', topk=(1, ))
+
+
 @pytest.mark.parametrize('name, classes, target', [
     ('isal_faster-rcnn_coco.py', 80, (0.22, 0.003)),
     ('isal_faster-rcnn_voc.py', 20, (None, 0.0)),

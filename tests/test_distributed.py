@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, tiny_config
+from conftest import REPO, tiny_cls_config, tiny_config
 
 TESTS = osp.dirname(osp.abspath(__file__))
 
@@ -48,6 +48,19 @@ def _write_config(path: str, **extra) -> str:
     pipeline = cfg.train_dataloader.dataset.pipeline
     cfg.train_dataloader.dataset.pipeline = [
         t for t in pipeline if t['type'] != 'RandomFlip'
+    ]
+    cfg.dump(path)
+    return path
+
+
+def _write_cls_config(path: str) -> str:
+    """The classification demo, shrunk, independent of the process count
+    (frozen BN statistics, no random crop or flip); 3 chains split 2 + 1."""
+    cfg = tiny_cls_config(**{'model.backbone.norm_eval': True})
+    cfg.al_cfg.selector.solver.repeats = 3
+    cfg.train_dataloader.dataset.pipeline = [
+        t for t in cfg.train_dataloader.dataset.pipeline
+        if t['type'] not in ('RandomFlip', 'RandomCrop')
     ]
     cfg.dump(path)
     return path
@@ -131,6 +144,25 @@ def test_two_processes_select_what_one_process_selects(one_process,
     with open(osp.join(work_dir, 'al.log')) as f:  # rank 0 logs, once
         f.seek(log_start)
         assert f.read().count('cycle 0: selected') == 1
+
+
+def test_classification_two_processes_select_what_one_process_selects(
+        tmp_path):
+    """The classifier's selection (closed-form scores, sharded) on 2
+    processes equals the one-process selection on the same model."""
+    config = _write_cls_config(str(tmp_path / 'cfg.py'))
+    one = str(tmp_path / 'one')
+    _check_ok(_launch(config, one, 1))
+    work_dir = _rewound_copy(one, str(tmp_path / 'two'))
+    _check_ok(_launch(config, work_dir, 2))
+    a = _read(osp.join(one, 'cycle_0', 'selection.json'))
+    b = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
+    assert b['info']['num_scored'] == a['info']['num_scored'] == 32 - 8
+    assert b['selected'] == a['selected']
+    for k, v in a['scores'].items():
+        assert b['scores'][k] == pytest.approx(v, rel=1e-3)
+    assert _read(osp.join(work_dir, 'al_state.json'))['pool'] == _read(
+        osp.join(one, 'al_state.json'))['pool']
 
 
 def test_a_killed_rank_then_rerun_finishes_consistently(one_process,

@@ -565,9 +565,10 @@ class ActiveLearningRunner:
             num_selected=len(selected),
             selected_cost=self.cost(selected))
         self.save_state(state)
-        self.log(f'cycle {cycle}: selected {len(selected)} images '
-                 f'({state.record(cycle)["selected_cost"]} '
-                 f'{self.task.cost_unit}); '
+        unit = self.task.cost_unit
+        cost = (f' ({state.record(cycle)["selected_cost"]} {unit})'
+                if unit != 'images' else '')
+        self.log(f'cycle {cycle}: selected {len(selected)} images{cost}; '
                  f'{len(state.pool.unlabeled_ids)} left unlabeled')
         return selected
 

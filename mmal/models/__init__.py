@@ -1,4 +1,5 @@
 from .base_adapter import BaseModelAdapter
+from .classifier_adapter import ImageClassifierAdapter
 from .detection_adapter import DetectionAdapter
 from .precision import float64_computation
 from .single_stage_adapter import FCOSAdapter, SingleStageAdapter
@@ -7,5 +8,5 @@ from .two_stage_adapter import FasterRCNNAdapter, TwoStageAdapter
 __all__ = [
     'BaseModelAdapter', 'DetectionAdapter', 'SingleStageAdapter',
     'FCOSAdapter', 'TwoStageAdapter', 'FasterRCNNAdapter',
-    'float64_computation'
+    'ImageClassifierAdapter', 'float64_computation'
 ]

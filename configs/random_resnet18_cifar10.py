@@ -1,0 +1,4 @@
+# Random selection on ResNet-18, cifar10: the baseline of ISAL's tables.
+_base_ = './_base_/resnet18_cifar10.py'
+
+al_cfg = dict(selector=dict(type='mmal.RandomSelector'))
