@@ -46,8 +46,9 @@ class OutputProbe:
 
     Every ``(name, S_b)`` names the weight of a convolution or linear layer.
     While enabled, each call of such a layer records ``(tag, leaf, tangent)``:
-    ``leaf`` is its output detached and requiring grad (returned to the
-    network in place of the output), ``tangent = f(x, S_b)``. After a
+    ``leaf`` is a zero tensor requiring grad, added to the layer's output (so
+    its gradient is ``∂l/∂o`` through every later layer, θ layers
+    included), ``tangent = f(x, S_b)``. After a
     backward of losses to the recorded leaves, :meth:`contract` gives
     ``∇θ l · S`` per tag.
 
@@ -106,9 +107,12 @@ class OutputProbe:
         with torch.no_grad():
             x = inputs[0]
             tangent = _linear_part(module, x, self.targets[module].to(x))
-        leaf = output.detach().requires_grad_()
+        # a zero leaf added to the output: its gradient is the loss's full
+        # derivative w.r.t. this output, through later θ layers too (a
+        # detached output would cut the paths through them)
+        leaf = torch.zeros_like(output, requires_grad=True)
         self.records.append((self.tag, leaf, tangent))
-        return leaf
+        return output + leaf
 
     def contract(self, loss: torch.Tensor,
                  batch_tag: Hashable) -> Dict[Hashable, float]:

@@ -51,10 +51,9 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
 
     def __init__(self,
                  param_names: Optional[Sequence[str]] = None,
-                 lissa_scale: Optional[Sequence[float]] = None,
-                 allow_empty: bool = False) -> None:
+                 lissa_scale: Optional[Sequence[float]] = None) -> None:
         self.param_names = list(param_names or self.default_param_names)
-        if not self.param_names and not allow_empty:  # else set in prepare
+        if not self.param_names:
             raise ValueError(f'{type(self).__name__} needs param_names')
         self.lissa_scale = list(lissa_scale or self.default_lissa_scale)
         self.seed = 0

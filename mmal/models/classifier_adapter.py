@@ -70,13 +70,9 @@ class ImageClassifierAdapter(BaseModelAdapter):
         if unknown:
             raise ValueError(f'param_types {unknown} are not supported; '
                              f'choose among {list(_TYPE_NAMES)}')
-        super().__init__(
-            param_names=param_names or (None if self.param_types else
-                                        self.default_param_names),
-            lissa_scale=lissa_scale,
-            allow_empty=bool(self.param_types))
-        if self.param_types:  # the base fell back to the defaults
-            self.param_names = []  # resolved on the model (prepare)
+        super().__init__(param_names=param_names, lissa_scale=lissa_scale)
+        if self.param_types:  # not the default names: resolved in prepare
+            self.param_names = []
         self.closed_form = bool(closed_form)
 
     # -- θ ------------------------------------------------------------------
@@ -98,7 +94,8 @@ class ImageClassifierAdapter(BaseModelAdapter):
     @property
     def head_only(self) -> bool:
         """Whether θ lies in the head (the trunk then runs without grad)."""
-        return all(n.startswith('head.') for n in self.param_names)
+        return bool(self.param_names) and all(
+            n.startswith('head.') for n in self.param_names)
 
     def uses_closed_form(self, model: nn.Module) -> bool:
         """Whether θ is a ``LinearClsHead``'s fc weight under plain
@@ -171,7 +168,8 @@ class ImageClassifierAdapter(BaseModelAdapter):
         """With the closed form: per image its pre-logits feature ``f``
         (1, D) and logits (1, C); else the base class's entries."""
         model = self.unwrap(model)
-        if not self.uses_closed_form(model):
+        soft = any('gt_score' in s for s in data['data_samples'])
+        if soft or not self.uses_closed_form(model):  # soft targets: autograd
             return super().cache_entries(model, data)
         with torch.no_grad():
             f = self._pre_logits(model,
@@ -215,5 +213,6 @@ class ImageClassifierAdapter(BaseModelAdapter):
                                             direction[0].to(f),
                                             self._loss_weight(bare))
         for sample, label in zip(data['data_samples'], labels.tolist()):
-            sample.set_gt_label(label)
+            self.set_pseudo_labels(sample, torch.nn.functional.one_hot(
+                torch.tensor(label), logits.shape[1]), score_thr)
         return [(float(v), 1) for v in values.tolist()]
