@@ -8,6 +8,10 @@
   against.
 * :mod:`.influence_speed`: the speed benchmark of mmal's influence passes
   on FCOS (``tools/benchmarks/influence_speed.py``); import it explicitly.
+* :mod:`.cls_influence_speed`: the speed benchmark of scoring on an
+  image classifier (closed form, all-weights fast path, per-image
+  autograd; ``tools/benchmarks/cls_influence_speed.py``); import it
+  explicitly.
 * :mod:`.score_rounding`: how far float rounding moves a trained cycle's
   scores and selection (``tools/benchmarks/score_rounding.py``); import it
   explicitly.
