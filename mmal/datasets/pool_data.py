@@ -1,4 +1,5 @@
-"""Datasets and loaders over the pool, built from an mmdet config."""
+"""Datasets and loaders over the pool, built from an mmdet or mmpretrain
+config."""
 import copy
 import os.path as osp
 from typing import Dict, List, Optional, Sequence

