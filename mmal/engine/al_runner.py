@@ -16,7 +16,8 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
-from mmal.datasets import PoolSubsetDataset
+from mmal.datasets import PoolSubsetDataset, SelectionContext
+from mmal.datasets.pool_data import check_data_paths, pool_dataset_cfg
 from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
 from mmal.structures import ALState, PoolState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
@@ -30,8 +31,6 @@ from . import experiment_fingerprint as fingerprint
 from .al_config import resolve_al_cfg
 from .cycle_runner import CycleRunner
 from .image_drops import ImageDrops, check_run_images
-from mmal.datasets.pool_data import check_data_paths, pool_dataset_cfg
-from mmal.datasets.selection_context import SelectionContext
 
 STATE_FILE = 'al_state.json'
 _run_counter = itertools.count()
@@ -162,15 +161,16 @@ class ActiveLearningRunner:
 
     # -- helpers ----------------------------------------------------------
     def _build_task(self):
-        """``al_cfg.task``; else the adapter's task; else the task of the
-        config's ``default_scope`` (mmpretrain: classification)."""
+        """``al_cfg.task``; else the adapter's task; else the registered
+        task whose ``default_scope`` is the config's (detection when none
+        is)."""
         task = self.al['task']
         if task is None and self.adapter is not None and self.adapter.task:
             task = self.adapter.task
         if task is None:
             scope = self.cfg.get('default_scope', 'mmdet')
-            task = ('ClassificationTask'
-                    if scope == 'mmpretrain' else 'DetectionTask')
+            task = next((name for name, cls in TASKS.module_dict.items()
+                         if cls.default_scope == scope), 'DetectionTask')
         if isinstance(task, str):
             task = dict(type=task)
         return _build(TASKS, dict(task), 'task')
@@ -336,7 +336,8 @@ class ActiveLearningRunner:
     def run(self) -> ALState:
         """Run (or continue) every cycle; returns the final state."""
         check_data_paths(
-            self.cfg, ('train_dataloader', 'val_dataloader', 'test_dataloader'))
+            self.cfg,
+            ('train_dataloader', 'val_dataloader', 'test_dataloader'))
         self.check_experiment()  # before the image checks touch the state
         self.image_drops = check_run_images(
             self.cfg, self.work_dir, self.state_path,
@@ -475,7 +476,7 @@ class ActiveLearningRunner:
         images, cost = len(labeled), self.cost(labeled)
         unit = self.task.cost_unit
         self.log(f'cycle {cycle}: training on {images} images' +
-                 (f' / {cost} {unit}' if unit != 'images' else '') +
+                 ('' if self.task.cost_is_images else f' / {cost} {unit}') +
                  (' (resuming its training)' if cfg.resume else ''))
         runner = self.build_runner(cfg)
         runner.train()
@@ -485,7 +486,7 @@ class ActiveLearningRunner:
             checkpoint = f.read().strip()
         state.mark_done(
             cycle, 'train', checkpoint=checkpoint, images=images, cost=cost,
-            cost_unit=self.task.cost_unit)
+            cost_unit=unit)
         self.save_state(state)
         return runner
 
@@ -523,8 +524,8 @@ class ActiveLearningRunner:
             metric=metric,
             points_per_10k_cost=per_cost)
         self.save_state(state)
-        unit = rec.get('cost_unit', self.task.cost_unit)
-        cost = f'{unit} {rec["cost"]} | ' if unit != 'images' else ''
+        unit = self.task.cost_unit
+        cost = '' if self.task.cost_is_images else f'{unit} {rec["cost"]} | '
         self.log(f'cycle {cycle}: images {rec["images"]} | {cost}'
                  f'{key or "metric"} {100 * metric:.2f} | '
                  f'10k x metric / {unit} '
@@ -565,9 +566,9 @@ class ActiveLearningRunner:
             num_selected=len(selected),
             selected_cost=self.cost(selected))
         self.save_state(state)
-        unit = self.task.cost_unit
-        cost = (f' ({state.record(cycle)["selected_cost"]} {unit})'
-                if unit != 'images' else '')
+        cost = ('' if self.task.cost_is_images else
+                f' ({state.record(cycle)["selected_cost"]} '
+                f'{self.task.cost_unit})')
         self.log(f'cycle {cycle}: selected {len(selected)} images{cost}; '
                  f'{len(state.pool.unlabeled_ids)} left unlabeled')
         return selected
@@ -623,7 +624,7 @@ class ActiveLearningRunner:
 
     def log_summary(self, state: ALState) -> None:
         unit = self.task.cost_unit
-        with_cost = unit != 'images'  # else the cost is the images column
+        with_cost = not self.task.cost_is_images
         lines = ['cycle | images | ' + (f'{unit} | ' if with_cost else '') +
                  f'metric (%) | 10k x metric / {unit}']
         for rec in state.cycles:

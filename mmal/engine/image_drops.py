@@ -30,13 +30,13 @@ from mmengine.logging import print_log
 from mmal.datasets import (BadImage, UndecodableImageError, check_images,
                            image_load_cfg)
 from mmal.datasets.image_checks import undecodable_message
+from mmal.datasets.pool_data import (as_plain_dict, dataset_pipeline,
+                                     eval_pipeline, replace_pipeline)
 from mmal.registry import DATASETS
 from mmal.structures import ALState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import DataError
 from mmal.utils.fileio import atomic_write_json
-from mmal.datasets.pool_data import (as_plain_dict, dataset_pipeline, eval_pipeline,
-                        replace_pipeline)
 
 CACHE_FILE = 'image_checks.json'
 STATE_KEY = 'dropped_images'

@@ -1,7 +1,7 @@
 from .cg_solver import ConjugateGradient
 from .damped_solver import DampedSolver, flatten, unflatten
 from .exact_solver import ExactSolver
-from .hessian_problem import HessianProblem, HvpFn
+from .hessian_problem import HessianProblem, HvpFn, ItemHvpFn
 from .hvp import ImageHessian, hessian_vector_product, loss_grad
 from .linear_softmax import (softmax_ce_directional, softmax_ce_grad_sum,
                              softmax_ce_grads, softmax_ce_hessian,
@@ -19,7 +19,8 @@ __all__ = [
     'flat_dot', 'select_parameters', 'block_top_eigenvalues', 'scale_report',
     'OutputProbe', 'frozen_parameters', 'ConjugateGradient',
     'DampedSolver', 'ExactSolver', 'flatten', 'unflatten', 'PlannedCache',
-    'ImageHessian', 'HessianProblem', 'HvpFn', 'ScaleCheck', 'SCALE_MODES', 'auto_scales',
+    'ImageHessian', 'HessianProblem', 'HvpFn', 'ItemHvpFn', 'ScaleCheck',
+    'SCALE_MODES', 'auto_scales',
     'softmax_ce_residuals', 'softmax_ce_grads', 'softmax_ce_grad_sum',
     'softmax_ce_hvp', 'softmax_ce_hvps', 'softmax_ce_directional',
     'softmax_ce_hessian'

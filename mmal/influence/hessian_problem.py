@@ -6,6 +6,9 @@ import torch
 
 #: ``h -> H h`` on parameter blocks.
 HvpFn = Callable[[List[torch.Tensor]], List[torch.Tensor]]
+#: ``hvp_fn(item, h) -> H_item h``: the product with one item's Hessian,
+#: the item (an image, an id, a Hessian) given by the caller.
+ItemHvpFn = Callable[[Any, List[torch.Tensor]], List[torch.Tensor]]
 
 
 @runtime_checkable

@@ -11,11 +11,9 @@ from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
 from mmal.utils.distributed import gather_or_raise, shard
-from .hessian_problem import HessianProblem
+from .hessian_problem import HessianProblem, ItemHvpFn
 from .damped_solver import DampedSolver
 
-#: ``hvp_fn(item, h) -> H_item h`` (blocks), for :meth:`LiSSA.solve`.
-ItemHvpFn = Callable[[Any, List[torch.Tensor]], List[torch.Tensor]]
 
 
 def _apply(hvp: Callable, h: List[torch.Tensor]) -> List[torch.Tensor]:

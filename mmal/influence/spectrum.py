@@ -10,14 +10,14 @@ negative side the chain grows along ``λ < -damp * s_b``: only a larger
 ``s_test``.
 """
 import math
-from typing import Any, Callable, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence
 
 import torch
 
-HvpFn = Callable[[Any, List[torch.Tensor]], List[torch.Tensor]]
+from .hessian_problem import ItemHvpFn
 
 
-def block_top_eigenvalues(hvp_fn: HvpFn,
+def block_top_eigenvalues(hvp_fn: ItemHvpFn,
                           items: Iterable[Any],
                           like: Sequence[torch.Tensor],
                           iters: int = 20,

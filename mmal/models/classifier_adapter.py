@@ -212,7 +212,6 @@ class ImageClassifierAdapter(BaseModelAdapter):
             values = softmax_ce_directional(f, logits, labels,
                                             direction[0].to(f),
                                             self._loss_weight(bare))
-        for sample, label in zip(data['data_samples'], labels.tolist()):
-            self.set_pseudo_labels(sample, torch.nn.functional.one_hot(
-                torch.tensor(label), logits.shape[1]), score_thr)
+        for sample, row in zip(data['data_samples'], logits):
+            self.set_pseudo_labels(sample, row, score_thr)  # argmax
         return [(float(v), 1) for v in values.tolist()]

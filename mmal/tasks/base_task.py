@@ -35,6 +35,12 @@ class BaseTask(metaclass=abc.ABCMeta):
     def name(self) -> str:
         return type(self).__name__
 
+    @property
+    def cost_is_images(self) -> bool:
+        """Whether the cost is the number of images (then logs and
+        tables show no separate cost column)."""
+        return self.cost_unit == 'images'
+
     @abc.abstractmethod
     def annotated_pipeline(self, pipeline: Sequence[dict]) -> List[dict]:
         """A test-time pipeline that also loads the annotations."""

@@ -1,6 +1,7 @@
 """Image classification on mmpretrain: one label per image."""
 from typing import Any, Dict, List, Sequence
 
+from mmal.datasets import collect_sample_ids, generate_shapes_classification
 from mmal.registry import TASKS
 from .base_task import BaseTask, copy_pipeline, transform_name
 
@@ -30,9 +31,7 @@ class ClassificationTask(BaseTask):
         return pipeline
 
     def costs(self, dataset: Any) -> Dict[str, int]:
-        from mmal.datasets import collect_sample_ids
         return {sid: 1 for sid in collect_sample_ids(dataset)}
 
     def generate_demo_data(self, out_dir: str, **kwargs: Any) -> Any:
-        from mmal.datasets import generate_shapes_classification
         return generate_shapes_classification(out_dir, **kwargs)

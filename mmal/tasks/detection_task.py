@@ -1,6 +1,7 @@
 """Object detection on mmdet: boxes are the annotation cost."""
 from typing import Any, Dict, List, Sequence
 
+from mmal.datasets import boxes_per_sample, generate_shapes_dataset
 from mmal.registry import TASKS
 from .base_task import BaseTask, copy_pipeline, transform_name
 
@@ -32,9 +33,7 @@ class DetectionTask(BaseTask):
                 if transform_name(t) != 'LoadAnnotations']
 
     def costs(self, dataset: Any) -> Dict[str, int]:
-        from mmal.datasets import boxes_per_sample
         return boxes_per_sample(dataset)
 
     def generate_demo_data(self, out_dir: str, **kwargs: Any) -> Any:
-        from mmal.datasets import generate_shapes_dataset
         return generate_shapes_dataset(out_dir, **kwargs)
