@@ -302,6 +302,22 @@ def test_a_box_budget_of_one_box_labels_one_image(tmp_path):
     assert state.pool.ids_labeled_in(1) == selected
 
 
+def test_sizes_given_as_fractions_of_the_pool(tmp_path):
+    """0.25 and 0.3 of the 24-image pool: 6 images at random, then
+    ceil(7.2) = 8 per selection; a fraction outside (0, 1] is refused."""
+    cfg = tiny_config('random_fcos_shapes.py', **{
+        'al_cfg.initial_size': 0.25, 'al_cfg.budget': 0.3})
+    runner = ActiveLearningRunner(cfg, str(tmp_path))
+    state = runner.load_or_init_state()
+    assert len(state.pool) == 24 and state.pool.num_labeled == 6
+    assert len(runner.select(state, 0)) == 8
+    for key, value in (('initial_size', 1.5), ('budget', 0.0)):
+        with pytest.raises(ValueError, match=f'al_cfg.{key} must be a '
+                           'positive integer .* or a fraction'):
+            ActiveLearningRunner(
+                tiny_config(**{f'al_cfg.{key}': value}), str(tmp_path))
+
+
 def test_a_selector_cannot_pick_a_labeled_id(tmp_path):
     cfg = tiny_config('random_fcos_shapes.py', **{
         'al_cfg.selector': dict(type='mmal._PicksLabeledSelector'),

@@ -16,6 +16,7 @@ from mmengine.registry import DefaultScope
 
 from mmal.datasets import SelectionContext
 from mmal.engine import resolve_al_cfg
+from mmal.engine.al_config import num_images
 from mmal.registry import AL_ADAPTERS, MODELS
 from mmal.selectors import InfluenceSelector
 from mmal.structures import PoolState
@@ -82,13 +83,24 @@ def test_model_bases_hold_only_the_model(part):
     assert set(Config.fromfile(part).keys()) == {'model'}
 
 
-def test_top_level_configs_are_isal_random_pairs():
-    assert len(TOP_LEVEL) >= 14
+#: Top-level config prefix -> selector type; every model and dataset has
+#: one config per selector.
+SELECTOR_OF = {
+    'isal': 'mmal.InfluenceSelector',
+    'random': 'mmal.RandomSelector',
+    'entropy': 'mmal.EntropySelector',
+    'coreset': 'mmal.CoresetSelector',
+}
+
+
+def test_every_setting_has_a_config_per_selector():
+    assert len(TOP_LEVEL) >= 4 * 12
     for name in TOP_LEVEL:
-        kind, _ = name.split('_', 1)
-        assert kind in ('isal', 'random'), name
-        other = ('random' if kind == 'isal' else 'isal') + name[len(kind):]
-        assert other in TOP_LEVEL, f'{name} has no {other}'
+        kind, setting = name.split('_', 1)
+        assert kind in SELECTOR_OF, name
+        for other in SELECTOR_OF:
+            assert f'{other}_{setting}' in TOP_LEVEL, \
+                f'{name} has no {other}_{setting}'
 
 
 @pytest.mark.parametrize('name', TOP_LEVEL)
@@ -98,19 +110,35 @@ def test_top_level_config_loads_and_resolves(name):
     assert al['adapter']['type'] in ('mmal.FCOSAdapter',
                                      'mmal.FasterRCNNAdapter',
                                      'mmal.ImageClassifierAdapter')
-    expected = ('mmal.InfluenceSelector'
-                if name.startswith('isal_') else 'mmal.RandomSelector')
-    assert al['selector']['type'] == expected
+    assert al['selector']['type'] == SELECTOR_OF[name.split('_', 1)[0]]
 
 
-@pytest.mark.parametrize(
-    'name', [n[len('isal_'):] for n in TOP_LEVEL if n.startswith('isal_')])
-def test_isal_and_random_differ_only_in_the_selector(name):
+@pytest.mark.parametrize('name, other', [
+    (n[len('isal_'):], other) for n in TOP_LEVEL if n.startswith('isal_')
+    for other in sorted(SELECTOR_OF) if other != 'isal'])
+def test_selector_configs_differ_from_isal_only_in_the_selector(name, other):
     isal = _load('isal_' + name).to_dict()
-    rand = _load('random_' + name).to_dict()
-    isal['al_cfg'].pop('selector')
-    rand['al_cfg'].pop('selector')
-    assert isal == rand
+    alt = _load(f'{other}_{name}').to_dict()
+    assert isal['al_cfg'].pop('selector') != alt['al_cfg'].pop('selector')
+    assert isal == alt
+
+
+def test_large_scale_coco_is_the_papers_table_6():
+    """10 % of the pool at random, +10 % per step, 10 trainings: the whole
+    pool by the last one, with FCOS as on COCO."""
+    large = _load('isal_fcos_coco-large.py').to_dict()
+    coco = _load('isal_fcos_coco.py').to_dict()
+    al = resolve_al_cfg(Config(large))
+    assert (al['initial_size'], al['budget'], al['num_cycles']) == (0.1, 0.1,
+                                                                     10)
+    for key in ('initial_size', 'budget', 'num_cycles'):
+        large['al_cfg'].pop(key)
+        coco['al_cfg'].pop(key)
+    assert large == coco
+    pool = 117266  # train2017 images with a box
+    step = num_images(al['budget'], pool)
+    assert step == num_images(al['initial_size'], pool) == 11727
+    assert 9 * step < pool <= 10 * step
 
 
 # al_cfg keys that may differ between the FCOS and the Faster R-CNN config

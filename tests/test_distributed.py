@@ -36,15 +36,17 @@ def _read(path):
         return json.load(f)
 
 
-def _write_config(path: str, **extra) -> str:
-    cfg = tiny_config(**{
+def _write_config(path: str, name: str = 'isal_fcos_shapes.py',
+                  **extra) -> str:
+    cfg = tiny_config(name, **{
         'model.backbone.norm_eval': True,  # no per-rank batch statistics
         'al_cfg.selector.score_thr': 0.02,  # a 2-epoch model scores low
         'custom_imports': dict(imports=['dist_helpers'],
                                allow_failed_imports=False),
         **extra
     })
-    cfg.al_cfg.selector.solver.repeats = 3  # chains split 2 + 1 over ranks
+    if 'solver' in cfg.al_cfg.selector:  # chains split 2 + 1 over ranks
+        cfg.al_cfg.selector.solver.repeats = 3
     pipeline = cfg.train_dataloader.dataset.pipeline
     cfg.train_dataloader.dataset.pipeline = [
         t for t in pipeline if t['type'] != 'RandomFlip'
@@ -53,11 +55,14 @@ def _write_config(path: str, **extra) -> str:
     return path
 
 
-def _write_cls_config(path: str) -> str:
+def _write_cls_config(path: str,
+                      name: str = 'isal_resnet18-small_shapes-cls.py',
+                      **extra) -> str:
     """The classification demo, shrunk, independent of the process count
     (frozen BN statistics, no random crop or flip); 3 chains split 2 + 1."""
-    cfg = tiny_cls_config(**{'model.backbone.norm_eval': True})
-    cfg.al_cfg.selector.solver.repeats = 3
+    cfg = tiny_cls_config(name, **{'model.backbone.norm_eval': True, **extra})
+    if 'solver' in cfg.al_cfg.selector:
+        cfg.al_cfg.selector.solver.repeats = 3
     cfg.train_dataloader.dataset.pipeline = [
         t for t in cfg.train_dataloader.dataset.pipeline
         if t['type'] not in ('RandomFlip', 'RandomCrop')
@@ -163,6 +168,42 @@ def test_classification_two_processes_select_what_one_process_selects(
         assert b['scores'][k] == pytest.approx(v, rel=1e-3)
     assert _read(osp.join(work_dir, 'al_state.json'))['pool'] == _read(
         osp.join(one, 'al_state.json'))['pool']
+
+
+@pytest.mark.parametrize('task', ['detection', 'classification'])
+@pytest.mark.parametrize('method', ['entropy', 'coreset'])
+def test_baselines_run_two_cycles_and_select_alike_on_two_processes(
+        method, task, tmp_path):
+    """A whole two-cycle run of the selector's demo config (one process);
+    then its cycle-0 selection made again by 2 processes on the same
+    model. Inference in batches of 1 (``batch_size=1``), one thread per
+    process: every score is then the same bits whatever the sharding."""
+    config = str(tmp_path / 'cfg.py')
+    if task == 'detection':
+        _write_config(config, f'{method}_fcos_shapes.py',
+                      **{'al_cfg.selector.batch_size': 1})
+    else:
+        _write_cls_config(config, f'{method}_resnet18-small_shapes-cls.py',
+                          **{'al_cfg.selector.batch_size': 1})
+    one = str(tmp_path / 'one')
+    _check_ok(_launch(config, one, 1))
+    state = _read(osp.join(one, 'al_state.json'))
+    assert [r['done'] for r in state['cycles']] == [
+        ['train', 'evaluate', 'select'], ['train', 'evaluate']]
+    assert state['cycles'][0]['num_selected'] == 4
+    assert state['cycles'][1]['images'] == 8 + 4
+    a = _read(osp.join(one, 'cycle_0', 'selection.json'))
+    assert a['selector'] == ('EntropySelector' if method == 'entropy' else
+                             'CoresetSelector')
+    labeled_at_0 = [k for k, c in state['pool']['labeled'].items() if c == 0]
+    assert len(labeled_at_0) == 8
+    assert not set(a['selected']) & set(labeled_at_0)
+    assert set(a['selected']) <= set(a['scores'])
+    work_dir = _rewound_copy(one, str(tmp_path / 'two'))
+    _check_ok(_launch(config, work_dir, 2))
+    b = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
+    assert b['selected'] == a['selected']
+    assert b['scores'] == a['scores']
 
 
 def test_a_killed_rank_then_rerun_finishes_consistently(one_process,

@@ -41,6 +41,10 @@ class SelectionContext:
         logger: mmengine logger (or its name) for progress lines.
         exclude_ids (dict, optional): Split (``'val'`` / ``'test'``) -> ids
             left out of its views (images that cannot be decoded).
+        budget (int, optional): The most images the driver takes from the
+            ranking (``al_cfg.budget``); a selector whose ranking is built
+            one pick at a time (core-set) may stop there. None: rank the
+            whole pool.
     """
 
     def __init__(self,
@@ -55,8 +59,8 @@ class SelectionContext:
                  num_workers: int = 2,
                  annotation_policy: str = 'error',
                  logger: Any = 'current',
-                 exclude_ids: Optional[Dict[str, Sequence[str]]] = None
-                 ) -> None:
+                 exclude_ids: Optional[Dict[str, Sequence[str]]] = None,
+                 budget: Optional[int] = None) -> None:
         self.cfg = cfg
         self.state = state
         self.cycle = cycle
@@ -72,6 +76,7 @@ class SelectionContext:
         self.annotation_policy = annotation_policy
         self.logger = logger
         self.exclude_ids = dict(exclude_ids or {})
+        self.budget = budget
         self._views: Dict[str, PoolSubsetDataset] = {}
 
     @property

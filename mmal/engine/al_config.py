@@ -1,13 +1,14 @@
 """The ``al_cfg`` block of a config: keys, defaults and checks."""
 import copy
-from typing import Any, Dict
+import math
+from typing import Any, Dict, Union
 
 from mmal.utils.errors import ConfigError, ConfigKeyError
 
 #: Every key of ``al_cfg`` with its default (None: must be set).
 AL_CFG_DEFAULTS: Dict[str, Any] = dict(
     initial_size=None,  # images labeled at random (seeded) before cycle 0
-    budget=None,  # images added per cycle
+    budget=None,  # images added per cycle (int, or a fraction of the pool)
     budget_boxes=None,  # optional cap on the boxes added per cycle
     num_cycles=None,  # trainings; a selection follows all but the last
     seed=0,  # seeds the initial split, training and selection
@@ -49,10 +50,17 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
     for key in ('initial_size', 'budget', 'num_cycles', 'selector'):
         if out[key] is None:
             raise ConfigError(f'al_cfg.{key} must be set in {source}')
-    for key in ('initial_size', 'budget', 'num_cycles'):
-        if not isinstance(out[key], int) or out[key] <= 0:
-            raise ConfigError(f'al_cfg.{key} must be a positive integer, got '
-                              f'{out[key]!r} in {source}')
+    for key in ('initial_size', 'budget'):
+        value = out[key]
+        if not (isinstance(value, int) and value > 0 or isinstance(
+                value, float) and 0 < value <= 1):
+            raise ConfigError(
+                f'al_cfg.{key} must be a positive integer (images) or a '
+                f'fraction of the pool in (0, 1] (a float), got {value!r} in '
+                f'{source}')
+    if not isinstance(out['num_cycles'], int) or out['num_cycles'] <= 0:
+        raise ConfigError('al_cfg.num_cycles must be a positive integer, got '
+                          f'{out["num_cycles"]!r} in {source}')
     if out['budget_boxes'] is not None and (not isinstance(
             out['budget_boxes'], int) or out['budget_boxes'] <= 0):
         raise ConfigError('al_cfg.budget_boxes must be None or a positive '
@@ -73,3 +81,23 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
         raise ConfigError(f'al_cfg.selector must be a dict with a `type`, got '
                           f'{out["selector"]!r} in {source}')
     return out
+
+
+def num_images(size: Union[int, float], pool_size: int) -> int:
+    """Images meant by ``al_cfg.initial_size`` / ``al_cfg.budget``.
+
+    An int is a number of images; a float in (0, 1] a fraction of the pool,
+    rounded up (``0.1`` of 117,266 COCO images is 11,727), so that ten
+    steps of ``0.1`` reach the whole pool.
+
+    Args:
+        size (int | float): The configured value.
+        pool_size (int): Images in the pool.
+
+    Returns:
+        int: At least 1.
+    """
+    if isinstance(size, float):
+        # round() first: 0.1 * 117270 is 11727.000000000002 in floats
+        return max(1, math.ceil(round(size * pool_size, 6)))
+    return int(size)

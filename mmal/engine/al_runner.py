@@ -28,7 +28,7 @@ from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
                                WorkDirError)
 from mmal.utils.fileio import atomic_write_json, read_json
 from . import experiment_fingerprint as fingerprint
-from .al_config import resolve_al_cfg
+from .al_config import num_images, resolve_al_cfg
 from .cycle_runner import CycleRunner
 from .image_drops import ImageDrops, check_run_images
 
@@ -266,8 +266,9 @@ class ActiveLearningRunner:
         if self.require_state:
             raise MissingFileError(
                 f'--resume given but {self.state_path} does not exist')
-        pool = PoolState.initial(pool_ids, self.al['initial_size'],
-                                 self.al['seed'])
+        pool = PoolState.initial(
+            pool_ids, num_images(self.al['initial_size'], len(pool_ids)),
+            self.al['seed'])
         state = ALState(
             pool,
             meta={
@@ -575,7 +576,7 @@ class ActiveLearningRunner:
 
     def _new_selection(self, state: ALState, cycle: int, unlabeled: set,
                        sel_file: str) -> List[str]:
-        budget = self.al['budget']
+        budget = num_images(self.al['budget'], len(state.pool))
         if budget > len(unlabeled):
             self.log(f'cycle {cycle}: budget {budget} > {len(unlabeled)} '
                      'unlabeled images: taking them all')
@@ -596,7 +597,8 @@ class ActiveLearningRunner:
             num_workers=self.al['num_workers'],
             annotation_policy=self.al['annotation_policy'],
             logger=self.logger,
-            exclude_ids=self.image_drops.ids_by_split())
+            exclude_ids=self.image_drops.ids_by_split(),
+            budget=budget)
         result = self.selector.rank(context)
         ranking = list(result.ranking)
         if len(set(ranking)) != len(ranking) or not set(ranking) <= unlabeled:

@@ -38,6 +38,11 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
     * :meth:`cache_entries` / :meth:`cached_gt_loss`: the labeled images'
       θ-free part computed once, for repeated HVPs.
 
+    The baseline selectors use :meth:`predict_batch` (built from the
+    contract) and two optional methods a model defines when it supports
+    them: :meth:`prediction_entropy` (entropy) and :meth:`embed`
+    (core-set's feature vector per image).
+
     Args:
         param_names (Sequence[str], optional): Full names of the parameters
             θ. Defaults to the class's ``default_param_names``.
@@ -358,6 +363,49 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
             values = probe.contract(sum(losses), 'batch') if losses else {}
         return [(values.get(i, 0.0) if num else None, num)
                 for i, num in enumerate(nums)]
+
+    # -- inference passes over the pool (baseline selectors) ----------------
+    def predict_batch(self, model: nn.Module, data: Dict) -> List[Any]:
+        """The model's predictions for a preprocessed batch, no autograd.
+
+        Args:
+            model (nn.Module): The model (possibly wrapped).
+            data (dict): A preprocessed batch (``inputs`` (B, C, H, W),
+                ``data_samples`` (B)).
+
+        Returns:
+            list: One prediction per image, as :meth:`predict` gives it.
+        """
+        model = self.unwrap(model)
+        with torch.no_grad():
+            feats = self.extract_features(model, data['inputs'])
+            outs = self.head_forward(model, feats)
+            return self.predict(model, feats, outs, data['data_samples'])
+
+    def prediction_entropy(self, pred: Any) -> Optional[float]:
+        """Uncertainty of one prediction of :meth:`predict` (nats).
+
+        Returns:
+            float | None: The entropy; None when the prediction has nothing
+            to measure (a detector that found no box).
+        """
+        raise NotImplementedError(
+            f'{type(self).__name__} does not define prediction_entropy '
+            '(needed by mmal.EntropySelector)')
+
+    def embed(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """One feature vector per image (core-set's embedding), no autograd.
+
+        Args:
+            model (nn.Module): The model (possibly wrapped).
+            inputs (Tensor): Preprocessed images (B, C, H, W).
+
+        Returns:
+            Tensor: (B, D).
+        """
+        raise NotImplementedError(
+            f'{type(self).__name__} does not define embed (needed by '
+            'mmal.CoresetSelector)')
 
     def cache_entries(self, model: nn.Module, data: Dict) -> List[Dict]:
         """What a labeled image's loss needs once the trunk has run.

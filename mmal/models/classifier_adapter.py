@@ -9,6 +9,7 @@ from mmal.influence import (HvpFn, softmax_ce_directional,
 from mmal.registry import AL_ADAPTERS
 from mmal.utils.tensor_utils import per_image_entries
 from .base_adapter import BaseModelAdapter
+from .entropy import categorical_entropy
 
 #: Module types whose weights ``param_types=('Conv2d', 'Linear')`` selects.
 _TYPE_NAMES = ('Conv1d', 'Conv2d', 'Conv3d', 'Linear')
@@ -129,6 +130,18 @@ class ImageClassifierAdapter(BaseModelAdapter):
                 samples: Sequence) -> List[torch.Tensor]:
         """Class probabilities, one (num_classes, ) tensor per image."""
         return list(torch.softmax(outs, dim=1))
+
+    def prediction_entropy(self, pred: torch.Tensor) -> float:
+        """Softmax entropy of one image's class probabilities (nats)."""
+        return float(categorical_entropy(pred.double()))
+
+    def embed(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """The head's input features (B, D): for a ``LinearClsHead`` after
+        global average pooling, the 512-d vector before the fc of
+        ResNet-18 (core-set's embedding in the paper)."""
+        model = self.unwrap(model)
+        with torch.no_grad():
+            return model.head.pre_logits(model.extract_feat(inputs))
 
     def loss(self, model: nn.Module, feats: Any, outs: torch.Tensor,
              batch: Dict, samples: Sequence) -> torch.Tensor:

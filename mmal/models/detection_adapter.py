@@ -1,10 +1,11 @@
 """What every mmdet detector adapter shares: box pseudo labels."""
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from mmengine.structures import InstanceData
 
 from .base_adapter import BaseModelAdapter
+from .entropy import binary_entropy
 
 
 class DetectionAdapter(BaseModelAdapter):
@@ -37,3 +38,19 @@ class DetectionAdapter(BaseModelAdapter):
             bboxes=bboxes.new_zeros((0, 4)),
             labels=pred.labels.new_zeros((0, )))
         return int(keep.sum())
+
+    def prediction_entropy(self, pred: InstanceData) -> Optional[float]:
+        """The largest binary entropy of a predicted box's score (the
+        official ISAL code's ``max_entropy``).
+
+        Each box of the detector's final predictions (after its test-time
+        score threshold and NMS) is a Bernoulli variable with its score as
+        probability; the image is as uncertain as its most uncertain box.
+
+        Returns:
+            float | None: ``max_b H(score_b)`` in nats (at most ``ln 2``);
+            None when there is no predicted box.
+        """
+        if len(pred.scores) == 0:
+            return None
+        return float(binary_entropy(pred.scores.double()).max())

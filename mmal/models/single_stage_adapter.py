@@ -119,7 +119,46 @@ class SingleStageAdapter(DetectionAdapter):
         loss, _ = model.parse_losses(losses)
         return loss
 
+    def embed(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """Core-set's image feature: the head's towers, pooled.
+
+        The outputs of the classification and regression towers
+        (``cls_convs``, ``reg_convs``; ``FCOSHead.forward_single`` discards
+        them) are recorded during the head's forward, average-pooled over
+        each level's positions, averaged over the levels, and the two
+        branches concatenated (the paper's supplement): 2 x 256 = 512-d
+        for FCOS R-50. The pooling includes the padding of the batch's
+        common padded shape, as the head sees it.
+
+        Returns:
+            Tensor: (B, sum of the towers' channels).
+        """
+        model = self.unwrap(model)
+        head = model.bbox_head
+        if not self._has_towers(head):
+            raise ValueError(
+                f'{type(self).__name__}.embed needs a head with the towers '
+                f'{self.towers} (mmdet AnchorFreeHead / AnchorHead style); '
+                f'{type(head).__name__} has none')
+        with torch.no_grad():
+            towers = self._record_towers(
+                head, self.extract_features(model, inputs))[1]
+        return torch.cat([
+            torch.stack([x.mean(dim=(2, 3)) for x in towers[name]]).mean(0)
+            for name in self.towers
+        ], dim=1)
+
     # -- caching the towers' outputs ------------------------------------------
+    def _record_towers(self, head: nn.Module, feats):
+        """The head's outputs and its towers' per-level outputs."""
+        record = {name: _RecordLevels() for name in self.towers}
+        with _swap_towers(head, {
+                name: nn.ModuleList([*getattr(head, name), rec])
+                for name, rec in record.items()
+        }):
+            outs = head(feats)
+        return outs, {name: rec.levels for name, rec in record.items()}
+
     def _has_towers(self, head: nn.Module) -> bool:
         return all(
             isinstance(getattr(head, name, None), nn.ModuleList)
@@ -147,14 +186,8 @@ class SingleStageAdapter(DetectionAdapter):
         if self._replay_ok is False or not self._has_towers(head):
             return super().cache_entries(model, data)
         feats = self.extract_features(model, data['inputs'])
-        record = {name: _RecordLevels() for name in self.towers}
         with torch.no_grad():
-            with _swap_towers(head, {
-                    name: nn.ModuleList([*getattr(head, name), rec])
-                    for name, rec in record.items()
-            }):
-                outs = head(feats)
-            towers = {name: rec.levels for name, rec in record.items()}
+            outs, towers = self._record_towers(head, feats)
             if self._replay_ok is None:  # once: does the replay reproduce?
                 again = self._head_from_towers(head, towers)
                 self._replay_ok = all(

@@ -44,6 +44,23 @@ class TwoStageAdapter(DetectionAdapter):
     def head_forward(self, model: nn.Module, feats):
         return model.rpn_head(feats)
 
+    def embed(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """Core-set's image feature: the neck's (FPN's) output, pooled.
+
+        Each level is average-pooled over its positions and the levels are
+        averaged (256-d for the R-50 FPN). The FPN maps are what both the
+        RPN and the RoI head read, and they are per image, unlike RoI
+        features, which depend on the proposals; this is the two-stage
+        counterpart of FCOS's pooled towers (the paper specifies the
+        feature for FCOS only).
+
+        Returns:
+            Tensor: (B, C) with C the neck's channels.
+        """
+        model = self.unwrap(model)
+        feats = self.extract_features(model, inputs)  # no autograd
+        return torch.stack([x.mean(dim=(2, 3)) for x in feats]).mean(0)
+
     def predict(self, model: nn.Module, feats, outs, samples):
         metas = [s.metainfo for s in samples]
         proposals = model.rpn_head.predict_by_feat(

@@ -1,7 +1,14 @@
 from .base import BaseSelector, SelectionResult
+from .coreset_selector import CoresetSelector
+from .entropy_selector import EntropySelector
 from .influence_selector import InfluenceSelector
+from .k_center_greedy import k_center_greedy
+from .pool_pass import pool_pass
 from .random_selector import RandomSelector
+from .score_order import UNSCORED_POLICIES, order_by_score
 
 __all__ = [
-    'BaseSelector', 'SelectionResult', 'InfluenceSelector', 'RandomSelector'
+    'BaseSelector', 'SelectionResult', 'InfluenceSelector', 'RandomSelector',
+    'EntropySelector', 'CoresetSelector', 'pool_pass', 'k_center_greedy',
+    'order_by_score', 'UNSCORED_POLICIES'
 ]

@@ -15,8 +15,8 @@ from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.progress import track_progress
 from .base import BaseSelector, SelectionResult
 from .labeled_hessian import LabeledHessian
+from .score_order import check_unscored_policy, order_by_score
 
-UNSCORED_POLICIES = ('random', 'exclude')
 REFERENCE_SETS = ('val', 'labeled')
 
 
@@ -84,14 +84,11 @@ class InfluenceSelector(BaseSelector):
         if reference not in REFERENCE_SETS:
             raise ValueError(f'reference must be one of {REFERENCE_SETS}, '
                              f'got {reference!r}')
-        if unscored not in UNSCORED_POLICIES:
-            raise ValueError(f'unscored must be one of {UNSCORED_POLICIES}, '
-                             f'got {unscored!r}')
         self.score_thr = float(score_thr)
         self.reference = reference
         self.reference_max_images = reference_max_images
         self.solver_cfg = dict(solver or dict(type='mmal.LiSSA'))
-        self.unscored = unscored
+        self.unscored = check_unscored_policy(unscored)
         self.scale_check = (None if scale_check is None else
                             self._scale_check(scale_check))
         if int(batch_size) < 1 or cache_mb < 0:
@@ -278,11 +275,7 @@ class InfluenceSelector(BaseSelector):
 
     def order(self, scores: Dict[str, Optional[float]],
               seed: int) -> List[str]:
-        """Scored ids by influence ascending, then the unscored per policy."""
-        scored = sorted((v, k) for k, v in scores.items() if v is not None)
-        ranking = [k for _, k in scored]
-        if self.unscored == 'random':
-            rest = sorted(k for k, v in scores.items() if v is None)
-            perm = np.random.default_rng([seed, 2]).permutation(len(rest))
-            ranking += [rest[i] for i in perm]
-        return ranking
+        """Scored ids by influence ascending, then the unscored per policy
+        (:func:`order_by_score`)."""
+        return order_by_score(scores, seed, descending=False,
+                              unscored=self.unscored)

@@ -1,0 +1,6 @@
+# Core-set (k-center greedy) on Faster R-CNN, VOC; features:
+# the FPN levels, pooled and averaged (the paper names no
+# Faster R-CNN feature; see mmal.TwoStageAdapter.embed).
+_base_ = './_base_/faster-rcnn_voc.py'
+
+al_cfg = dict(selector=dict(type='mmal.CoresetSelector'))
