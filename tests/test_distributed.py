@@ -40,13 +40,13 @@ def _write_config(path: str, name: str = 'isal_fcos_shapes.py',
                   **extra) -> str:
     cfg = tiny_config(name, **{
         'model.backbone.norm_eval': True,  # no per-rank batch statistics
-        'al_cfg.selector.score_thr': 0.02,  # a 2-epoch model scores low
         'custom_imports': dict(imports=['dist_helpers'],
                                allow_failed_imports=False),
         **extra
     })
-    if 'solver' in cfg.al_cfg.selector:  # chains split 2 + 1 over ranks
-        cfg.al_cfg.selector.solver.repeats = 3
+    if 'solver' in cfg.al_cfg.selector:  # ISAL
+        cfg.al_cfg.selector.solver.repeats = 3  # chains split 2 + 1
+        cfg.al_cfg.selector.setdefault('score_thr', 0.02)  # a 2-epoch model
     pipeline = cfg.train_dataloader.dataset.pipeline
     cfg.train_dataloader.dataset.pipeline = [
         t for t in pipeline if t['type'] != 'RandomFlip'

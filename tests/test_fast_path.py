@@ -24,7 +24,7 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmal.datasets.shape_batches import same_shape_batches
+from mmal.datasets.shape_batches import pad_divisor, same_shape_batches
 from mmal.influence import (PlannedCache, flat_dot, hessian_vector_product,
                             loss_grad)
 from mmal.models import FasterRCNNAdapter, FCOSAdapter
@@ -59,14 +59,15 @@ def _direction(params, seed=1):
 
 
 def _mixed_size_items(context):
-    """Unlabeled images, every third one cropped to 64x32 and every third
-    one (shifted) to 32x64: three padded shapes in one stream."""
+    """Unlabeled images (64x64), cropped in turn to 32x64, 64x32 and 50x60:
+    three padded shapes in one stream (50x60 pads to 64x64, the shape of
+    the uncropped images)."""
     view = context.unlabeled_view()
     items = []
     for i, sid in enumerate(view.sample_ids):
         item = pseudo_collate([view[i]])
         item['sample_id'] = [sid]
-        crop = [None, (32, 64), (64, 32)][i % 3]
+        crop = [None, (32, 64), (64, 32), (50, 60)][i % 4]
         if crop is not None:
             h, w = crop
             item['inputs'][0] = item['inputs'][0][:, :h, :w].contiguous()
@@ -76,15 +77,21 @@ def _mixed_size_items(context):
     return items
 
 
-def test_same_shape_batches_are_what_each_image_is_alone(detector):
+@pytest.mark.parametrize('by_raw_size', [True, False])
+def test_same_shape_batches_are_what_each_image_is_alone(
+        detector, by_raw_size):
+    """Grouped by the padded shape predicted from the raw size and
+    preprocessed once per batch, or preprocessed image by image."""
     model, adapter, context = detector
     items = _mixed_size_items(context)
     pre = lambda b: adapter.preprocess(model, copy.deepcopy(b))  # noqa
     alone = {it['sample_id'][0]: pre(it)['inputs'] for it in items}
     assert len({tuple(x.shape) for x in alone.values()}) == 3
+    divisor = pad_divisor(model.data_preprocessor) if by_raw_size else None
+    assert divisor == (32 if by_raw_size else None)
     seen = []
     for data in same_shape_batches(pre, items, 3, adapter.image_key,
-                                   max_pending=4):
+                                   max_pending=4, divisor=divisor):
         assert 1 <= len(data['sample_id']) <= 3
         assert data['inputs'].shape[0] == len(data['data_samples'])
         for k, sid in enumerate(data['sample_id']):

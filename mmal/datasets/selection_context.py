@@ -11,7 +11,7 @@ from mmal.structures import PoolState
 from .pool_data import (as_plain_dict, eval_pipeline, id_loader,
                         pool_dataset_cfg, replace_pipeline)
 from .pool_subset import PoolSubsetDataset
-from .shape_batches import same_shape_batches
+from .shape_batches import pad_divisor, same_shape_batches
 
 if TYPE_CHECKING:  # adapters and tasks sit above the datasets
     from mmal.models import BaseModelAdapter
@@ -130,10 +130,14 @@ class SelectionContext:
     def shape_batches(self, items: Iterable[Dict],
                       batch_size: int) -> Iterator[Dict]:
         """Loaded images preprocessed by the model, batched by padded shape
-        (:func:`same_shape_batches`), keyed by the adapter's image ids."""
+        (:func:`same_shape_batches`; a batch preprocessed in one call where
+        the preprocessor allows it, :func:`pad_divisor`), keyed by the
+        adapter's image ids."""
         adapter, model = self.adapter, self.model
+        divisor = pad_divisor(adapter.unwrap(model).data_preprocessor)
         return same_shape_batches(lambda b: adapter.preprocess(model, b),
-                                  items, batch_size, adapter.image_key)
+                                  items, batch_size, adapter.image_key,
+                                  divisor=divisor)
 
     def cache_entries(self, items: Iterable[Dict],
                       batch_size: int) -> Iterator[Dict]:

@@ -12,6 +12,11 @@
   image classifier (closed form, all-weights fast path, per-image
   autograd; ``tools/benchmarks/cls_influence_speed.py``); import it
   explicitly.
+* :mod:`.selector_speed`: the entropy and core-set pool passes against
+  plain batched inference (``tools/benchmarks/selector_speed.py``);
+  import it explicitly.
+* :mod:`.kcenter_speed`: k-center greedy on synthetic features
+  (``tools/benchmarks/kcenter_speed.py``); import it explicitly.
 * :mod:`.score_rounding`: how far float rounding moves a trained cycle's
   scores and selection (``tools/benchmarks/score_rounding.py``); import it
   explicitly.

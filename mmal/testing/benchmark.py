@@ -4,18 +4,59 @@ Model-agnostic: a phase is any callable, scores are dicts from sample id to
 a float (``None``: the image was not scored), and parameter-shaped results
 are lists of tensors, one per block of θ.
 """
+import argparse
+import contextlib
 import gc
 import math
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 Blocks = List[torch.Tensor]  # one tensor per block of θ
 Scores = Dict[str, Optional[float]]  # sample id -> score (None: unscored)
+
+
+# -- command lines and settings -------------------------------------------------
+@contextlib.contextmanager
+def torch_threads(num: Optional[int]) -> Iterator[None]:
+    """``torch.set_num_threads(num)`` inside the context (``None``: keep
+    torch's), restored on exit."""
+    before = torch.get_num_threads()
+    if num:
+        torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_cli(parser: argparse.ArgumentParser, args: argparse.Namespace,
+              options: Callable[[argparse.Namespace], Any]) -> None:
+    """Exit through ``parser.error`` on ``--device cuda`` without CUDA, or
+    on options that ``options(args)`` refuses (a ``ValueError``, e.g.
+    mmal's ``ConfigError``)."""
+    if getattr(args, 'device', 'cpu') == 'cuda' and \
+            not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device')
+    try:
+        options(args)
+    except ValueError as e:
+        parser.error(str(e))
+
+
+def print_and_dump(args: argparse.Namespace, res: Dict[str, Any],
+                   text: str) -> None:
+    """Print a benchmark's report ``text``; with ``args.out`` also write the
+    options and results as JSON."""
+    import mmengine
+    print(text)
+    if args.out:
+        mmengine.dump(dict(args=vars(args), **res), args.out, indent=1)
+        print(f'wrote {args.out}')
 
 
 # -- memory and timing --------------------------------------------------------

@@ -96,7 +96,7 @@ from mmal.influence import flat_dot, loss_grad
 from mmal.models import ImageClassifierAdapter
 from mmal.utils import ConfigError, MissingFileError
 from .benchmark import (Blocks, PeakMemory, Scores, compare_scores,
-                        load_average, ratio, timed)
+                        load_average, ratio, timed, torch_threads)
 
 Batch = Dict[str, list]  # a collated batch: inputs, data_samples, sample_id
 
@@ -369,13 +369,8 @@ def run(opts: ClsSpeedOptions,
         ``start_mib``; the ratios; the agreement checks; the scores of
         every scoring phase.
     """
-    threads = torch.get_num_threads()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    try:
+    with torch_threads(opts.threads):
         return _run(opts, configs_dir)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(opts: ClsSpeedOptions, configs_dir: str) -> Dict[str, Any]:

@@ -38,7 +38,7 @@ import torch
 from mmal.selectors.k_center_greedy import (greedy_picks,
                                             initial_min_distances)
 from mmal.utils import ConfigError
-from .benchmark import PeakMemory, load_average, timed
+from .benchmark import PeakMemory, load_average, timed, torch_threads
 
 #: seconds the default sizes must take at most on 2 CPU cores
 TARGET_SECONDS = 60.0
@@ -124,14 +124,8 @@ def run(opts: KCenterSpeedOptions) -> Dict[str, Any]:
         ``seconds``, ``seconds_all``, ``peak_mib`` and ``start_mib``;
         ``total_seconds``, ``ms_per_pick``, ``target_met`` and ``picks``.
     """
-    threads = torch.get_num_threads()
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    try:
-        with torch.no_grad():
-            return _run(opts)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(opts.threads), torch.no_grad():
+        return _run(opts)
 
 
 def _run(opts: KCenterSpeedOptions) -> Dict[str, Any]:

@@ -33,11 +33,9 @@ Example::
 import argparse
 from typing import Any, Dict, Optional, Sequence
 
-import mmengine
-import torch
-
 from mmal.testing.cls_influence_speed import ClsSpeedOptions, report, run
-from mmal.utils import ConfigError, register_all_modules
+from mmal.testing.benchmark import check_cli, print_and_dump
+from mmal.utils import register_all_modules
 
 
 def options(args: argparse.Namespace) -> ClsSpeedOptions:
@@ -80,12 +78,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='seed of the weights, images and directions')
     p.add_argument('--out', default=None, help='write the numbers as JSON')
     args = p.parse_args(argv)
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        p.error('--device cuda: no CUDA device')
-    try:
-        options(args)
-    except ConfigError as e:
-        p.error(str(e))
+    check_cli(p, args, options)
     return args
 
 
@@ -94,10 +87,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
     register_all_modules()
     res = run(options(args))
-    print(report(res))
-    if args.out:
-        mmengine.dump(dict(args=vars(args), **res), args.out, indent=1)
-        print(f'wrote {args.out}')
+    print_and_dump(args, res, report(res))
     return res
 
 

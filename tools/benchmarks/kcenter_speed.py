@@ -24,11 +24,8 @@ Example::
 import argparse
 from typing import Any, Dict, Optional, Sequence
 
-import mmengine
-import torch
-
 from mmal.testing.kcenter_speed import KCenterSpeedOptions, report, run
-from mmal.utils import ConfigError
+from mmal.testing.benchmark import check_cli, print_and_dump
 
 
 def options(args: argparse.Namespace) -> KCenterSpeedOptions:
@@ -62,12 +59,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help='seed of the features')
     p.add_argument('--out', default=None, help='write the numbers as JSON')
     args = p.parse_args(argv)
-    if args.device == 'cuda' and not torch.cuda.is_available():
-        p.error('--device cuda: no CUDA device')
-    try:
-        options(args)
-    except ConfigError as e:
-        p.error(str(e))
+    check_cli(p, args, options)
     return args
 
 
@@ -75,10 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Parse the options, run, print the table, write the JSON."""
     args = parse_args(argv)
     res = run(options(args))
-    print(report(res))
-    if args.out:
-        mmengine.dump(dict(args=vars(args), **res), args.out, indent=1)
-        print(f'wrote {args.out}')
+    print_and_dump(args, res, report(res))
     return res
 
 

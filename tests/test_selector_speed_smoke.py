@@ -1,0 +1,126 @@
+"""The selector speed benchmark (:mod:`mmal.testing.selector_speed`) on a
+few 64x64 images of the FCOS and the classification demos.
+
+Besides the structure of the results, the benchmark's entropy phase is
+checked against an independent per-image computation in float64: the
+model's own batch-1 ``model.predict`` (mmdet / mmpretrain), and the
+entropy written out here (detection: the largest binary entropy of a
+predicted box's score; classification: the softmax entropy). In float64
+two paths that compute the same number agree to ~1e-15 relative; the
+tolerance is ``RTOL`` = 1e-9 of the largest entropy.
+"""
+import math
+
+import pytest
+import torch
+
+from mmal.testing.selector_speed import (PHASES, TARGETS,
+                                         SelectorSpeedOptions, build_setup,
+                                         entropy_pass, report, run)
+from mmal.utils import ConfigError, register_all_modules
+
+RTOL = 1e-9
+CONFIGS = ('configs/isal_fcos_shapes.py',
+           'configs/isal_resnet18-small_shapes-cls.py')
+# batch 5: 12 images make two full batches and a partial one
+OPTS = dict(num_images=12, img_size=64, batch_size=5, repeat=1, threads=1)
+
+
+def options(config: str) -> SelectorSpeedOptions:
+    return SelectorSpeedOptions(config=config, **OPTS)
+
+
+@pytest.fixture(scope='module', params=CONFIGS)
+def result(request, tmp_path_factory):
+    register_all_modules()
+    res = run(options(request.param), str(tmp_path_factory.mktemp('run')))
+    return request.param, res
+
+
+def entropy_of(res) -> float:
+    """The entropy of one ``model.predict`` result, in float64."""
+    if 'pred_instances' in res:  # detection: the most uncertain box
+        s = res.pred_instances.scores.double()
+        if len(s) == 0:
+            return None
+        return float((-s * s.log() - (1 - s) * (1 - s).log()).max())
+    p = res.pred_score.double()
+    return float(-(p * p.log()).sum())
+
+
+def test_results_are_complete(result):
+    config, res = result
+    assert set(res['phases']) == set(PHASES)
+    for m in res['phases'].values():
+        assert m['seconds'] > 0 and m['warmup_s'] > 0 and m['peak_mib'] > 0
+        assert len(m['seconds_all']) == OPTS['repeat']
+        assert m['images_per_s'] == pytest.approx(
+            OPTS['num_images'] / m['seconds'])
+    t = {k: m['seconds'] for k, m in res['phases'].items()}
+    assert set(res['ratios']) == set(TARGETS) == set(res['targets_met'])
+    for key, target in TARGETS.items():
+        assert res['ratios'][key] == pytest.approx(
+            t[key.split('/')[0]] / t['plain'])
+        assert res['targets_met'][key] == (res['ratios'][key] <= target)
+    assert res['image_size'] == '64x64' and res['batch_size'] == 5
+    assert res['feature_dim'] > 0
+    if 'fcos' in config:  # the zeroed cls bias makes the detector predict
+        assert res['boxes_per_image'] > 0
+    else:
+        assert res['boxes_per_image'] is None
+    text = report(res)
+    assert 'entropy pass' in text and 'core-set features' in text
+
+
+def test_entropies_cover_every_image(result):
+    _, res = result
+    ids = res['unlabeled_ids']
+    assert len(ids) == OPTS['num_images'] == len(set(ids))
+    assert sorted(res['entropies']) == sorted(ids)
+    assert res['num_unscored'] == sum(
+        v is None for v in res['entropies'].values())
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_entropy_phase_equals_per_image_predict(config, tmp_path):
+    """The benchmark's entropy phase (batches of 5, float64) against batch-1
+    ``model.predict`` and the entropy formula, image by image."""
+    register_all_modules()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(OPTS['threads'])  # as run() does
+    try:
+        check_entropies(config, str(tmp_path))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def check_entropies(config: str, work_dir: str) -> None:
+    model, adapter, context = build_setup(options(config), work_dir)
+    view = context.unlabeled_view()
+    with adapter.float64(model) as bare, torch.no_grad():
+        ours = entropy_pass(context, OPTS['batch_size'])
+        ref = {}
+        for item in context.loader(view):
+            data = bare.data_preprocessor(item, False)
+            pred = bare.predict(data['inputs'].double(),
+                                data['data_samples'])[0]
+            ref[item['sample_id'][0]] = entropy_of(pred)
+    assert sorted(ours) == sorted(ref) == sorted(view.sample_ids)
+    scored = [k for k, v in ref.items() if v is not None]
+    assert scored, 'no image has a prediction: nothing is compared'
+    assert sorted(k for k, v in ours.items() if v is not None) == sorted(
+        scored)
+    top = max(ref[k] for k in scored)
+    assert 0 < top <= math.log(4) + 1e-12
+    for key in scored:
+        assert abs(ours[key] - ref[key]) <= RTOL * top, key
+
+
+@pytest.mark.parametrize('bad', [
+    dict(num_images=0), dict(batch_size=0), dict(repeat=0),
+    dict(img_size=8), dict(threads=0), dict(num_workers=-1),
+    dict(device='tpu'), dict(amp=True)
+])
+def test_bad_options_are_config_errors(bad):
+    with pytest.raises(ConfigError):
+        SelectorSpeedOptions(**bad)
