@@ -44,6 +44,11 @@ def parse_args() -> argparse.Namespace:
         help='continue the run in the work dir (error if there is none); '
         'without it a rerun also continues when a state file exists')
     parser.add_argument(
+        '--annotations',
+        help='annotation mode: the COCO JSON export of the annotation tool '
+        'that labels the selection waiting in the work dir (checked, then '
+        'merged; the run continues)')
+    parser.add_argument(
         '--launcher',
         choices=LAUNCHERS,
         default='none',
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> None:
                                 osp.splitext(osp.basename(args.config))[0])
     register_all_modules()
     init_distributed(args.launcher)
-    ActiveLearningRunner(cfg, require_state=args.resume).run()
+    ActiveLearningRunner(cfg, require_state=args.resume,
+                         annotations=args.annotations).run()
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from mmengine.logging import MMLogger, print_log
 from mmal.utils.errors import ConfigError, DataError
 from .sample_id import sample_id
 
-__all__ = ['check_annotations', 'ANNOTATION_POLICIES']
+__all__ = ['check_annotations', 'check_instance', 'ANNOTATION_POLICIES']
 
 #: The policies accepted by :func:`check_annotations`.
 ANNOTATION_POLICIES = ('error', 'drop')
@@ -50,10 +50,12 @@ def _fmt_box(bbox: Sequence[float]) -> str:
     return '[' + ', '.join(f'{float(v):g}' for v in bbox) + ']'
 
 
-def _check_instance(inst: Dict[str, Any], width: Optional[float],
-                    height: Optional[float],
-                    num_classes: Optional[int]) -> List[str]:
-    """Return what is wrong with one instance (empty if nothing)."""
+def check_instance(inst: Dict[str, Any], width: Optional[float],
+                   height: Optional[float],
+                   num_classes: Optional[int]) -> List[str]:
+    """What is wrong with one instance (``bbox`` x1 y1 x2 y2, ``bbox_label``;
+    empty if nothing); ``width``, ``height`` and ``num_classes`` may be
+    None (not checked)."""
     what = []
     bbox = inst.get('bbox')
     if bbox is not None:
@@ -119,7 +121,7 @@ def _find_problems(dataset: Any) -> List[_Problem]:
                          f'{where}: image file {img_path!r} does not exist'))
         width, height = info.get('width'), info.get('height')
         for k, inst in enumerate(info.get('instances') or []):
-            what = _check_instance(inst, width, height, num_classes)
+            what = check_instance(inst, width, height, num_classes)
             if what:
                 box = inst.get('bbox')
                 # mmdet subtracts 1 from VOC's 1-based XML coordinates

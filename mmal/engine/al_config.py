@@ -22,6 +22,8 @@ AL_CFG_DEFAULTS: Dict[str, Any] = dict(
     adapter=None,  # model adapter (needed by model-based selectors)
     task=None,  # None: the adapter's task, else by default_scope
     selector=None,  # the query strategy
+    annotation=None,  # None: simulation; a dict: annotation mode (labels
+    # come from people; see mmal/engine/annotation_mode.py)
 )
 
 ANNOTATION_POLICIES = ('error', 'drop')
@@ -47,11 +49,16 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
             f'unknown al_cfg keys in {source}: {unknown}; known '
             f'keys: {sorted(AL_CFG_DEFAULTS)}')
     out = {k: al.get(k, d) for k, d in AL_CFG_DEFAULTS.items()}
+    if out['annotation'] is not None:  # the labeled file says what is
+        out['initial_size'] = None  # labeled before cycle 0
     for key in ('initial_size', 'budget', 'num_cycles', 'selector'):
-        if out[key] is None:
+        if out[key] is None and not (key == 'initial_size'
+                                     and out['annotation'] is not None):
             raise ConfigError(f'al_cfg.{key} must be set in {source}')
     for key in ('initial_size', 'budget'):
         value = out[key]
+        if value is None:  # initial_size in annotation mode
+            continue
         if not (isinstance(value, int) and value > 0 or isinstance(
                 value, float) and 0 < value <= 1):
             raise ConfigError(

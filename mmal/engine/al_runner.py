@@ -29,6 +29,7 @@ from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
 from mmal.utils.fileio import atomic_write_json, read_json
 from . import experiment_fingerprint as fingerprint
 from .al_config import num_images, resolve_al_cfg
+from .annotation_mode import AnnotationMode, resolve_annotation_cfg
 from .cycle_runner import CycleRunner
 from .image_drops import ImageDrops, check_run_images
 
@@ -110,7 +111,8 @@ class ActiveLearningRunner:
     def __init__(self,
                  cfg: Config,
                  work_dir: Optional[str] = None,
-                 require_state: bool = False) -> None:
+                 require_state: bool = False,
+                 annotations: Optional[str] = None) -> None:
         world = int(os.environ.get('WORLD_SIZE', '1'))
         if world > 1 and not is_distributed():
             raise RuntimeError(
@@ -158,6 +160,16 @@ class ActiveLearningRunner:
         self._costs: Optional[Dict[str, int]] = None
         self.image_drops = ImageDrops()  # undecodable images left out
         self._env_logged = False
+        annotation = resolve_annotation_cfg(self.al['annotation'])
+        if annotation is None and annotations:
+            raise ConfigError(
+                '--annotations is for annotation mode: the config has no '
+                'al_cfg.annotation (see README "Your own unlabeled images")')
+        self.annotation_mode = None
+        if annotation is not None:
+            self.annotation_mode = AnnotationMode(self, annotation,
+                                                  annotations)
+            self.annotation_mode.prepare()
 
     # -- helpers ----------------------------------------------------------
     def _build_task(self):
@@ -266,9 +278,13 @@ class ActiveLearningRunner:
         if self.require_state:
             raise MissingFileError(
                 f'--resume given but {self.state_path} does not exist')
-        pool = PoolState.initial(
-            pool_ids, num_images(self.al['initial_size'], len(pool_ids)),
-            self.al['seed'])
+        if self.annotation_mode is not None:
+            pool = PoolState(pool_ids)
+            pool.label(self.annotation_mode.initial_labeled(), cycle=0)
+        else:
+            pool = PoolState.initial(
+                pool_ids, num_images(self.al['initial_size'], len(pool_ids)),
+                self.al['seed'])
         state = ALState(
             pool,
             meta={
@@ -348,6 +364,8 @@ class ActiveLearningRunner:
             state = self.load_or_init_state()
             if self.image_drops.record(state):
                 self.save_state(state)
+            if self.annotation_mode is not None:
+                self.annotation_mode.check_annotations_arg(state)
             for cycle in range(self.al['num_cycles']):
                 if not self.run_cycle(state, cycle):
                     break
@@ -382,6 +400,8 @@ class ActiveLearningRunner:
                 self.log(f'cycle {cycle}: every image of the pool is '
                          'labeled; stopping')
                 return False
+            if self.annotation_mode is not None:  # people label it
+                return self.annotation_mode.exchange(state, cycle)
             self.select(state, cycle)
         return True
 
@@ -494,6 +514,12 @@ class ActiveLearningRunner:
     def evaluate(self, state: ALState, cycle: int,
                  runner: Optional[Runner]) -> Dict[str, float]:
         """Evaluate the cycle's model on the test split; record metrics."""
+        if not self.cfg.get('test_dataloader'):  # annotation mode may
+            state.mark_done(cycle, 'evaluate')  # have no labeled test split
+            self.save_state(state)
+            self.log(f'cycle {cycle}: no test split (test_dataloader=None): '
+                     'not evaluated')
+            return {}
         if runner is None:
             cfg = self._runner_cfg(cycle, 'eval')
             cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None

@@ -1,0 +1,141 @@
+"""What to label next, in the formats annotation tools import.
+
+A selection in annotation mode is written to ``cycle_k/to_annotate/``:
+
+* ``annotations_coco.json``: COCO 1.0 (images with file names and sizes,
+  the config's categories) with the model's predictions as
+  pre-annotations (CVAT: import as "COCO 1.0");
+* ``label_studio_tasks.json``: Label Studio tasks, one per image, with
+  the predictions as ``predictions`` (rectangle labels in percent of the
+  image; Label Studio takes pre-annotations this way, not from COCO);
+* ``images.txt``: the image paths, one per line, in rank order;
+* ``scores.csv``: rank, file name, sample id and selector score;
+* ``manifest.json``: the cycle, the selected ids and file names, and the
+  command that imports the labels.
+"""
+import csv
+import io
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence
+
+from mmal.utils.fileio import atomic_write_json, atomic_write_text
+
+#: File names of an export.
+COCO_FILE = 'annotations_coco.json'
+LABEL_STUDIO_FILE = 'label_studio_tasks.json'
+LIST_FILE = 'images.txt'
+SCORES_FILE = 'scores.csv'
+MANIFEST_FILE = 'manifest.json'
+
+
+def coco_predictions(images: Sequence[Dict[str, Any]],
+                     predictions: Dict[str, Dict[str, list]],
+                     classes: Sequence[str]) -> Dict[str, Any]:
+    """COCO 1.0 dict of ``images`` with ``predictions`` as annotations.
+
+    Args:
+        images (Sequence[dict]): COCO image entries (``id``,
+            ``file_name``, ``width``, ``height``) in rank order.
+        predictions (dict): ``str(image id)`` -> ``bboxes`` (n x 4, x1 y1
+            x2 y2 in the image's pixels), ``scores`` (n), ``labels`` (n,
+            indices into ``classes``).
+        classes (Sequence[str]): Category names; ids are 1..K.
+
+    Returns:
+        dict: ``images``, ``annotations`` (``bbox`` x y w h, ``score``),
+        ``categories``.
+    """
+    anns = []
+    for im in images:
+        pred = predictions.get(str(im['id']), {})
+        for box, score, label in zip(pred.get('bboxes', []),
+                                     pred.get('scores', []),
+                                     pred.get('labels', [])):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            anns.append(dict(
+                id=len(anns) + 1, image_id=im['id'],
+                category_id=int(label) + 1,
+                bbox=[x1, y1, x2 - x1, y2 - y1],
+                area=(x2 - x1) * (y2 - y1), iscrowd=0,
+                score=float(score)))
+    return dict(
+        images=[{k: im[k] for k in ('id', 'file_name', 'width', 'height')}
+                for im in images],
+        annotations=anns,
+        categories=[dict(id=i + 1, name=n) for i, n in enumerate(classes)])
+
+
+def label_studio_tasks(coco: Dict[str, Any], image_root: str,
+                       model_version: str) -> List[Dict[str, Any]]:
+    """Label Studio tasks (one per image of ``coco``) whose
+    ``predictions`` hold ``coco``'s boxes as ``rectanglelabels``.
+
+    The labeling config they fit names the image ``image`` and the labels
+    ``label``: ``<Image name="image" value="$image"/>
+    <RectangleLabels name="label" toName="image">...``.
+    """
+    names = {c['id']: c['name'] for c in coco['categories']}
+    by_image: Dict[Any, list] = {}
+    for ann in coco['annotations']:
+        by_image.setdefault(ann['image_id'], []).append(ann)
+    tasks = []
+    for im in coco['images']:
+        w, h = im['width'], im['height']
+        result = []
+        for ann in by_image.get(im['id'], []):
+            x, y, bw, bh = ann['bbox']
+            result.append(dict(
+                id=f'{im["id"]}_{ann["id"]}', type='rectanglelabels',
+                from_name='label', to_name='image', original_width=w,
+                original_height=h, image_rotation=0, score=ann['score'],
+                value=dict(x=100 * x / w, y=100 * y / h, width=100 * bw / w,
+                           height=100 * bh / h, rotation=0,
+                           rectanglelabels=[names[ann['category_id']]])))
+        scores = [r['score'] for r in result]
+        tasks.append(dict(
+            data=dict(image=osp.join(image_root, im['file_name'])),
+            predictions=[dict(model_version=model_version,
+                              score=max(scores) if scores else 0.0,
+                              result=result)]))
+    return tasks
+
+
+def write_export(out_dir: str,
+                 images: Sequence[Dict[str, Any]],
+                 predictions: Dict[str, Dict[str, list]],
+                 scores: Dict[str, Optional[float]],
+                 classes: Sequence[str],
+                 image_root: str,
+                 manifest: Dict[str, Any]) -> Dict[str, str]:
+    """Write every file of an export (see the module doc) into ``out_dir``.
+
+    Each file is written atomically, the manifest last: an export is
+    complete once ``manifest.json`` exists.
+
+    Returns:
+        dict: What -> path of each file written.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {k: osp.join(out_dir, f) for k, f in (
+        ('coco', COCO_FILE), ('label_studio', LABEL_STUDIO_FILE),
+        ('list', LIST_FILE), ('scores', SCORES_FILE),
+        ('manifest', MANIFEST_FILE))}
+    coco = coco_predictions(images, predictions, classes)
+    atomic_write_json(paths['coco'], coco)
+    atomic_write_json(
+        paths['label_studio'],
+        label_studio_tasks(coco, image_root,
+                           f'mmal cycle {manifest.get("cycle")}'))
+    atomic_write_text(paths['list'], ''.join(
+        osp.join(image_root, im['file_name']) + '\n' for im in images))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(['rank', 'file_name', 'sample_id', 'score'])
+    for rank, im in enumerate(images):
+        score = scores.get(str(im['id']))
+        writer.writerow([rank + 1, im['file_name'], im['id'],
+                         '' if score is None else repr(float(score))])
+    atomic_write_text(paths['scores'], buf.getvalue())
+    atomic_write_json(paths['manifest'], dict(manifest, files=paths))
+    return paths

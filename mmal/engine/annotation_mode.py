@@ -1,0 +1,306 @@
+"""Annotation mode: real unlabeled images, labels from an annotation tool.
+
+In simulation (the default) the pool's labels exist and a selection reveals
+them. In annotation mode (``al_cfg.annotation``) a selection is exported
+for people to label (``cycle_k/to_annotate/``, see
+:mod:`mmal.annotation.export_writers`) and the run stops; the next run with
+``--annotations FILE`` checks the labels against the export
+(:func:`mmal.annotation.label_import.read_labels`), merges them into the
+pool's COCO file in the work dir, records the cycle and continues.
+"""
+import copy
+import hashlib
+import os.path as osp
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+import torch
+from mmengine.registry import DATASETS
+
+from mmal.annotation import (build_pool, labeled_image_ids, merge_labels,
+                             read_labels, write_export, write_pool)
+from mmal.annotation.export_writers import MANIFEST_FILE
+from mmal.structures import ALState
+from mmal.utils.distributed import broadcast_from_master, is_master, sync
+from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
+                               WorkDirError)
+from mmal.utils.fileio import read_json
+
+if TYPE_CHECKING:
+    from .al_runner import ActiveLearningRunner
+
+#: Keys of ``al_cfg.annotation`` with their defaults (None: required).
+ANNOTATION_DEFAULTS: Dict[str, Any] = dict(
+    image_dir=None,  # folder of the pool's images (labeled and not)
+    labeled_ann_file=None,  # COCO JSON of the images labeled so far
+    unlabeled_ann_file=None,  # COCO JSON listing the unlabeled images
+    # (default: every image under image_dir that labeled_ann_file lacks)
+    pre_annotation_score_thr=0.3,  # predictions exported as pre-labels
+    image_root=None,  # image path prefix in exports (default image_dir)
+)
+
+POOL_FILE = osp.join('annotations', 'pool.json')
+
+
+def resolve_annotation_cfg(cfg: Optional[dict]) -> Optional[Dict[str, Any]]:
+    """``al_cfg.annotation`` with defaults, or None (simulation)."""
+    if cfg is None:
+        return None
+    if not isinstance(cfg, dict):
+        raise ConfigError('al_cfg.annotation must be None (simulation) or a '
+                          f'dict, got {cfg!r}')
+    unknown = sorted(set(cfg) - set(ANNOTATION_DEFAULTS))
+    if unknown:
+        raise ConfigKeyError(f'unknown al_cfg.annotation keys {unknown}; '
+                             f'known: {sorted(ANNOTATION_DEFAULTS)}')
+    out = {k: cfg.get(k, d) for k, d in ANNOTATION_DEFAULTS.items()}
+    for key in ('image_dir', 'labeled_ann_file'):
+        if not out[key]:
+            raise ConfigError(f'al_cfg.annotation.{key} must be set')
+    for key in ('image_dir', 'labeled_ann_file', 'unlabeled_ann_file'):
+        if out[key]:
+            out[key] = osp.abspath(out[key])
+    out['image_root'] = out['image_root'] or out['image_dir']
+    return out
+
+
+class AnnotationMode:
+    """The annotation-mode steps of an :class:`ActiveLearningRunner`.
+
+    Args:
+        runner (ActiveLearningRunner): The driver (its config, work dir,
+            state helpers and logger).
+        cfg (dict): Resolved ``al_cfg.annotation``.
+        annotations (str, optional): The annotation tool's COCO export
+            answering the pending export (``--annotations``).
+    """
+
+    def __init__(self, runner: 'ActiveLearningRunner', cfg: Dict[str, Any],
+                 annotations: Optional[str] = None) -> None:
+        self.runner = runner
+        self.cfg = cfg
+        self.annotations = (osp.abspath(annotations)
+                            if annotations else None)
+        self.pool_file = osp.join(runner.work_dir, POOL_FILE)
+        al = runner.al
+        if runner.task.cost_unit != 'boxes':
+            raise ConfigError(
+                'al_cfg.annotation: annotation mode supports detection '
+                f'(COCO JSON) only so far, not {runner.task.name}')
+        if al['budget_boxes'] is not None:
+            raise ConfigError(
+                'al_cfg.budget_boxes cannot be used in annotation mode: the '
+                'box count of an image is unknown before it is labeled; use '
+                'al_cfg.budget (images)')
+        if runner.adapter is None:
+            raise ConfigError(
+                'annotation mode needs al_cfg.adapter: the pre-annotations '
+                'are the model\'s predictions')
+        self.classes = self._classes()
+
+    # -- set-up -------------------------------------------------------------
+    def _classes(self) -> List[str]:
+        ds = self.runner.cfg.train_dataloader['dataset']
+        classes = (ds.get('metainfo') or {}).get('classes')
+        if classes is None:
+            cls = DATASETS.get(ds['type'])
+            classes = getattr(cls, 'METAINFO', {}).get('classes')
+        if not classes:
+            raise ConfigError('annotation mode: cannot tell the classes of '
+                              'train_dataloader.dataset; set its metainfo')
+        return list(classes)
+
+    def prepare(self) -> None:
+        """Write the pool's COCO file on the first run (rank 0) and point
+        the config's pool dataset and (absent a labeled val split) ISAL's
+        reference set at it."""
+        exists = broadcast_from_master(osp.isfile(self.pool_file))
+        if not exists:
+            if osp.isfile(self.runner.state_path):
+                raise WorkDirError(
+                    f'{self.runner.state_path} exists but the pool file '
+                    f'{self.pool_file} does not: the work dir is not from '
+                    'an annotation-mode run')
+            if is_master():
+                write_pool(self.pool_file, build_pool(
+                    self.classes, self.cfg['image_dir'],
+                    self.cfg['labeled_ann_file'],
+                    self.cfg['unlabeled_ann_file']))
+            sync()
+        cfg = self.runner.cfg
+        ds = cfg.train_dataloader['dataset']
+        cfg.train_dataloader['dataset'] = dict(
+            type='CocoDataset',
+            data_root='',
+            ann_file=self.pool_file,
+            data_prefix=dict(img=self.cfg['image_dir'] + osp.sep),
+            metainfo=dict(classes=tuple(self.classes)),
+            filter_cfg=None,  # an image with no object is a valid label
+            pipeline=copy.deepcopy(ds['pipeline']),
+            backend_args=ds.get('backend_args'))
+        if not cfg.get('val_dataloader') and not cfg.get('test_dataloader'):
+            selector = self.runner.selector
+            if getattr(selector, 'reference', None) == 'val':
+                selector.reference = 'labeled'
+                self.runner.log('annotation mode without a labeled val or '
+                                'test split: the reference set is the '
+                                'labeled images')
+
+    def initial_labeled(self) -> List[str]:
+        """The sample ids labeled before cycle 0: the labeled file's."""
+        return labeled_image_ids(self.cfg['labeled_ann_file'])
+
+    # -- export and import --------------------------------------------------
+    def export_dir(self, cycle: int) -> str:
+        return osp.join(self.runner.cycle_dir(cycle), 'to_annotate')
+
+    def continue_command(self) -> str:
+        cfg = self.runner.cfg.filename or 'CONFIG'
+        return (f'python tools/al_train.py {cfg} --work-dir '
+                f'{self.runner.work_dir} --annotations <FILE>')
+
+    def exchange(self, state: ALState, cycle: int) -> bool:
+        """Cycle ``cycle``'s selection in annotation mode.
+
+        Selects (once), exports, and stops unless ``--annotations`` answers
+        the export; then imports the labels, labels the images for cycle
+        ``cycle + 1`` and returns True (continue).
+        """
+        runner = self.runner
+        sel_file = osp.join(runner.cycle_dir(cycle), 'selection.json')
+        if broadcast_from_master(osp.isfile(sel_file)):
+            record = read_json(sel_file)
+        else:
+            unlabeled = set(state.pool.unlabeled_ids)
+            runner._new_selection(state, cycle, unlabeled, sel_file)
+            record = read_json(sel_file)
+        manifest = osp.join(self.export_dir(cycle), MANIFEST_FILE)
+        if not broadcast_from_master(osp.isfile(manifest)):
+            self.export(state, cycle, record)
+        if self.annotations is None:
+            runner.log(
+                f'cycle {cycle}: {len(record["selected"])} images to label, '
+                f'listed in {self.export_dir(cycle)} (images.txt; COCO 1.0 '
+                'with pre-annotations for CVAT: annotations_coco.json; Label '
+                'Studio tasks: label_studio_tasks.json). Label them, export '
+                'COCO JSON, then continue with\n  ' +
+                self.continue_command())
+            return False
+        self.import_labels(state, cycle, record)
+        return True
+
+    def _selection_images(self, selected: List[str]) -> List[Dict[str, Any]]:
+        pool = read_json(self.pool_file)
+        by_id = {str(im['id']): im for im in pool['images']}
+        return [by_id[sid] for sid in selected]
+
+    def predictions(self, state: ALState, cycle: int,
+                    selected: List[str]) -> Dict[str, Dict[str, list]]:
+        """The cycle's model's predictions on ``selected`` (in the images'
+        own pixels, score >= ``pre_annotation_score_thr``), as lists."""
+        from mmal.datasets import SelectionContext
+        from mmal.selectors import pool_pass
+        runner = self.runner
+        model = runner.adapter.prepare(
+            runner.load_model(state.record(cycle)['checkpoint']))
+        context = SelectionContext(
+            runner.cfg, state.pool, cycle, seed=0,
+            work_dir=runner.cycle_dir(cycle), model=model,
+            adapter=runner.adapter, task=runner.task,
+            num_workers=runner.al['num_workers'],
+            annotation_policy=runner.al['annotation_policy'],
+            logger=runner.logger)
+        thr = self.cfg['pre_annotation_score_thr']
+
+        def predict(model: torch.nn.Module, data: Dict) -> List[Dict]:
+            out = []
+            for sample in runner.adapter.unwrap(model).predict(
+                    data['inputs'], data['data_samples'], rescale=True):
+                pred = sample.pred_instances
+                keep = pred.scores >= thr
+                out.append(dict(bboxes=pred.bboxes[keep].tolist(),
+                                scores=pred.scores[keep].tolist(),
+                                labels=pred.labels[keep].tolist()))
+            return out
+
+        return pool_pass(context, predict, ids=selected,
+                         desc='pre-annotations of the selected images')
+
+    def export(self, state: ALState, cycle: int, record: Dict) -> None:
+        """Write ``cycle_k/to_annotate/`` (rank 0; every rank predicts)."""
+        selected = list(record['selected'])
+        preds = self.predictions(state, cycle, selected)
+        if is_master():
+            images = self._selection_images(selected)
+            write_export(
+                self.export_dir(cycle), images, preds,
+                record.get('scores', {}), self.classes,
+                self.cfg['image_root'],
+                dict(cycle=cycle, selector=record.get('selector'),
+                     selected=selected,
+                     file_names=[im['file_name'] for im in images],
+                     pre_annotation_score_thr=self.cfg[
+                         'pre_annotation_score_thr'],
+                     continue_with=self.continue_command()))
+        sync()
+
+    def import_labels(self, state: ALState, cycle: int,
+                      record: Dict) -> None:
+        """Check the annotation file against cycle ``cycle``'s export, then
+        merge it into the pool file and record the labels (nothing is
+        written when a check fails)."""
+        runner = self.runner
+        selected = list(record['selected'])
+        images = self._selection_images(selected)
+        labels = read_labels(
+            self.annotations, {im['file_name']: im for im in images},
+            self.classes, cycle, runner.al['annotation_policy'],
+            runner.logger)
+        pool = merge_labels(read_json(self.pool_file), labels)
+        if is_master():  # the pool file first: a crash before the state
+            write_pool(self.pool_file, pool)  # is written imports again
+        sync()
+        runner._pool_view = runner._costs = None  # the new annotations
+        state.pool.label(selected, cycle + 1)
+        state.mark_done(cycle, 'select', num_selected=len(selected),
+                        selected_cost=runner.cost(selected),
+                        annotations=self.annotations,
+                        annotations_sha256=file_sha256(self.annotations))
+        runner.save_state(state)
+        runner.log(f'cycle {cycle}: imported {self.annotations}: '
+                   f'{len(selected)} images, '
+                   f'{state.record(cycle)["selected_cost"]} boxes')
+        self.annotations = None  # consumed
+
+    def check_annotations_arg(self, state: ALState) -> None:
+        """``--annotations`` given: a file imported before (same content)
+        is ignored, so a repeated command never labels twice; a new file
+        with no export waiting for it is an error."""
+        if self.annotations is None:
+            return
+        digest = file_sha256(self.annotations)
+        done = [r for r in state.cycles
+                if r.get('annotations_sha256') == digest]
+        if done:
+            self.runner.log(f'{self.annotations} was imported at cycle '
+                            f'{done[-1]["cycle"]} already; ignoring it')
+            self.annotations = None
+            return
+        waiting = [r['cycle'] for r in state.cycles
+                   if 'select' not in r['done'] and osp.isfile(
+                       osp.join(self.export_dir(r['cycle']), MANIFEST_FILE))]
+        if not waiting:
+            raise WorkDirError(
+                f'--annotations {self.annotations}: no export of '
+                f'{self.runner.work_dir} waits for labels (run without '
+                '--annotations to train and export the next selection)')
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file's bytes (a missing file is named)."""
+    if not osp.isfile(path):
+        raise MissingFileError(f'--annotations: {path} does not exist')
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()

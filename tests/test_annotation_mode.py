@@ -1,0 +1,291 @@
+"""Annotation mode: export what to label, import the labels, continue.
+
+A scripted annotator answers each export from the hidden ground truth of
+the generated shapes (as CVAT or Label Studio would export it: its own
+image and category ids, the exported file names), and after 2 rounds the
+labeled pool equals what the simulation labeled with the same seed and
+selector (random: its ranking depends on the ids and the seed only).
+Each bad import is refused with a message and changes no file of the work
+dir but ``al.log``.
+"""
+import copy
+import glob
+import hashlib
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.dataset import pseudo_collate
+
+from mmal.engine import ActiveLearningRunner
+from mmal.utils import UserError
+from mmal.utils.checkpoint import trusted_checkpoint_loading
+from conftest import tiny_config
+
+PRE_THR = 0.02  # a 2-epoch model scores low: export some boxes
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f)
+    return path
+
+
+@pytest.fixture(scope='module')
+def simulation(tmp_path_factory):
+    """The random selector's tiny demo, 3 cycles (2 selections)."""
+    work_dir = str(tmp_path_factory.mktemp('sim'))
+    cfg = tiny_config('random_fcos_shapes.py', **{'al_cfg.num_cycles': 3})
+    state = ActiveLearningRunner(cfg, work_dir).run()
+    return work_dir, state
+
+
+def _annotation_config(sim_dir, tmp):
+    """The same demo in annotation mode: the simulation's cycle-0 images
+    as the labeled file, the rest of the pool as a COCO list of images."""
+    gt = _read(osp.join(sim_dir, 'data', 'annotations', 'train.json'))
+    state = _read(osp.join(sim_dir, 'al_state.json'))
+    first = {int(k) for k, c in state['pool']['labeled'].items() if c == 0}
+    labeled = dict(
+        gt, images=[im for im in gt['images'] if im['id'] in first],
+        annotations=[a for a in gt['annotations'] if a['image_id'] in first])
+    unlabeled = dict(images=[im for im in gt['images']
+                             if im['id'] not in first])
+    cfg = tiny_config('random_fcos_shapes.py', **{
+        'al_cfg.num_cycles': 3,
+        'al_cfg.annotation': dict(
+            image_dir=osp.join(sim_dir, 'data', 'images', 'train'),
+            labeled_ann_file=_write(str(tmp / 'labeled.json'), labeled),
+            unlabeled_ann_file=_write(str(tmp / 'unlabeled.json'),
+                                      unlabeled),
+            pre_annotation_score_thr=PRE_THR),
+    })
+    return cfg, gt
+
+
+def _answer(export_dir, gt, path, shift_ids=100):
+    """What an annotation tool exports for the images of an export: the
+    hidden ground truth, with the tool's own image and category ids."""
+    exported = _read(osp.join(export_dir, 'annotations_coco.json'))
+    names = [im['file_name'] for im in exported['images']]
+    by_name = {im['file_name']: im for im in gt['images']}
+    cats = {c['id']: c['name'] for c in gt['categories']}
+    tool_cat = {name: 50 - i for i, name in enumerate(sorted(cats.values()))}
+    images, anns = [], []
+    for k, name in enumerate(names):
+        im = by_name[name]
+        images.append(dict(id=k + shift_ids, file_name=name,
+                           width=im['width'], height=im['height']))
+        for a in gt['annotations']:
+            if a['image_id'] == im['id']:
+                anns.append(dict(id=len(anns) + 1, image_id=k + shift_ids,
+                                 category_id=tool_cat[cats[a['category_id']]],
+                                 bbox=list(a['bbox']), area=a['area'],
+                                 iscrowd=0))
+    return _write(path, dict(
+        images=images, annotations=anns,
+        categories=[dict(id=i, name=n) for n, i in tool_cat.items()]))
+
+
+def _snapshot(work_dir):
+    out = {}
+    for path in sorted(glob.glob(osp.join(work_dir, '**'), recursive=True)):
+        if osp.isfile(path) and osp.basename(path) != 'al.log':
+            with open(path, 'rb') as f:
+                out[path] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope='module')
+def round_trip(simulation, tmp_path_factory):
+    sim_dir, _ = simulation
+    tmp = tmp_path_factory.mktemp('ann')
+    cfg, gt = _annotation_config(sim_dir, tmp)
+    work_dir = str(tmp / 'run')
+    steps = []
+    state = ActiveLearningRunner(copy.deepcopy(cfg), work_dir).run()
+    steps.append(copy.deepcopy(state.to_dict()))
+    answers = []
+    for cycle in (0, 1):
+        export_dir = osp.join(work_dir, f'cycle_{cycle}', 'to_annotate')
+        answers.append(_answer(export_dir, gt, str(tmp / f'ann{cycle}.json')))
+        if cycle == 0:  # checked before the import below changes it
+            bad_imports = _bad_imports(cfg, work_dir, tmp, answers[0], gt)
+        state = ActiveLearningRunner(copy.deepcopy(cfg), work_dir,
+                                     annotations=answers[-1]).run()
+        steps.append(copy.deepcopy(state.to_dict()))
+    return dict(cfg=cfg, work_dir=work_dir, steps=steps, gt=gt,
+                answers=answers, bad_imports=bad_imports, tmp=tmp)
+
+
+def _bad_imports(cfg, work_dir, tmp, good, gt):
+    """Each bad file against cycle 0's pending export: (message, whether
+    the work dir's files stayed the same)."""
+    answer = _read(good)
+    unlabeled = [im for im in gt['images']
+                 if im['file_name'] not in
+                 {i['file_name'] for i in answer['images']}]
+    extra = copy.deepcopy(answer)
+    extra['images'].append(dict(unlabeled[0], id=999))
+    dog = copy.deepcopy(answer)
+    dog['categories'][0]['name'] = 'dog'
+    flat = copy.deepcopy(answer)
+    flat['annotations'][0]['bbox'][3] = 0.0
+    missing = copy.deepcopy(answer)
+    gone = missing['images'].pop()
+    missing['annotations'] = [a for a in missing['annotations']
+                              if a['image_id'] != gone['id']]
+    cases = {
+        'not in the selection': _write(str(tmp / 'extra.json'), extra),
+        'category .dog.': _write(str(tmp / 'dog.json'), dog),
+        'not valid JSON': str(tmp / 'broken.json'),
+        'invalid boxes': _write(str(tmp / 'flat.json'), flat),
+        'selected images are missing': _write(str(tmp / 'missing.json'),
+                                              missing),
+    }
+    with open(good) as f, open(cases['not valid JSON'], 'w') as g:
+        g.write(f.read()[:-20])
+    out = {}
+    for match, path in cases.items():
+        before = _snapshot(work_dir)
+        log = osp.getsize(osp.join(work_dir, 'al.log'))
+        with pytest.raises(UserError, match=match) as err:
+            ActiveLearningRunner(copy.deepcopy(cfg), work_dir,
+                                 annotations=path).run()
+        out[match] = (str(err.value), before == _snapshot(work_dir),
+                      osp.getsize(osp.join(work_dir, 'al.log')) >= log)
+    return out
+
+
+def test_round_trip_labels_what_the_simulation_labels(simulation,
+                                                      round_trip):
+    _, sim_state = simulation
+    steps = round_trip['steps']
+    # each run stops at its export, the last one after cycle 2
+    assert [[r['done'] for r in s['cycles']] for s in steps] == [
+        [['train', 'evaluate']],
+        [['train', 'evaluate', 'select'], ['train', 'evaluate']],
+        [['train', 'evaluate', 'select'], ['train', 'evaluate', 'select'],
+         ['train', 'evaluate']],
+    ]
+    assert steps[-1]['pool']['labeled'] == sim_state.pool.to_dict()['labeled']
+    # the boxes of the imported images are the hidden ground truth's
+    sim = [r['cost'] for r in sim_state.cycles]
+    assert [r['cost'] for r in steps[-1]['cycles']] == sim
+
+
+def test_export_files_and_pre_annotations(round_trip):
+    work_dir, gt = round_trip['work_dir'], round_trip['gt']
+    export = osp.join(work_dir, 'cycle_0', 'to_annotate')
+    manifest = _read(osp.join(export, 'manifest.json'))
+    selection = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
+    assert manifest['selected'] == selection['selected']
+    assert '--annotations' in manifest['continue_with']
+    names = {str(im['id']): im['file_name'] for im in gt['images']}
+    assert manifest['file_names'] == [names[i] for i in manifest['selected']]
+    with open(osp.join(export, 'images.txt')) as f:
+        paths = f.read().split()
+    assert [osp.basename(p) for p in paths] == manifest['file_names']
+    assert all(osp.isfile(p) for p in paths)
+    with open(osp.join(export, 'scores.csv')) as f:
+        rows = f.read().split()[1:]
+    assert [r.split(',')[1] for r in rows] == manifest['file_names']
+    coco = _read(osp.join(export, 'annotations_coco.json'))
+    tasks = _read(osp.join(export, 'label_studio_tasks.json'))
+    assert [c['name'] for c in coco['categories']] == [
+        'square', 'circle', 'triangle']
+    assert len(tasks) == len(coco['images']) == len(manifest['selected'])
+    # the pre-annotations are the cycle-0 model's predictions (mmdet's
+    # test_step at batch 1, in the image's pixels, score >= PRE_THR)
+    runner = ActiveLearningRunner(copy.deepcopy(round_trip['cfg']), work_dir)
+    state = _read(osp.join(work_dir, 'al_state.json'))
+    with trusted_checkpoint_loading():
+        model = runner.load_model(state['cycles'][0]['checkpoint'])
+    view = runner.pool_view.dataset
+    view_ids = runner.pool_view.sample_ids
+    assert coco['annotations'], 'no pre-annotation to compare'
+    exported = {}
+    for a in coco['annotations']:
+        exported.setdefault(a['image_id'], []).append(a)
+    for task, im in zip(tasks, coco['images']):
+        idx = view_ids.index(str(im['id']))
+        item = pseudo_collate([_test_item(runner, view, idx)])
+        with torch.no_grad():
+            pred = model.test_step(item)[0].pred_instances
+        ref = [(b.tolist(), float(s), int(lab)) for b, s, lab in zip(
+            pred.bboxes, pred.scores, pred.labels) if s >= PRE_THR]
+        ours = exported.get(im['id'], [])
+        sure = [r for r in ref if r[1] >= PRE_THR + 1e-4]
+        assert len(sure) <= len(ours) <= len(ref)
+        for a in ours:  # each exported box is a prediction
+            x, y, w, h = a['bbox']
+            assert any(
+                lab + 1 == a['category_id'] and abs(s - a['score']) < 1e-4
+                and max(abs(u - v) for u, v in zip(b, [x, y, x + w, y + h]))
+                < 1e-2 for b, s, lab in ref)
+        # Label Studio: the same boxes, in percent of the image
+        result = task['predictions'][0]['result']
+        assert len(result) == len(ours)
+        for r, a in zip(result, ours):
+            assert r['value']['x'] == pytest.approx(
+                100 * a['bbox'][0] / im['width'])
+            assert r['value']['rectanglelabels'] == [
+                coco['categories'][a['category_id'] - 1]['name']]
+
+
+def _test_item(runner, view, idx):
+    """Pool image ``idx`` through the config's test pipeline."""
+    from mmengine.dataset import Compose
+    from mmal.datasets.pool_data import eval_pipeline
+    info = copy.deepcopy(view.get_data_info(idx))
+    return Compose(eval_pipeline(runner.cfg))(info)
+
+
+@pytest.mark.parametrize('match', [
+    'not in the selection', 'category .dog.', 'not valid JSON',
+    'invalid boxes', 'selected images are missing'
+])
+def test_bad_imports_are_refused_and_change_nothing(round_trip, match):
+    message, unchanged, log_kept = round_trip['bad_imports'][match]
+    assert unchanged, message
+    assert log_kept
+    assert 'cycle 0' in message or 'JSON' in message
+
+
+def test_the_same_file_twice_labels_once_and_another_cycles_file_is_refused(
+        round_trip):
+    cfg, work_dir = round_trip['cfg'], round_trip['work_dir']
+    before = _snapshot(work_dir)
+    # the finished run: importing cycle 1's answer again is ignored
+    state = ActiveLearningRunner(copy.deepcopy(cfg), work_dir,
+                                 annotations=round_trip['answers'][1]).run()
+    assert state.to_dict() == round_trip['steps'][-1]
+    assert _snapshot(work_dir) == before
+    with open(osp.join(work_dir, 'al.log')) as f:
+        assert 'imported at cycle 1 already; ignoring it' in f.read()
+    # an edited answer to cycle 0 when no export waits: refused
+    edited = _read(round_trip['answers'][0])
+    edited['annotations'] = edited['annotations'][1:]
+    path = _write(str(round_trip['tmp'] / 'edited.json'), edited)
+    with pytest.raises(UserError, match='no export .* waits for labels'):
+        ActiveLearningRunner(copy.deepcopy(cfg), work_dir,
+                             annotations=path).run()
+    assert _snapshot(work_dir) == before
+
+
+def test_annotation_mode_refuses_a_box_budget_and_annotations_without_it(
+        tmp_path, round_trip):
+    cfg = copy.deepcopy(round_trip['cfg'])
+    cfg.al_cfg.budget_boxes = 10
+    with pytest.raises(UserError, match='budget_boxes cannot be used'):
+        ActiveLearningRunner(cfg, str(tmp_path / 'a'))
+    with pytest.raises(UserError, match='--annotations is for annotation'):
+        ActiveLearningRunner(tiny_config('random_fcos_shapes.py'),
+                             str(tmp_path / 'b'),
+                             annotations=round_trip['answers'][0])
