@@ -289,3 +289,37 @@ def test_annotation_mode_refuses_a_box_budget_and_annotations_without_it(
         ActiveLearningRunner(tiny_config('random_fcos_shapes.py'),
                              str(tmp_path / 'b'),
                              annotations=round_trip['answers'][0])
+
+
+def test_without_a_test_split_isal_uses_the_labeled_images(tmp_path):
+    """A folder of images and a labeled file only (val/test set to None,
+    as the README's example): ISAL's reference set becomes the labeled
+    images, the cycle is not evaluated, the export is written from the
+    top-level test_pipeline."""
+    from mmal.tasks import DetectionTask
+    data = str(tmp_path / 'data')
+    DetectionTask().generate_demo_data(data, num_train=24, num_val=8,
+                                       img_size=64, max_objects=3, seed=0)
+    gt = _read(osp.join(data, 'annotations', 'train.json'))
+    keep = {im['id'] for im in gt['images'][:8]}
+    labeled = _write(str(tmp_path / 'labeled.json'), dict(
+        gt, images=[im for im in gt['images'] if im['id'] in keep],
+        annotations=[a for a in gt['annotations'] if a['image_id'] in keep]))
+    cfg = tiny_config('isal_fcos_shapes.py', **{
+        'al_cfg.annotation': dict(
+            image_dir=osp.join(data, 'images', 'train'),
+            labeled_ann_file=labeled)})
+    cfg.pop('demo_data')
+    for key in ('val_dataloader', 'val_evaluator', 'test_dataloader',
+                'test_evaluator'):
+        cfg[key] = None
+    runner = ActiveLearningRunner(cfg, str(tmp_path / 'run'))
+    state = runner.run()
+    assert runner.selector.reference == 'labeled'
+    rec = state.record(0)
+    assert rec['done'] == ['train', 'evaluate'] and 'metric' not in rec
+    assert rec['images'] == 8 and len(state.pool) == 24  # the folder
+    manifest = _read(osp.join(str(tmp_path / 'run'), 'cycle_0',
+                              'to_annotate', 'manifest.json'))
+    assert len(manifest['selected']) == 4
+    assert not {int(i) for i in manifest['selected']} & keep

@@ -91,15 +91,20 @@ def dataset_pipeline(ds_cfg: dict) -> Optional[List[dict]]:
 
 
 def eval_pipeline(cfg: Config) -> List[dict]:
-    """The test-time pipeline of the config (no random augmentation)."""
+    """The test-time pipeline of the config (no random augmentation): the
+    test (else val) dataloader's; without either, the top-level
+    ``test_pipeline`` that mmdet configs define."""
     for key in ('test_dataloader', 'val_dataloader'):
         loader = cfg.get(key)
         if loader:
             pipeline = dataset_pipeline(as_plain_dict(loader['dataset']))
             if pipeline is not None:
                 return pipeline
+    if cfg.get('test_pipeline'):
+        return [as_plain_dict(t) for t in cfg.test_pipeline]
     raise KeyError('the config has no test_dataloader / val_dataloader '
-                   'pipeline to run the pool inference with')
+                   'pipeline and no test_pipeline to run the pool inference '
+                   'with')
 
 
 class IdTaggedDataset(Dataset):

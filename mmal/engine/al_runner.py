@@ -427,6 +427,10 @@ class ActiveLearningRunner:
         cfg.randomness = randomness
         if not self.al['validate_during_training'] or what == 'eval':
             cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+        for split in ('val', 'test'):  # a split set to None: no loop
+            if not cfg.get(f'{split}_dataloader'):
+                cfg[f'{split}_dataloader'] = cfg[f'{split}_cfg'] = None
+                cfg[f'{split}_evaluator'] = None
         self.image_drops.apply_to(cfg)
         if is_distributed():  # the group is up: mmengine's DDP on every rank
             cfg.launcher = 'pytorch'

@@ -26,6 +26,7 @@ from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
 from mmal.utils.fileio import read_json
 
 if TYPE_CHECKING:
+    from mmal.datasets import SelectionContext
     from .al_runner import ActiveLearningRunner
 
 #: Keys of ``al_cfg.annotation`` with their defaults (None: required).
@@ -39,6 +40,74 @@ ANNOTATION_DEFAULTS: Dict[str, Any] = dict(
 )
 
 POOL_FILE = osp.join('annotations', 'pool.json')
+
+
+def annotated_pool_dataset(ds_cfg: dict, pool_file: str, image_dir: str,
+                           classes: List[str]) -> dict:
+    """The config of the pool's dataset: ``ds_cfg``'s pipeline on the
+    pool's COCO file (images under ``image_dir``), nothing filtered out (an
+    image with no object is a valid label)."""
+    return dict(
+        type='CocoDataset',
+        data_root='',
+        ann_file=pool_file,
+        data_prefix=dict(img=image_dir.rstrip(osp.sep) + osp.sep),
+        metainfo=dict(classes=tuple(classes)),
+        filter_cfg=None,
+        pipeline=copy.deepcopy(ds_cfg['pipeline']),
+        backend_args=ds_cfg.get('backend_args'))
+
+
+def dataset_classes(ds_cfg: dict) -> List[str]:
+    """Class names of a dataset config (its metainfo, else its type's)."""
+    classes = (ds_cfg.get('metainfo') or {}).get('classes')
+    if classes is None:
+        cls = DATASETS.get(ds_cfg['type'])
+        classes = getattr(cls, 'METAINFO', {}).get('classes')
+    if not classes:
+        raise ConfigError('cannot tell the classes of the dataset '
+                          f'{ds_cfg.get("type")}; set its metainfo')
+    return list(classes)
+
+
+def pre_annotations(context: 'SelectionContext', selected: List[str],
+                    score_thr: float) -> Dict[str, Dict[str, list]]:
+    """The context's model's predictions on ``selected`` (in the images'
+    own pixels, mmdet's ``predict(rescale=True)``, score >= ``score_thr``)
+    as lists, by sample id; the pass is sharded over the processes."""
+    from mmal.selectors import pool_pass
+    adapter = context.adapter
+
+    def predict(model: torch.nn.Module, data: Dict) -> List[Dict]:
+        out = []
+        for sample in adapter.unwrap(model).predict(
+                data['inputs'], data['data_samples'], rescale=True):
+            pred = sample.pred_instances
+            keep = pred.scores >= score_thr
+            out.append(dict(bboxes=pred.bboxes[keep].tolist(),
+                            scores=pred.scores[keep].tolist(),
+                            labels=pred.labels[keep].tolist()))
+        return out
+
+    return pool_pass(context, predict, ids=selected,
+                     desc='pre-annotations of the selected images')
+
+
+def export_selection(context: 'SelectionContext', selected: List[str],
+                     scores: Dict[str, Optional[float]], pool_file: str,
+                     classes: List[str], out_dir: str, image_root: str,
+                     score_thr: float, manifest: Dict[str, Any]) -> None:
+    """Predict on ``selected`` (every process), then write the export
+    (:func:`~mmal.annotation.write_export`; rank 0); the others wait."""
+    preds = pre_annotations(context, selected, score_thr)
+    if is_master():
+        by_id = {str(im['id']): im for im in read_json(pool_file)['images']}
+        images = [by_id[sid] for sid in selected]
+        write_export(out_dir, images, preds, scores, classes, image_root,
+                     dict(manifest, selected=list(selected),
+                          file_names=[im['file_name'] for im in images],
+                          pre_annotation_score_thr=score_thr))
+    sync()
 
 
 def resolve_annotation_cfg(cfg: Optional[dict]) -> Optional[Dict[str, Any]]:
@@ -99,15 +168,7 @@ class AnnotationMode:
 
     # -- set-up -------------------------------------------------------------
     def _classes(self) -> List[str]:
-        ds = self.runner.cfg.train_dataloader['dataset']
-        classes = (ds.get('metainfo') or {}).get('classes')
-        if classes is None:
-            cls = DATASETS.get(ds['type'])
-            classes = getattr(cls, 'METAINFO', {}).get('classes')
-        if not classes:
-            raise ConfigError('annotation mode: cannot tell the classes of '
-                              'train_dataloader.dataset; set its metainfo')
-        return list(classes)
+        return dataset_classes(self.runner.cfg.train_dataloader['dataset'])
 
     def prepare(self) -> None:
         """Write the pool's COCO file on the first run (rank 0) and point
@@ -127,16 +188,9 @@ class AnnotationMode:
                     self.cfg['unlabeled_ann_file']))
             sync()
         cfg = self.runner.cfg
-        ds = cfg.train_dataloader['dataset']
-        cfg.train_dataloader['dataset'] = dict(
-            type='CocoDataset',
-            data_root='',
-            ann_file=self.pool_file,
-            data_prefix=dict(img=self.cfg['image_dir'] + osp.sep),
-            metainfo=dict(classes=tuple(self.classes)),
-            filter_cfg=None,  # an image with no object is a valid label
-            pipeline=copy.deepcopy(ds['pipeline']),
-            backend_args=ds.get('backend_args'))
+        cfg.train_dataloader['dataset'] = annotated_pool_dataset(
+            cfg.train_dataloader['dataset'], self.pool_file,
+            self.cfg['image_dir'], self.classes)
         if not cfg.get('val_dataloader') and not cfg.get('test_dataloader'):
             selector = self.runner.selector
             if getattr(selector, 'reference', None) == 'val':
@@ -193,12 +247,10 @@ class AnnotationMode:
         by_id = {str(im['id']): im for im in pool['images']}
         return [by_id[sid] for sid in selected]
 
-    def predictions(self, state: ALState, cycle: int,
-                    selected: List[str]) -> Dict[str, Dict[str, list]]:
-        """The cycle's model's predictions on ``selected`` (in the images'
-        own pixels, score >= ``pre_annotation_score_thr``), as lists."""
+    def export(self, state: ALState, cycle: int, record: Dict) -> None:
+        """Write ``cycle_k/to_annotate/`` with the cycle's model's
+        pre-annotations."""
         from mmal.datasets import SelectionContext
-        from mmal.selectors import pool_pass
         runner = self.runner
         model = runner.adapter.prepare(
             runner.load_model(state.record(cycle)['checkpoint']))
@@ -209,39 +261,12 @@ class AnnotationMode:
             num_workers=runner.al['num_workers'],
             annotation_policy=runner.al['annotation_policy'],
             logger=runner.logger)
-        thr = self.cfg['pre_annotation_score_thr']
-
-        def predict(model: torch.nn.Module, data: Dict) -> List[Dict]:
-            out = []
-            for sample in runner.adapter.unwrap(model).predict(
-                    data['inputs'], data['data_samples'], rescale=True):
-                pred = sample.pred_instances
-                keep = pred.scores >= thr
-                out.append(dict(bboxes=pred.bboxes[keep].tolist(),
-                                scores=pred.scores[keep].tolist(),
-                                labels=pred.labels[keep].tolist()))
-            return out
-
-        return pool_pass(context, predict, ids=selected,
-                         desc='pre-annotations of the selected images')
-
-    def export(self, state: ALState, cycle: int, record: Dict) -> None:
-        """Write ``cycle_k/to_annotate/`` (rank 0; every rank predicts)."""
-        selected = list(record['selected'])
-        preds = self.predictions(state, cycle, selected)
-        if is_master():
-            images = self._selection_images(selected)
-            write_export(
-                self.export_dir(cycle), images, preds,
-                record.get('scores', {}), self.classes,
-                self.cfg['image_root'],
-                dict(cycle=cycle, selector=record.get('selector'),
-                     selected=selected,
-                     file_names=[im['file_name'] for im in images],
-                     pre_annotation_score_thr=self.cfg[
-                         'pre_annotation_score_thr'],
-                     continue_with=self.continue_command()))
-        sync()
+        export_selection(
+            context, list(record['selected']), record.get('scores', {}),
+            self.pool_file, self.classes, self.export_dir(cycle),
+            self.cfg['image_root'], self.cfg['pre_annotation_score_thr'],
+            dict(cycle=cycle, selector=record.get('selector'),
+                 continue_with=self.continue_command()))
 
     def import_labels(self, state: ALState, cycle: int,
                       record: Dict) -> None:

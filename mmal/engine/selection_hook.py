@@ -1,0 +1,138 @@
+"""The next images to label, from a plain mmdet training (a hook)."""
+import copy
+import os.path as osp
+from typing import Any, Dict, Optional
+
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from mmal.annotation import build_pool, labeled_image_ids, write_pool
+from mmal.datasets import SelectionContext
+from mmal.registry import AL_ADAPTERS, HOOKS, SELECTORS, TASKS
+from mmal.structures import PoolState
+from mmal.utils.distributed import broadcast_from_master, is_master, sync
+from mmal.utils.errors import ConfigError
+from .al_runner import take_budget
+from .annotation_mode import (annotated_pool_dataset, dataset_classes,
+                              export_selection)
+
+
+@HOOKS.register_module()
+class SelectionHook(Hook):
+    """After training, rank an unlabeled pool with the trained model and
+    export the next images to label (as ``tools/al_train.py`` does in
+    annotation mode).
+
+    For teams that train with mmdet's ``tools/train.py`` (or ``mim
+    train``): add to the config::
+
+        custom_imports = dict(imports=['mmal'], allow_failed_imports=False)
+        custom_hooks = [
+            dict(type='mmal.SelectionHook',
+                 selector=dict(type='mmal.EntropySelector'),
+                 adapter=dict(type='mmal.FCOSAdapter'),
+                 budget=100)
+        ]
+
+    The labeled images are the training set (``train_dataloader.dataset``,
+    a COCO file); the unlabeled pool is every image of ``image_dir`` that
+    the training file does not list (or the images of
+    ``unlabeled_ann_file``). After the last epoch, on every process, the
+    selector ranks the pool with the trained model (in eval mode) and the
+    head of the ranking within ``budget`` is exported to ``out_dir``: COCO
+    1.0 with pre-annotations, Label Studio tasks, the image list, the
+    selector's scores and a manifest
+    (:mod:`mmal.annotation.export_writers`).
+
+    Args:
+        selector (dict): A selector config (``mmal.SELECTORS``).
+        adapter (dict): The model's adapter config (``mmal.AL_ADAPTERS``).
+        budget (int): Images to select.
+        image_dir (str, optional): The pool's image folder. Defaults to the
+            training set's (``data_root`` + ``data_prefix.img``).
+        unlabeled_ann_file (str, optional): A COCO file listing the
+            unlabeled images (under ``image_dir``).
+        out_dir (str, optional): Defaults to ``<work_dir>/to_annotate``.
+        pre_annotation_score_thr (float): Predictions with at least this
+            score become pre-annotations. Defaults to 0.3.
+        image_root (str, optional): Image path prefix in the list and the
+            Label Studio tasks. Defaults to ``image_dir``.
+        seed (int): Seed of the selection. Defaults to 0.
+        num_workers (int): Data loading workers. Defaults to 2.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self,
+                 selector: dict,
+                 adapter: dict,
+                 budget: int,
+                 image_dir: Optional[str] = None,
+                 unlabeled_ann_file: Optional[str] = None,
+                 out_dir: Optional[str] = None,
+                 pre_annotation_score_thr: float = 0.3,
+                 image_root: Optional[str] = None,
+                 seed: int = 0,
+                 num_workers: int = 2) -> None:
+        if not isinstance(budget, int) or budget <= 0:
+            raise ConfigError(f'SelectionHook: budget must be a positive '
+                              f'integer, got {budget!r}')
+        self.selector = SELECTORS.build(selector)
+        self.adapter = AL_ADAPTERS.build(adapter)
+        self.budget = budget
+        self.image_dir = image_dir
+        self.unlabeled_ann_file = unlabeled_ann_file
+        self.out_dir = out_dir
+        self.score_thr = float(pre_annotation_score_thr)
+        self.image_root = image_root
+        self.seed = int(seed)
+        self.num_workers = int(num_workers)
+
+    @staticmethod
+    def _paths(ds: Dict[str, Any]) -> tuple:
+        root = ds.get('data_root') or ''
+        ann = ds['ann_file']
+        img = (ds.get('data_prefix') or {}).get('img', '')
+        return (ann if osp.isabs(ann) else osp.join(root, ann),
+                img if osp.isabs(img) else osp.join(root, img))
+
+    def after_train(self, runner) -> None:
+        ds = copy.deepcopy(runner.cfg.train_dataloader['dataset'])
+        labeled_file, train_images = self._paths(ds)
+        image_dir = osp.abspath(self.image_dir or train_images)
+        out_dir = self.out_dir or osp.join(runner.work_dir, 'to_annotate')
+        pool_file = osp.join(out_dir, 'pool.json')
+        classes = dataset_classes(ds)
+        if is_master():
+            write_pool(pool_file, build_pool(classes, image_dir, labeled_file,
+                                             self.unlabeled_ann_file))
+        sync()
+        cfg = copy.deepcopy(runner.cfg)
+        cfg.train_dataloader['dataset'] = annotated_pool_dataset(
+            ds, pool_file, image_dir, classes)
+        from mmal.datasets import PoolSubsetDataset
+        pool_ids = PoolSubsetDataset(
+            dict(cfg.train_dataloader['dataset'], pipeline=[])).sample_ids
+        state = PoolState(pool_ids)
+        state.label(labeled_image_ids(labeled_file), cycle=0)
+        model = runner.model
+        was_training = model.training
+        model.eval()
+        self.adapter.prepare(model, seed=self.seed)
+        context = SelectionContext(
+            cfg, state, cycle=0, seed=self.seed, work_dir=out_dir,
+            model=model, adapter=self.adapter,
+            task=TASKS.build(dict(type=self.adapter.task)),
+            num_workers=self.num_workers, logger=runner.logger,
+            budget=self.budget)
+        result = self.selector.rank(context)
+        selected = broadcast_from_master(
+            take_budget(result.ranking, self.budget))
+        export_selection(
+            context, selected, result.scores, pool_file, classes, out_dir,
+            self.image_root or image_dir, self.score_thr,
+            dict(selector=type(self.selector).__name__,
+                 checkpoint_epoch=runner.epoch))
+        model.train(was_training)
+        print_log(f'SelectionHook: {len(selected)} images to label, listed '
+                  f'in {out_dir}', runner.logger)
