@@ -71,7 +71,7 @@ def _write_cls_config(path: str,
     return path
 
 
-def _launch(config: str, work_dir: str, nproc: int):
+def _launch(config: str, work_dir: str, nproc: int, *extra: str):
     # CPU processes (gloo) even where a GPU is visible
     env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(_free_port()),
                CUDA_VISIBLE_DEVICES='',
@@ -79,10 +79,10 @@ def _launch(config: str, work_dir: str, nproc: int):
                    [TESTS, REPO, os.environ.get('PYTHONPATH', '')]))
     if nproc == 1:
         cmd = [sys.executable, 'tools/al_train.py', config,
-               '--work-dir', work_dir]
+               '--work-dir', work_dir, *extra]
     else:  # the same total batch of 4 images
         cmd = ['bash', 'tools/dist_al_train.sh', config, str(nproc),
-               '--work-dir', work_dir,
+               '--work-dir', work_dir, *extra,
                '--cfg-options', 'train_dataloader.batch_size=2']
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
@@ -204,6 +204,58 @@ def test_baselines_run_two_cycles_and_select_alike_on_two_processes(
     b = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
     assert b['selected'] == a['selected']
     assert b['scores'] == a['scores']
+
+
+def test_annotation_mode_exports_and_imports_on_two_processes(tmp_path):
+    """Annotation mode on 2 processes: cycle 0 trains under DDP and
+    exports (every rank predicts its share, rank 0 writes); the labels of
+    a scripted annotator are imported by 2 processes, which train cycle 1
+    on them."""
+    from mmal.tasks import DetectionTask
+    data = str(tmp_path / 'data')
+    DetectionTask().generate_demo_data(data, num_train=24, num_val=8,
+                                       img_size=64, max_objects=3, seed=0)
+    gt = _read(osp.join(data, 'annotations', 'train.json'))
+    keep = {im['id'] for im in gt['images'][:8]}
+    labeled = str(tmp_path / 'labeled.json')
+    with open(labeled, 'w') as f:
+        json.dump(dict(gt, images=[im for im in gt['images']
+                                   if im['id'] in keep],
+                       annotations=[a for a in gt['annotations']
+                                    if a['image_id'] in keep]), f)
+    config = _write_config(
+        str(tmp_path / 'cfg.py'), 'random_fcos_shapes.py', **{
+            'al_cfg.annotation': dict(
+                image_dir=osp.join(data, 'images', 'train'),
+                labeled_ann_file=labeled, pre_annotation_score_thr=0.01)})
+    work_dir = str(tmp_path / 'run')
+    _check_ok(_launch(config, work_dir, 2))
+    export = osp.join(work_dir, 'cycle_0', 'to_annotate')
+    manifest = _read(osp.join(export, 'manifest.json'))
+    selected = [int(i) for i in manifest['selected']]
+    assert len(selected) == 4 and not set(selected) & keep
+    coco = _read(osp.join(export, 'annotations_coco.json'))
+    assert [im['id'] for im in coco['images']] == selected
+    answer = dict(
+        images=[im for im in gt['images'] if im['id'] in selected],
+        annotations=[a for a in gt['annotations']
+                     if a['image_id'] in selected],
+        categories=gt['categories'])
+    path = str(tmp_path / 'answer.json')
+    with open(path, 'w') as f:
+        json.dump(answer, f)
+    _check_ok(_launch(config, work_dir, 2, '--annotations', path))
+    state = _read(osp.join(work_dir, 'al_state.json'))
+    assert [r['done'] for r in state['cycles']] == [
+        ['train', 'evaluate', 'select'], ['train', 'evaluate']]
+    assert sorted(int(k) for k, c in state['pool']['labeled'].items()
+                  if c == 1) == sorted(selected)
+    assert state['cycles'][1]['cost'] == len(
+        [a for a in gt['annotations'] if a['image_id'] in keep | set(
+            selected)])
+    pool = _read(osp.join(work_dir, 'annotations', 'pool.json'))
+    assert sorted({a['image_id'] for a in pool['annotations']}) == sorted(
+        keep | set(selected))
 
 
 def test_a_killed_rank_then_rerun_finishes_consistently(one_process,
