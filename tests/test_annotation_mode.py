@@ -12,6 +12,7 @@ import copy
 import glob
 import hashlib
 import json
+import os
 import os.path as osp
 
 import pytest
@@ -323,3 +324,71 @@ def test_without_a_test_split_isal_uses_the_labeled_images(tmp_path):
                               'to_annotate', 'manifest.json'))
     assert len(manifest['selected']) == 4
     assert not {int(i) for i in manifest['selected']} & keep
+
+
+# -- classification: "path class" lists and folders per class ----------------
+def test_classification_round_trip_equals_the_simulation(tmp_path):
+    """The classification demo: the simulation (random, 3 cycles), then
+    the same in annotation mode, labels answered once as a ``path class``
+    list and once as a folder per class; a bad class name is refused."""
+    import shutil
+    from conftest import tiny_cls_config
+    name = 'random_resnet18-small_shapes-cls.py'
+    sim_dir = str(tmp_path / 'sim')
+    sim = ActiveLearningRunner(
+        tiny_cls_config(name, **{'al_cfg.num_cycles': 3}), sim_dir).run()
+    data = osp.join(sim_dir, 'data')
+    labeled = sorted(sim.pool.ids_labeled_in(0))
+    rest = sorted(set(sim.pool.pool_ids) - set(labeled))
+    with open(tmp_path / 'labeled.txt', 'w') as f:  # path class_name
+        f.writelines(f'{p} {p.split("/")[1]}\n' for p in labeled)
+    with open(tmp_path / 'unlabeled.txt', 'w') as f:
+        f.writelines(f'{p}\n' for p in rest)
+    cfg = tiny_cls_config(name, **{
+        'al_cfg.num_cycles': 3,
+        'al_cfg.annotation': dict(
+            image_dir=data, labeled_ann_file=str(tmp_path / 'labeled.txt'),
+            unlabeled_ann_file=str(tmp_path / 'unlabeled.txt'))})
+    work_dir = str(tmp_path / 'run')
+    ActiveLearningRunner(copy.deepcopy(cfg), work_dir).run()
+    export = osp.join(work_dir, 'cycle_0', 'to_annotate')
+    manifest = _read(osp.join(export, 'manifest.json'))
+    assert sorted(manifest['selected']) == sorted(sim.pool.ids_labeled_in(1))
+    with open(osp.join(export, 'labels_predicted.txt')) as f:
+        pre = [ln.split() for ln in f.read().splitlines()]
+    assert [p for p, _ in pre] == manifest['selected']
+    classes = ['circle', 'cross', 'square', 'triangle']
+    assert all(c in classes for _, c in pre)
+    tasks = _read(osp.join(export, 'label_studio_tasks.json'))
+    assert [t['predictions'][0]['result'][0]['value']['choices'][0]
+            for t in tasks] == [c for _, c in pre]
+    # a wrong class name: refused, nothing changed
+    bad = str(tmp_path / 'bad.txt')
+    with open(bad, 'w') as f:
+        f.writelines(f'{p} dog\n' for p in manifest['selected'])
+    before = _snapshot(work_dir)
+    with pytest.raises(UserError, match="class 'dog' is not among"):
+        ActiveLearningRunner(copy.deepcopy(cfg), work_dir,
+                             annotations=bad).run()
+    assert _snapshot(work_dir) == before
+    # cycle 0 answered as a list, cycle 1 as a folder per class
+    answer = str(tmp_path / 'answer0.txt')
+    with open(answer, 'w') as f:
+        f.writelines(f'{p} {p.split("/")[1]}\n' for p in manifest['selected'])
+    ActiveLearningRunner(copy.deepcopy(cfg), work_dir,
+                         annotations=answer).run()
+    selected = _read(osp.join(work_dir, 'cycle_1', 'to_annotate',
+                              'manifest.json'))['selected']
+    folder = tmp_path / 'answer1'
+    for p in selected:
+        os.makedirs(folder / p.split('/')[1], exist_ok=True)
+        shutil.copy(osp.join(data, p), folder / p.split('/')[1])
+    state = ActiveLearningRunner(copy.deepcopy(cfg), work_dir,
+                                 annotations=str(folder)).run()
+    assert state.pool.to_dict()['labeled'] == sim.pool.to_dict()['labeled']
+    assert [r['done'] for r in state.cycles] == [
+        r['done'] for r in sim.cycles]
+    with open(osp.join(work_dir, 'annotations', 'pool.txt')) as f:
+        pool = dict(ln.rsplit(' ', 1) for ln in f.read().splitlines())
+    for p in sim.pool.labeled_ids:  # the true class of every labeled image
+        assert classes[int(pool[p])] == p.split('/')[1]

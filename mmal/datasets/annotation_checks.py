@@ -135,10 +135,11 @@ def _find_problems(dataset: Any) -> List[_Problem]:
                         f'{frame} '
                         f'(label {inst.get("bbox_label")!r}): ' +
                         '; '.join(what)))
-        # classification datasets: an integer gt_label out of range
+        # classification datasets: an integer gt_label out of range (-1:
+        # not labeled yet, annotation mode's pool file)
         label = info.get('gt_label')
         if (num_classes is not None and isinstance(label, int)
-                and not 0 <= label < num_classes):
+                and label != -1 and not 0 <= label < num_classes):
             problems.append(
                 _Problem('image', pos, None,
                          f'{where}: gt_label {label} not in '

@@ -5,19 +5,18 @@ them. In annotation mode (``al_cfg.annotation``) a selection is exported
 for people to label (``cycle_k/to_annotate/``, see
 :mod:`mmal.annotation.export_writers`) and the run stops; the next run with
 ``--annotations FILE`` checks the labels against the export
-(:func:`mmal.annotation.label_import.read_labels`), merges them into the
-pool's COCO file in the work dir, records the cycle and continues.
+(the task's :class:`~mmal.annotation.AnnotationFormat`), merges them into
+the pool's file in the work dir, records the cycle and continues.
 """
 import copy
 import hashlib
+import os
 import os.path as osp
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-import torch
 from mmengine.registry import DATASETS
 
-from mmal.annotation import (build_pool, labeled_image_ids, merge_labels,
-                             read_labels, write_export, write_pool)
+from mmal.annotation import FORMATS, AnnotationFormat
 from mmal.annotation.export_writers import MANIFEST_FILE
 from mmal.structures import ALState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
@@ -32,81 +31,66 @@ if TYPE_CHECKING:
 #: Keys of ``al_cfg.annotation`` with their defaults (None: required).
 ANNOTATION_DEFAULTS: Dict[str, Any] = dict(
     image_dir=None,  # folder of the pool's images (labeled and not)
-    labeled_ann_file=None,  # COCO JSON of the images labeled so far
-    unlabeled_ann_file=None,  # COCO JSON listing the unlabeled images
-    # (default: every image under image_dir that labeled_ann_file lacks)
+    # the images labeled so far: detection, a COCO JSON; classification,
+    # a "path class_name" list or a folder per class (under image_dir)
+    labeled_ann_file=None,
+    # the unlabeled images: a COCO JSON of images (detection) or a list of
+    # paths (classification); default: every image under image_dir that
+    # labeled_ann_file lacks
+    unlabeled_ann_file=None,
     pre_annotation_score_thr=0.3,  # predictions exported as pre-labels
     image_root=None,  # image path prefix in exports (default image_dir)
 )
 
-POOL_FILE = osp.join('annotations', 'pool.json')
-
-
-def annotated_pool_dataset(ds_cfg: dict, pool_file: str, image_dir: str,
-                           classes: List[str]) -> dict:
-    """The config of the pool's dataset: ``ds_cfg``'s pipeline on the
-    pool's COCO file (images under ``image_dir``), nothing filtered out (an
-    image with no object is a valid label)."""
-    return dict(
-        type='CocoDataset',
-        data_root='',
-        ann_file=pool_file,
-        data_prefix=dict(img=image_dir.rstrip(osp.sep) + osp.sep),
-        metainfo=dict(classes=tuple(classes)),
-        filter_cfg=None,
-        pipeline=copy.deepcopy(ds_cfg['pipeline']),
-        backend_args=ds_cfg.get('backend_args'))
+POOL_DIR = 'annotations'
 
 
 def dataset_classes(ds_cfg: dict) -> List[str]:
-    """Class names of a dataset config (its metainfo, else its type's)."""
+    """Class names of a dataset config: its metainfo, else its type's
+    ``METAINFO``, else those of the dataset built (e.g. mmpretrain's
+    folder-per-class ``CustomDataset`` reads them from the folders)."""
     classes = (ds_cfg.get('metainfo') or {}).get('classes')
     if classes is None:
         cls = DATASETS.get(ds_cfg['type'])
         classes = getattr(cls, 'METAINFO', {}).get('classes')
+    if not classes:
+        built = DATASETS.build(dict(copy.deepcopy(ds_cfg), pipeline=[]))
+        classes = built.metainfo.get('classes')
     if not classes:
         raise ConfigError('cannot tell the classes of the dataset '
                           f'{ds_cfg.get("type")}; set its metainfo')
     return list(classes)
 
 
-def pre_annotations(context: 'SelectionContext', selected: List[str],
-                    score_thr: float) -> Dict[str, Dict[str, list]]:
-    """The context's model's predictions on ``selected`` (in the images'
-    own pixels, mmdet's ``predict(rescale=True)``, score >= ``score_thr``)
-    as lists, by sample id; the pass is sharded over the processes."""
-    from mmal.selectors import pool_pass
-    adapter = context.adapter
-
-    def predict(model: torch.nn.Module, data: Dict) -> List[Dict]:
-        out = []
-        for sample in adapter.unwrap(model).predict(
-                data['inputs'], data['data_samples'], rescale=True):
-            pred = sample.pred_instances
-            keep = pred.scores >= score_thr
-            out.append(dict(bboxes=pred.bboxes[keep].tolist(),
-                            scores=pred.scores[keep].tolist(),
-                            labels=pred.labels[keep].tolist()))
-        return out
-
-    return pool_pass(context, predict, ids=selected,
-                     desc='pre-annotations of the selected images')
+def annotation_format(task: Any) -> AnnotationFormat:
+    """The annotation-mode format of ``task`` (``task.annotation_format``).
+    """
+    name = getattr(task, 'annotation_format', '')
+    if name not in FORMATS:
+        raise ConfigError(f'{type(task).__name__} has no annotation-mode '
+                          f'format (annotation_format={name!r}; known: '
+                          f'{sorted(FORMATS)})')
+    return FORMATS[name]()
 
 
-def export_selection(context: 'SelectionContext', selected: List[str],
+def export_selection(context: 'SelectionContext', fmt: AnnotationFormat,
+                     selected: List[str],
                      scores: Dict[str, Optional[float]], pool_file: str,
                      classes: List[str], out_dir: str, image_root: str,
                      score_thr: float, manifest: Dict[str, Any]) -> None:
-    """Predict on ``selected`` (every process), then write the export
-    (:func:`~mmal.annotation.write_export`; rank 0); the others wait."""
-    preds = pre_annotations(context, selected, score_thr)
+    """Predict the pre-annotations of ``selected`` (every process, its
+    share), then write the export (rank 0); the others wait."""
+    from mmal.selectors import pool_pass
+    preds = pool_pass(context, fmt.predictor(context.adapter, score_thr),
+                      ids=selected,
+                      desc='pre-annotations of the selected images')
     if is_master():
-        by_id = {str(im['id']): im for im in read_json(pool_file)['images']}
+        by_id = fmt.images(fmt.read_pool(pool_file))
         images = [by_id[sid] for sid in selected]
-        write_export(out_dir, images, preds, scores, classes, image_root,
-                     dict(manifest, selected=list(selected),
-                          file_names=[im['file_name'] for im in images],
-                          pre_annotation_score_thr=score_thr))
+        fmt.write_export(out_dir, images, preds, scores, classes, image_root,
+                         dict(manifest, selected=list(selected),
+                              file_names=[im['file_name'] for im in images],
+                              pre_annotation_score_thr=score_thr))
     sync()
 
 
@@ -149,12 +133,10 @@ class AnnotationMode:
         self.cfg = cfg
         self.annotations = (osp.abspath(annotations)
                             if annotations else None)
-        self.pool_file = osp.join(runner.work_dir, POOL_FILE)
+        self.format = annotation_format(runner.task)
+        self.pool_file = osp.join(runner.work_dir, POOL_DIR,
+                                  self.format.pool_file)
         al = runner.al
-        if runner.task.cost_unit != 'boxes':
-            raise ConfigError(
-                'al_cfg.annotation: annotation mode supports detection '
-                f'(COCO JSON) only so far, not {runner.task.name}')
         if al['budget_boxes'] is not None:
             raise ConfigError(
                 'al_cfg.budget_boxes cannot be used in annotation mode: the '
@@ -182,13 +164,13 @@ class AnnotationMode:
                     f'{self.pool_file} does not: the work dir is not from '
                     'an annotation-mode run')
             if is_master():
-                write_pool(self.pool_file, build_pool(
+                self.format.write_pool(self.pool_file, self.format.build_pool(
                     self.classes, self.cfg['image_dir'],
                     self.cfg['labeled_ann_file'],
                     self.cfg['unlabeled_ann_file']))
             sync()
         cfg = self.runner.cfg
-        cfg.train_dataloader['dataset'] = annotated_pool_dataset(
+        cfg.train_dataloader['dataset'] = self.format.dataset(
             cfg.train_dataloader['dataset'], self.pool_file,
             self.cfg['image_dir'], self.classes)
         if not cfg.get('val_dataloader') and not cfg.get('test_dataloader'):
@@ -201,7 +183,9 @@ class AnnotationMode:
 
     def initial_labeled(self) -> List[str]:
         """The sample ids labeled before cycle 0: the labeled file's."""
-        return labeled_image_ids(self.cfg['labeled_ann_file'])
+        return self.format.initial_labeled_ids(
+            self.cfg['labeled_ann_file'],
+            self.format.read_pool(self.pool_file))
 
     # -- export and import --------------------------------------------------
     def export_dir(self, cycle: int) -> str:
@@ -233,18 +217,17 @@ class AnnotationMode:
         if self.annotations is None:
             runner.log(
                 f'cycle {cycle}: {len(record["selected"])} images to label, '
-                f'listed in {self.export_dir(cycle)} (images.txt; COCO 1.0 '
-                'with pre-annotations for CVAT: annotations_coco.json; Label '
-                'Studio tasks: label_studio_tasks.json). Label them, export '
-                'COCO JSON, then continue with\n  ' +
+                f'listed in {self.export_dir(cycle)} (images.txt; the '
+                'pre-annotations for CVAT and Label Studio are there too, '
+                'see README "Your own unlabeled images"). Label them, then '
+                'continue with\n  ' +
                 self.continue_command())
             return False
         self.import_labels(state, cycle, record)
         return True
 
     def _selection_images(self, selected: List[str]) -> List[Dict[str, Any]]:
-        pool = read_json(self.pool_file)
-        by_id = {str(im['id']): im for im in pool['images']}
+        by_id = self.format.images(self.format.read_pool(self.pool_file))
         return [by_id[sid] for sid in selected]
 
     def export(self, state: ALState, cycle: int, record: Dict) -> None:
@@ -262,7 +245,7 @@ class AnnotationMode:
             annotation_policy=runner.al['annotation_policy'],
             logger=runner.logger)
         export_selection(
-            context, list(record['selected']), record.get('scores', {}),
+            context, self.format, list(record['selected']), record.get('scores', {}),
             self.pool_file, self.classes, self.export_dir(cycle),
             self.cfg['image_root'], self.cfg['pre_annotation_score_thr'],
             dict(cycle=cycle, selector=record.get('selector'),
@@ -276,13 +259,14 @@ class AnnotationMode:
         runner = self.runner
         selected = list(record['selected'])
         images = self._selection_images(selected)
-        labels = read_labels(
+        labels = self.format.read_labels(
             self.annotations, {im['file_name']: im for im in images},
             self.classes, cycle, runner.al['annotation_policy'],
             runner.logger)
-        pool = merge_labels(read_json(self.pool_file), labels)
+        pool = self.format.merge_labels(
+            self.format.read_pool(self.pool_file), labels)
         if is_master():  # the pool file first: a crash before the state
-            write_pool(self.pool_file, pool)  # is written imports again
+            self.format.write_pool(self.pool_file, pool)  # imports again
         sync()
         runner._pool_view = runner._costs = None  # the new annotations
         state.pool.label(selected, cycle + 1)
@@ -293,7 +277,8 @@ class AnnotationMode:
         runner.save_state(state)
         runner.log(f'cycle {cycle}: imported {self.annotations}: '
                    f'{len(selected)} images, '
-                   f'{state.record(cycle)["selected_cost"]} boxes')
+                   f'{state.record(cycle)["selected_cost"]} '
+                   f'{runner.task.cost_unit}')
         self.annotations = None  # consumed
 
     def check_annotations_arg(self, state: ALState) -> None:
@@ -321,7 +306,17 @@ class AnnotationMode:
 
 
 def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file's bytes (a missing file is named)."""
+    """Hex SHA-256 of a file's bytes, or of a folder's files (their
+    relative paths and bytes, in sorted order); a missing path is named."""
+    if osp.isdir(path):
+        files = sorted(
+            osp.relpath(osp.join(root, f), path)
+            for root, _, names in os.walk(path) for f in names)
+        digest = hashlib.sha256()
+        for rel in files:
+            digest.update(rel.encode() + b'\0')
+            digest.update(file_sha256(osp.join(path, rel)).encode())
+        return digest.hexdigest()
     if not osp.isfile(path):
         raise MissingFileError(f'--annotations: {path} does not exist')
     digest = hashlib.sha256()

@@ -6,14 +6,13 @@ from typing import Any, Dict, Optional
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from mmal.annotation import build_pool, labeled_image_ids, write_pool
 from mmal.datasets import SelectionContext
 from mmal.registry import AL_ADAPTERS, HOOKS, SELECTORS, TASKS
 from mmal.structures import PoolState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import ConfigError
 from .al_runner import take_budget
-from .annotation_mode import (annotated_pool_dataset, dataset_classes,
+from .annotation_mode import (annotation_format, dataset_classes,
                               export_selection)
 
 
@@ -90,31 +89,38 @@ class SelectionHook(Hook):
 
     @staticmethod
     def _paths(ds: Dict[str, Any]) -> tuple:
+        """The training set's labeled file and image folder."""
         root = ds.get('data_root') or ''
-        ann = ds['ann_file']
-        img = (ds.get('data_prefix') or {}).get('img', '')
-        return (ann if osp.isabs(ann) else osp.join(root, ann),
-                img if osp.isabs(img) else osp.join(root, img))
+        prefix = ds.get('data_prefix') or ''
+        img = prefix.get('img', '') if isinstance(prefix, dict) else prefix
+        img = img if osp.isabs(img) else osp.join(root, img)
+        ann = ds.get('ann_file') or ''
+        if not ann:  # a folder per class
+            return img, img
+        return (ann if osp.isabs(ann) else osp.join(root, ann)), img
 
     def after_train(self, runner) -> None:
         ds = copy.deepcopy(runner.cfg.train_dataloader['dataset'])
         labeled_file, train_images = self._paths(ds)
         image_dir = osp.abspath(self.image_dir or train_images)
         out_dir = self.out_dir or osp.join(runner.work_dir, 'to_annotate')
-        pool_file = osp.join(out_dir, 'pool.json')
+        task = TASKS.build(dict(type=self.adapter.task))
+        fmt = annotation_format(task)
+        pool_file = osp.join(out_dir, fmt.pool_file)
         classes = dataset_classes(ds)
         if is_master():
-            write_pool(pool_file, build_pool(classes, image_dir, labeled_file,
-                                             self.unlabeled_ann_file))
+            fmt.write_pool(pool_file, fmt.build_pool(
+                classes, image_dir, labeled_file, self.unlabeled_ann_file))
         sync()
         cfg = copy.deepcopy(runner.cfg)
-        cfg.train_dataloader['dataset'] = annotated_pool_dataset(
-            ds, pool_file, image_dir, classes)
+        cfg.train_dataloader['dataset'] = fmt.dataset(ds, pool_file,
+                                                      image_dir, classes)
         from mmal.datasets import PoolSubsetDataset
         pool_ids = PoolSubsetDataset(
             dict(cfg.train_dataloader['dataset'], pipeline=[])).sample_ids
         state = PoolState(pool_ids)
-        state.label(labeled_image_ids(labeled_file), cycle=0)
+        state.label(fmt.initial_labeled_ids(labeled_file,
+                                            fmt.read_pool(pool_file)), 0)
         model = runner.model
         was_training = model.training
         model.eval()
@@ -122,14 +128,14 @@ class SelectionHook(Hook):
         context = SelectionContext(
             cfg, state, cycle=0, seed=self.seed, work_dir=out_dir,
             model=model, adapter=self.adapter,
-            task=TASKS.build(dict(type=self.adapter.task)),
+            task=task,
             num_workers=self.num_workers, logger=runner.logger,
             budget=self.budget)
         result = self.selector.rank(context)
         selected = broadcast_from_master(
             take_budget(result.ranking, self.budget))
         export_selection(
-            context, selected, result.scores, pool_file, classes, out_dir,
+            context, fmt, selected, result.scores, pool_file, classes, out_dir,
             self.image_root or image_dir, self.score_thr,
             dict(selector=type(self.selector).__name__,
                  checkpoint_epoch=runner.epoch))

@@ -26,6 +26,8 @@ class BaseTask(metaclass=abc.ABCMeta):
         default_scope (str): The OpenMMLab scope of the task's configs.
     """
 
+    #: Annotation mode's file format (:data:`mmal.annotation.FORMATS`).
+    annotation_format: str = ''
     cost_unit: str = ''
     default_metric_keys: Tuple[str, ...] = ()
     metric_scale: float = 1.0

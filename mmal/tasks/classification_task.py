@@ -12,6 +12,7 @@ class ClassificationTask(BaseTask):
     info (``gt_label``), an image costs 1, the metric is mmpretrain's
     ``accuracy/top1`` (reported in percent, stored as a fraction)."""
 
+    annotation_format = 'class_list'  # annotation mode's files
     cost_unit = 'images'
     default_metric_keys = ('accuracy/top1', )
     metric_scale = 0.01

@@ -12,6 +12,7 @@ class DetectionTask(BaseTask):
     the cost of an image is its number of (non-ignored) boxes, the metric
     COCO ``bbox_mAP`` or VOC ``mAP`` (fractions)."""
 
+    annotation_format = 'coco_detection'  # annotation mode's files
     cost_unit = 'boxes'
     default_metric_keys = ('coco/bbox_mAP', 'pascal_voc/mAP')
     metric_scale = 1.0
