@@ -392,3 +392,19 @@ def test_classification_round_trip_equals_the_simulation(tmp_path):
         pool = dict(ln.rsplit(' ', 1) for ln in f.read().splitlines())
     for p in sim.pool.labeled_ids:  # the true class of every labeled image
         assert classes[int(pool[p])] == p.split('/')[1]
+
+
+def test_tool_file_names_are_matched_to_the_selection():
+    from mmal.annotation.label_import import match_file_name
+    selected = {'a/x.jpg': 1, 'b/y.jpg': 2, 'c/y.jpg': 3, 'z.png': 4}
+    by_base = {}
+    for name in selected:
+        by_base.setdefault(osp.basename(name), []).append(name)
+    assert match_file_name('a/x.jpg', selected, by_base) == 'a/x.jpg'
+    assert match_file_name('images/x.jpg', selected, by_base) == 'a/x.jpg'
+    assert match_file_name('C:\\data\\x.jpg', selected, by_base) == 'a/x.jpg'
+    assert match_file_name('/data/upload/3/1a2b3c4d-z.png', selected,
+                           by_base) == 'z.png'
+    assert match_file_name('images/y.jpg', selected, by_base) == ''  # 2
+    assert match_file_name('b/y.jpg', selected, by_base) == 'b/y.jpg'
+    assert match_file_name('q.jpg', selected, by_base) == ''

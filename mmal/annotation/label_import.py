@@ -10,6 +10,7 @@ be the config's; boxes pass :func:`mmal.datasets.annotation_checks.
 check_instance` under the run's annotation policy.
 """
 import os.path as osp
+import re
 from typing import Any, Dict, List, Sequence, Tuple
 
 from mmengine.logging import print_log
@@ -21,12 +22,30 @@ from .annotated_pool import read_coco
 _LISTED = 10
 
 
-def _match(file_name: str, selected: Dict[str, str],
-           by_base: Dict[str, List[str]]) -> str:
-    """The selected file name that ``file_name`` names, or ''."""
+#: The prefix Label Studio gives the files uploaded to it
+#: (``1a2b3c4d-image.jpg``).
+_UPLOAD_PREFIX = re.compile(r'^[0-9a-f]{8}-')
+
+
+def match_file_name(file_name: str, selected: Dict[str, Any],
+                    by_base: Dict[str, List[str]]) -> str:
+    """The selected file name that an annotation tool's ``file_name``
+    names, or ''.
+
+    Tried in turn: the name itself; its base name (tools rewrite the
+    folders: ``images/x.jpg``, ``/data/upload/3/x.jpg``, Windows paths);
+    that base name without Label Studio's upload prefix. A base name
+    counts only when exactly one selected image has it.
+
+    Args:
+        file_name (str): The name in the tool's export.
+        selected (dict): The selection's file names (keys).
+        by_base (dict): Base name -> selected file names with it.
+    """
     if file_name in selected:
         return file_name
-    for key in (osp.basename(file_name), file_name.split('/')[-1]):
+    base = file_name.replace('\\', '/').split('/')[-1]
+    for key in (base, _UPLOAD_PREFIX.sub('', base)):
         if len(by_base.get(key, [])) == 1:
             return by_base[key][0]
     return ''
@@ -64,7 +83,8 @@ def read_labels(path: str, selection: Dict[str, Dict[str, Any]],
     ids: Dict[Any, str] = {}  # the file's image id -> selected file name
     foreign = []
     for im in coco['images']:
-        name = _match(str(im.get('file_name', '')), selection, by_base)
+        name = match_file_name(str(im.get('file_name', '')), selection,
+                               by_base)
         if not name:
             foreign.append(im.get('file_name'))
         else:
