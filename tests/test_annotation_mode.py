@@ -118,6 +118,16 @@ def round_trip(simulation, tmp_path_factory):
         answers.append(_answer(export_dir, gt, str(tmp / f'ann{cycle}.json')))
         if cycle == 0:  # checked before the import below changes it
             bad_imports = _bad_imports(cfg, work_dir, tmp, answers[0], gt)
+        else:  # cycle 0's answer, edited, while cycle 1's export waits
+            edited = _read(answers[0])
+            edited['annotations'] = edited['annotations'][1:]
+            before = _snapshot(work_dir)
+            with pytest.raises(UserError, match='not in the selection') as e:
+                ActiveLearningRunner(
+                    copy.deepcopy(cfg), work_dir, annotations=_write(
+                        str(tmp / 'old_cycle.json'), edited)).run()
+            bad_imports['a file for another cycle'] = (
+                str(e.value), before == _snapshot(work_dir), True)
         state = ActiveLearningRunner(copy.deepcopy(cfg), work_dir,
                                      annotations=answers[-1]).run()
         steps.append(copy.deepcopy(state.to_dict()))
@@ -250,13 +260,13 @@ def _test_item(runner, view, idx):
 
 @pytest.mark.parametrize('match', [
     'not in the selection', 'category .dog.', 'not valid JSON',
-    'invalid boxes', 'selected images are missing'
+    'invalid boxes', 'selected images are missing', 'a file for another cycle'
 ])
 def test_bad_imports_are_refused_and_change_nothing(round_trip, match):
     message, unchanged, log_kept = round_trip['bad_imports'][match]
     assert unchanged, message
     assert log_kept
-    assert 'cycle 0' in message or 'JSON' in message
+    assert 'cycle' in message or 'JSON' in message
 
 
 def test_the_same_file_twice_labels_once_and_another_cycles_file_is_refused(

@@ -261,6 +261,10 @@ class ActiveLearningRunner:
         experiment = fingerprint.experiment_fingerprint(self.cfg, self.al)
         if broadcast_from_master(ALState.exists(self.state_path)):
             state = ALState.load(self.state_path)
+            # every rank has read it before rank 0 may rewrite it below
+            # (else a rank reading late sees no change to record, skips
+            # the save's barrier, and the ranks deadlock)
+            sync()
             if fingerprint.FINGERPRINT_KEY in state.meta:
                 fingerprint.check_same_experiment(state.meta, experiment,
                                                   self.state_path)
