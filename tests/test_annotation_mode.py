@@ -418,3 +418,29 @@ def test_tool_file_names_are_matched_to_the_selection():
     assert match_file_name('images/y.jpg', selected, by_base) == ''  # 2
     assert match_file_name('b/y.jpg', selected, by_base) == 'b/y.jpg'
     assert match_file_name('q.jpg', selected, by_base) == ''
+
+
+def test_an_unreadable_image_in_the_folder_is_named_or_dropped(tmp_path):
+    from PIL import Image
+    from mmal.annotation import build_pool
+    from mmal.utils import DataError
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    Image.new('RGB', (20, 10)).save(folder / 'a.jpg')
+    Image.new('RGB', (30, 40)).save(folder / 'b.png')
+    (folder / 'broken.jpg').write_text('not an image')
+    labeled = _write(str(tmp_path / 'labeled.json'), dict(
+        images=[dict(id=7, file_name='a.jpg', width=20, height=10)],
+        annotations=[dict(id=1, image_id=7, category_id=3,
+                          bbox=[1, 1, 5, 5], area=25, iscrowd=0)],
+        categories=[dict(id=3, name='dog')]))
+    with pytest.raises(DataError, match='broken.jpg'):
+        build_pool(['cat', 'dog'], str(folder), labeled)
+    pool = build_pool(['cat', 'dog'], str(folder), labeled, policy='drop')
+    assert [(im['id'], im['file_name'], im['width'], im['height'])
+            for im in pool['images']] == [(7, 'a.jpg', 20, 10),
+                                          (8, 'b.png', 30, 40)]
+    # the category is mapped by name to the config's order
+    assert pool['annotations'][0]['category_id'] == 2
+    assert pool['categories'] == [dict(id=1, name='cat'),
+                                  dict(id=2, name='dog')]

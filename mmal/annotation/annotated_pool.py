@@ -7,9 +7,12 @@ labeled. mmal writes, into the work dir, one COCO file of the whole pool
 labeled ones and the config's categories. The pool's dataset reads it;
 each import of new labels rewrites it (atomically), never the user's files.
 """
+import logging
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
+
+from mmengine.logging import print_log
 
 from mmal.utils.errors import DataError, MissingFileError
 from mmal.utils.fileio import atomic_write_json, read_json
@@ -68,7 +71,8 @@ def image_size(path: str) -> Sequence[int]:
 def build_pool(classes: Sequence[str],
                image_dir: str,
                labeled_ann_file: str,
-               unlabeled_ann_file: Optional[str] = None) -> Dict[str, Any]:
+               unlabeled_ann_file: Optional[str] = None,
+               policy: str = 'error') -> Dict[str, Any]:
     """The pool's COCO dict from the user's files.
 
     The labeled file's images keep their ids and annotations (category
@@ -78,9 +82,14 @@ def build_pool(classes: Sequence[str],
     labeled file does not list (ids after the largest labeled one, in file
     name order). File names are relative to ``image_dir``.
 
+    An image of the folder whose size cannot be read (not an image, a
+    truncated header) is an error naming it; under ``policy='drop'`` it is
+    left out of the pool with a warning.
+
     Raises:
         DataError: An unknown category name, a file name or id listed
-            twice, a labeled image with annotations of an unknown image.
+            twice, a labeled image with annotations of an unknown image,
+            an unreadable image (policy ``'error'``).
     """
     labeled = read_coco(labeled_ann_file, 'al_cfg.annotation.labeled_ann_file')
     names = {c['id']: c['name'] for c in labeled.get('categories', [])}
@@ -108,13 +117,27 @@ def build_pool(classes: Sequence[str],
         extra = [dict(im) for im in extra]
     else:
         listed = {im['file_name'] for im in images}
-        start = max(known, default=0) + 1
-        extra = []
-        for i, name in enumerate(
-                n for n in folder_images(image_dir) if n not in listed):
-            width, height = image_size(osp.join(image_dir, name))
-            extra.append(dict(id=start + i, file_name=name, width=width,
+        next_id = max(known, default=0) + 1
+        extra, unreadable = [], []
+        for name in folder_images(image_dir):
+            if name in listed:
+                continue
+            try:
+                width, height = image_size(osp.join(image_dir, name))
+            except DataError as e:
+                unreadable.append(str(e))
+                continue
+            extra.append(dict(id=next_id, file_name=name, width=width,
                               height=height))
+            next_id += 1
+        if unreadable and policy != 'drop':
+            raise DataError(
+                f'{len(unreadable)} images of {image_dir} cannot be read: ' +
+                '; '.join(unreadable[:10]) + '. Remove them, or set '
+                'al_cfg.annotation_policy="drop" to leave them out')
+        for msg in unreadable:
+            print_log(f'left out of the pool: {msg}', 'current',
+                      level=logging.WARNING)
     images += extra
     for key in ('id', 'file_name'):
         seen, dup = set(), []

@@ -30,8 +30,10 @@ class AnnotationFormat(metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def build_pool(self, classes: Sequence[str], image_dir: str,
-                   labeled: str, unlabeled: Optional[str]) -> Pool:
-        """The pool from the user's files (never modified)."""
+                   labeled: str, unlabeled: Optional[str],
+                   policy: str = 'error') -> Pool:
+        """The pool from the user's files (never modified); ``policy``:
+        ``al_cfg.annotation_policy`` for images that cannot be read."""
 
     @abc.abstractmethod
     def write_pool(self, path: str, pool: Pool) -> None:
@@ -86,8 +88,9 @@ class CocoDetectionFormat(AnnotationFormat):
 
     pool_file = 'pool.json'
 
-    def build_pool(self, classes, image_dir, labeled, unlabeled):
-        return build_pool(classes, image_dir, labeled, unlabeled)
+    def build_pool(self, classes, image_dir, labeled, unlabeled,
+                   policy='error'):
+        return build_pool(classes, image_dir, labeled, unlabeled, policy)
 
     def write_pool(self, path, pool):
         write_pool(path, pool)
@@ -144,7 +147,9 @@ class ClassListFormat(AnnotationFormat):
 
     pool_file = 'pool.txt'
 
-    def build_pool(self, classes, image_dir, labeled, unlabeled):
+    def build_pool(self, classes, image_dir, labeled, unlabeled,
+                   policy='error'):
+        # images are decoded by the run's image checks (same policy)
         return build_class_pool(classes, image_dir, labeled, unlabeled)
 
     def write_pool(self, path, pool):

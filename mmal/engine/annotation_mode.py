@@ -167,7 +167,8 @@ class AnnotationMode:
                 self.format.write_pool(self.pool_file, self.format.build_pool(
                     self.classes, self.cfg['image_dir'],
                     self.cfg['labeled_ann_file'],
-                    self.cfg['unlabeled_ann_file']))
+                    self.cfg['unlabeled_ann_file'],
+                    self.runner.al['annotation_policy']))
             sync()
         cfg = self.runner.cfg
         cfg.train_dataloader['dataset'] = self.format.dataset(
