@@ -172,7 +172,7 @@ def test_entropies_equal_mmdet_predictions_per_image(which, fcos,
             assert ours[sid] == pytest.approx(value, rel=1e-9), sid
 
 
-# -- core-set features ----------------------------------------------------------
+# -- core-set features ---------------------------------------------------
 def _inputs(context, adapter, model, num=3):
     view = context.unlabeled_view()
     items = list(context.loader(view, sorted(view.sample_ids)[:num]))
@@ -236,7 +236,7 @@ def test_classifier_features_are_the_pooled_backbone_output():
     assert_close64(ours, ref)
 
 
-# -- core-set ranking -----------------------------------------------------------
+# -- core-set ranking ----------------------------------------------------
 class _Ctx:
     """The parts of a SelectionContext that CoresetSelector.rank reads
     once ``features`` is replaced."""

@@ -108,7 +108,8 @@ def build_pool(classes: Sequence[str],
                             'the file does not list')
         if ann.get('category_id') not in names:
             raise DataError(f'{labeled_ann_file}: annotation {ann.get("id")} '
-                            f'has unknown category id {ann.get("category_id")}')
+                            'has unknown category id '
+                            f'{ann.get("category_id")}')
         ann = dict(ann, category_id=cat_id[names[ann['category_id']]])
         annotations.append(ann)
     if unlabeled_ann_file:

@@ -153,9 +153,9 @@ class AnnotationMode:
         return dataset_classes(self.runner.cfg.train_dataloader['dataset'])
 
     def prepare(self) -> None:
-        """Write the pool's COCO file on the first run (rank 0) and point
-        the config's pool dataset and (absent a labeled val split) ISAL's
-        reference set at it."""
+        """Write the pool file on the first run (rank 0), point the
+        config's pool dataset at it and, absent a labeled val or test
+        split, ISAL's reference set at the labeled images."""
         exists = broadcast_from_master(osp.isfile(self.pool_file))
         if not exists:
             if osp.isfile(self.runner.state_path):
@@ -246,9 +246,10 @@ class AnnotationMode:
             annotation_policy=runner.al['annotation_policy'],
             logger=runner.logger)
         export_selection(
-            context, self.format, list(record['selected']), record.get('scores', {}),
-            self.pool_file, self.classes, self.export_dir(cycle),
-            self.cfg['image_root'], self.cfg['pre_annotation_score_thr'],
+            context, self.format, list(record['selected']),
+            record.get('scores', {}), self.pool_file, self.classes,
+            self.export_dir(cycle), self.cfg['image_root'],
+            self.cfg['pre_annotation_score_thr'],
             dict(cycle=cycle, selector=record.get('selector'),
                  continue_with=self.continue_command()))
 
