@@ -2,6 +2,7 @@
 without mmal's driver): after training it exports the next images to label
 from the images of the training folder that the training file lacks."""
 import json
+import os
 import os.path as osp
 
 import pytest
@@ -81,3 +82,60 @@ def test_the_hook_exports_the_next_images_from_a_plain_runner(tmp_path):
         from mmal.engine import SelectionHook
         SelectionHook(selector=dict(type='mmal.RandomSelector'),
                       adapter=dict(type='mmal.FCOSAdapter'), budget=0)
+
+
+def test_the_hook_in_a_plain_mmpretrain_training(tmp_path):
+    """A plain mmpretrain training on a ``path class_index`` list (as
+    mmpretrain's CustomDataset reads it), the unlabeled images given as a
+    list: the hook exports core-set's picks with the predicted classes."""
+    from conftest import tiny_cls_config
+    from mmal.tasks import ClassificationTask
+    data = str(tmp_path / 'data')
+    ClassificationTask().generate_demo_data(data, num_train=32, num_test=12,
+                                            img_size=32, seed=0)
+    classes = ['circle', 'cross', 'square', 'triangle']
+    train = sorted(
+        osp.relpath(osp.join(root, f), osp.join(data, 'train'))
+        for root, _, files in os.walk(osp.join(data, 'train'))
+        for f in files if f.endswith('.png'))
+    labeled, unlabeled = train[::3], [p for p in train if p not in
+                                      train[::3]]
+    with open(tmp_path / 'labeled.txt', 'w') as f:
+        f.writelines(f'{p} {classes.index(p.split("/")[0])}\n'
+                     for p in labeled)
+    with open(tmp_path / 'unlabeled.txt', 'w') as f:
+        f.writelines(f'{p}\n' for p in unlabeled)
+    cfg = tiny_cls_config('coreset_resnet18-small_shapes-cls.py', **{
+        'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1})
+    for key in ('al_cfg', 'demo_data'):
+        cfg.pop(key)
+    cfg.train_dataloader.dataset.update(
+        data_root=data, data_prefix='train',
+        ann_file=str(tmp_path / 'labeled.txt'),
+        metainfo=dict(classes=classes))
+    for key in ('val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.update(data_root=data, data_prefix='test')
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.custom_hooks = [
+        dict(type='mmal.SelectionHook',
+             selector=dict(type='mmal.CoresetSelector'),
+             adapter=dict(type='mmal.ImageClassifierAdapter'), budget=6,
+             unlabeled_ann_file=str(tmp_path / 'unlabeled.txt'),
+             num_workers=0)
+    ]
+    with DefaultScope.overwrite_default_scope('mmpretrain'), \
+            trusted_checkpoint_loading():
+        Runner.from_cfg(cfg).train()
+    out = osp.join(cfg.work_dir, 'to_annotate')
+    manifest = _read(osp.join(out, 'manifest.json'))
+    assert manifest['selector'] == 'CoresetSelector'
+    assert len(manifest['selected']) == 6
+    assert set(manifest['selected']) <= set(unlabeled)
+    with open(osp.join(out, 'labels_predicted.txt')) as f:
+        lines = [ln.split() for ln in f.read().splitlines()]
+    assert [p for p, _ in lines] == manifest['selected']
+    assert all(c in classes for _, c in lines)
+    with open(osp.join(out, 'scores.csv')) as f:  # core-set: the distance
+        rows = [r.split(',') for r in f.read().split()[1:]]  # when picked
+    radii = [float(r[3]) for r in rows]
+    assert radii == sorted(radii, reverse=True) and radii[0] > 0

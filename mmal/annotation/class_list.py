@@ -38,7 +38,9 @@ def _read_lines(path: str, what: str) -> List[List[str]]:
 def read_class_labels(path: str, classes: Sequence[str],
                       what: str) -> Dict[str, int]:
     """Relative path -> class index from a ``path class_name`` list or a
-    folder per class (``path/<class_name>/<image>``).
+    folder per class (``path/<class_name>/<image>``). A list may give the
+    class index instead of the name (mmpretrain's ``CustomDataset``
+    lists); a class name takes precedence.
 
     Raises:
         DataError: A line without a class, an unknown class name, a path
@@ -63,12 +65,16 @@ def read_class_labels(path: str, classes: Sequence[str],
             raise DataError(f'{what}: {path} line {i + 1} {parts[0]!r} has '
                             'no class (expected "path class_name")')
         rel, name = parts
-        if name not in index:
+        if name in index:
+            label = index[name]
+        elif name.isdigit() and int(name) < len(classes):
+            label = int(name)  # mmpretrain's own lists: class indices
+        else:
             raise DataError(f'{what}: {path} line {i + 1}: class {name!r} '
                             f'is not among the classes {list(classes)}')
         if rel in out:
             raise DataError(f'{what}: {path} lists {rel} twice')
-        out[rel] = index[name]
+        out[rel] = label
     return out
 
 
