@@ -106,6 +106,10 @@ class ActiveLearningRunner:
         work_dir (str, optional): Defaults to ``cfg.work_dir``.
         require_state (bool): Fail when ``work_dir`` holds no state yet
             (``--resume``).
+        annotations (str, optional): Annotation mode (``al_cfg.annotation``):
+            the annotation tool's export that labels the selection waiting
+            in ``work_dir`` (``--annotations``; see
+            :class:`~mmal.engine.annotation_mode.AnnotationMode`).
     """
 
     def __init__(self,
