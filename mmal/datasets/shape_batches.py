@@ -78,12 +78,6 @@ def same_shape_batches(preprocess: Callable[[Dict], Dict],
     max_pending = max_pending or 4 * batch_size
     pending: 'OrderedDict[tuple, List]' = OrderedDict()
 
-    def single(item: Dict) -> Dict:
-        if len(item['inputs']) != 1:
-            raise ValueError('same_shape_batches takes batches of one image,'
-                             f' got {len(item["inputs"])}')
-        return item
-
     def release(shape) -> Dict:
         group = pending.pop(shape)
         if divisor is None:  # preprocessed one by one
@@ -98,7 +92,9 @@ def same_shape_batches(preprocess: Callable[[Dict], Dict],
                     sample_id=[g[2] for g in group])
 
     for item in items:
-        item = single(item)
+        if len(item['inputs']) != 1:
+            raise ValueError('same_shape_batches takes batches of one image,'
+                             f' got {len(item["inputs"])}')
         if divisor is None:
             data = preprocess(item)
             entry = (data['inputs'], data['data_samples'][0], key(item))

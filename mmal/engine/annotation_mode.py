@@ -73,6 +73,13 @@ def annotation_format(task: Any) -> AnnotationFormat:
     return FORMATS[name]()
 
 
+def selection_images(fmt: AnnotationFormat, pool_file: str,
+                     ids: List[str]) -> List[Dict[str, Any]]:
+    """The pool file's entries of ``ids``, in that order."""
+    by_id = fmt.images(fmt.read_pool(pool_file))
+    return [by_id[sid] for sid in ids]
+
+
 def export_selection(context: 'SelectionContext', fmt: AnnotationFormat,
                      selected: List[str],
                      scores: Dict[str, Optional[float]], pool_file: str,
@@ -85,8 +92,7 @@ def export_selection(context: 'SelectionContext', fmt: AnnotationFormat,
                       ids=selected,
                       desc='pre-annotations of the selected images')
     if is_master():
-        by_id = fmt.images(fmt.read_pool(pool_file))
-        images = [by_id[sid] for sid in selected]
+        images = selection_images(fmt, pool_file, selected)
         fmt.write_export(out_dir, images, preds, scores, classes, image_root,
                          dict(manifest, selected=list(selected),
                               file_names=[im['file_name'] for im in images],
@@ -133,6 +139,8 @@ class AnnotationMode:
         self.cfg = cfg
         self.annotations = (osp.abspath(annotations)
                             if annotations else None)
+        # set by check_annotations_arg, which every run calls first
+        self.annotations_sha256: Optional[str] = None
         self.format = annotation_format(runner.task)
         self.pool_file = osp.join(runner.work_dir, POOL_DIR,
                                   self.format.pool_file)
@@ -227,10 +235,6 @@ class AnnotationMode:
         self.import_labels(state, cycle, record)
         return True
 
-    def _selection_images(self, selected: List[str]) -> List[Dict[str, Any]]:
-        by_id = self.format.images(self.format.read_pool(self.pool_file))
-        return [by_id[sid] for sid in selected]
-
     def export(self, state: ALState, cycle: int, record: Dict) -> None:
         """Write ``cycle_k/to_annotate/`` with the cycle's model's
         pre-annotations."""
@@ -260,7 +264,7 @@ class AnnotationMode:
         written when a check fails)."""
         runner = self.runner
         selected = list(record['selected'])
-        images = self._selection_images(selected)
+        images = selection_images(self.format, self.pool_file, selected)
         labels = self.format.read_labels(
             self.annotations, {im['file_name']: im for im in images},
             self.classes, cycle, runner.al['annotation_policy'],
@@ -275,7 +279,8 @@ class AnnotationMode:
         state.mark_done(cycle, 'select', num_selected=len(selected),
                         selected_cost=runner.cost(selected),
                         annotations=self.annotations,
-                        annotations_sha256=file_sha256(self.annotations))
+                        annotations_sha256=self.annotations_sha256
+                        or file_sha256(self.annotations))
         runner.save_state(state)
         runner.log(f'cycle {cycle}: imported {self.annotations}: '
                    f'{len(selected)} images, '
@@ -289,7 +294,7 @@ class AnnotationMode:
         with no export waiting for it is an error."""
         if self.annotations is None:
             return
-        digest = file_sha256(self.annotations)
+        self.annotations_sha256 = digest = file_sha256(self.annotations)
         done = [r for r in state.cycles
                 if r.get('annotations_sha256') == digest]
         if done:
