@@ -364,3 +364,39 @@ def test_per_image_losses_never_reduce_across_ranks(monkeypatch):
         assert float(reduce_mean(x)) == 6.0
     assert len(calls) == 1
     assert dist.is_initialized()  # restored
+
+
+def test_an_experiment_through_dist_al_train(tmp_path):
+    """Two configs x one seed by 2 processes: dist_al_train.sh takes the
+    experiment's other configs among its arguments; rank 0 writes each
+    run's state and the plan, every run finishes."""
+    configs = [
+        _write_cls_config(str(tmp_path / f'{name}.py'),
+                          f'{name.split("_")[0]}_resnet18-small_shapes-cls'
+                          '.py', **{'al_cfg.num_cycles': 2})
+        for name in ('random_tiny', 'coreset_tiny')
+    ]
+    root = str(tmp_path / 'exp')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(_free_port()),
+               CUDA_VISIBLE_DEVICES='',
+               PYTHONPATH=os.pathsep.join(
+                   [TESTS, REPO, os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run(
+        ['bash', 'tools/dist_al_train.sh', configs[0], '2', configs[1],
+         '--seeds', '3', '--work-dir', root, '--cfg-options',
+         'train_dataloader.batch_size=2'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    _check_ok(proc)
+    assert 'Distributed training: True' in proc.stdout + proc.stderr
+    plan = _read(osp.join(root, 'experiment.json'))['runs']
+    assert [(r['name'], r['seed']) for r in plan] == [('random_tiny', 3),
+                                                      ('coreset_tiny', 3)]
+    initial = []
+    for name in ('random_tiny', 'coreset_tiny'):
+        state = _read(osp.join(root, name, 'seed_3', 'al_state.json'))
+        assert state['meta']['stop']['reason'] == 'num_cycles'
+        assert state['meta']['experiment']['al_cfg.seed'] == 3
+        assert len(state['pool']['labeled']) == 8 + 4
+        initial.append(sorted(i for i, c in state['pool']['labeled'].items()
+                              if c == 0))
+    assert initial[0] == initial[1]

@@ -4,8 +4,21 @@
         [--data-root DIR] [--cfg-options key=value ...] [--resume]
         [--launcher {none,pytorch,slurm,mpi}]
 
+An experiment (several configs, i.e. selectors, x seeds, one run after the
+other into ``<work dir>/<config name>/seed_<k>/``):
+
+    python tools/al_train.py configs/isal_fcos_voc.py \
+        configs/random_fcos_voc.py --seeds 0 1 2 [--experiment NAME]
+
+The work dir is then the experiment's folder (default
+``./work_dirs/<NAME>``; NAME defaults to what the config names share,
+``fcos_voc`` here). Rerunning it skips finished runs and resumes the
+interrupted one. Report: ``tools/analysis_tools/al_report.py``.
+
 Several processes: ``tools/dist_al_train.sh CONFIG GPUS [args]`` (torchrun
-with ``--launcher pytorch``; gloo without GPUs).
+with ``--launcher pytorch``; gloo without GPUs); more configs of an
+experiment go among the args: ``tools/dist_al_train.sh
+configs/isal_fcos_voc.py 8 configs/random_fcos_voc.py --seeds 0 1 2``.
 
 Rerunning the same command on the same work dir continues after the last
 finished step; ``--resume`` makes that explicit (it fails if there is
@@ -23,7 +36,10 @@ import sys
 from mmengine.config import Config, DictAction
 
 from mmal.engine import ActiveLearningRunner
-from mmal.utils import MissingFileError, UserError, register_all_modules
+from mmal.engine.al_experiment import (Experiment, PlannedRun,
+                                       default_experiment_name, plan_runs)
+from mmal.utils import (ConfigError, MissingFileError, UserError,
+                        register_all_modules)
 from mmal.utils.distributed import LAUNCHERS, init_distributed
 from mmal.utils.config_utils import override_data_root
 
@@ -31,9 +47,25 @@ from mmal.utils.config_utils import override_data_root
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Active learning: train, select, repeat')
-    parser.add_argument('config', help='config file with an al_cfg block')
+    parser.add_argument(
+        'configs',
+        nargs='+',
+        metavar='CONFIG',
+        help='config file with an al_cfg block; several: an experiment '
+        'comparing them (e.g. one per selector)')
+    parser.add_argument(
+        '--seeds',
+        nargs='+',
+        type=int,
+        help='experiment: run every config with each of these seeds '
+        '(al_cfg.seed), into <work dir>/<config name>/seed_<k>/')
+    parser.add_argument(
+        '--experiment',
+        help='experiment name: the default work dir is ./work_dirs/<name> '
+        '(default: what the config names share, e.g. fcos_voc)')
     parser.add_argument('--work-dir', help='where state, logs and '
-                        'checkpoints go (default ./work_dirs/<config name>)')
+                        'checkpoints go (default ./work_dirs/<config name>); '
+                        'for an experiment, its folder')
     parser.add_argument(
         '--data-root',
         help='move every dataset / evaluator path under the config\'s '
@@ -60,23 +92,66 @@ def parse_args() -> argparse.Namespace:
         action=DictAction,
         help='override config keys, e.g. al_cfg.budget=100 '
         'data_root=/data/VOCdevkit/')
-    return parser.parse_args()
+    # intermixed: tools/dist_al_train.sh puts --launcher after the first
+    # config, before the experiment's other configs
+    return parser.parse_intermixed_args()
 
 
-def run(args: argparse.Namespace) -> None:
-    """Load the config, apply the command line and run active learning."""
-    if not osp.isfile(args.config):
-        raise MissingFileError(f'config file not found: {args.config}')
-    cfg = Config.fromfile(args.config)
+def load_cfg(args: argparse.Namespace, config: str) -> Config:
+    """``config`` with the command line's options applied."""
+    if not osp.isfile(config):
+        raise MissingFileError(f'config file not found: {config}')
+    cfg = Config.fromfile(config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     if args.data_root:
         override_data_root(cfg, args.data_root)
+    return cfg
+
+
+def run_experiment(args: argparse.Namespace) -> None:
+    """Every config with every seed (see the module docstring)."""
+    if args.annotations:
+        raise ConfigError('--annotations answers one run\'s export: give it '
+                          'one config and its --work-dir, not an experiment')
+    for config in args.configs:
+        if not osp.isfile(config):
+            raise MissingFileError(f'config file not found: {config}')
+    name = args.experiment or default_experiment_name(args.configs)
+    root = args.work_dir or osp.join('./work_dirs', name)
+    seeds = args.seeds
+    if seeds is None:  # the configs' own seeds (they must agree)
+        seeds = sorted({
+            int(load_cfg(args, c).get('al_cfg', {}).get('seed', 0))
+            for c in args.configs
+        })
+
+    def run_cfg(run: PlannedRun) -> Config:
+        cfg = load_cfg(args, run.config)
+        if cfg.get('al_cfg') is not None:
+            cfg.al_cfg.seed = run.seed
+        cfg.work_dir = run.work_dir
+        return cfg
+
+    register_all_modules()
+    init_distributed(args.launcher)
+    Experiment(
+        plan_runs(args.configs, seeds, root), root, run_cfg,
+        require_state=args.resume).run()
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load the config, apply the command line and run active learning."""
+    if len(args.configs) > 1 or args.seeds is not None or args.experiment:
+        run_experiment(args)
+        return
+    config = args.configs[0]
+    cfg = load_cfg(args, config)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif not cfg.get('work_dir'):
         cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+                                osp.splitext(osp.basename(config))[0])
     register_all_modules()
     init_distributed(args.launcher)
     ActiveLearningRunner(cfg, require_state=args.resume,

@@ -29,11 +29,16 @@ from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
 from mmal.utils.fileio import atomic_write_json, read_json
 from . import experiment_fingerprint as fingerprint
 from .al_config import num_images, resolve_al_cfg
+from .al_visualizer import ALVisualizer
 from .annotation_mode import AnnotationMode, resolve_annotation_cfg
 from .cycle_runner import CycleRunner
 from .image_drops import ImageDrops, check_run_images
 
 STATE_FILE = 'al_state.json'
+#: Why a run stopped (``meta['stop']['reason']`` of its state): the last
+#: cycle was trained, the target metric was reached, or every image of the
+#: pool is labeled. A run waiting for annotations has not stopped.
+STOP_REASONS = ('num_cycles', 'target_metric', 'pool_labeled')
 _run_counter = itertools.count()
 
 
@@ -164,6 +169,7 @@ class ActiveLearningRunner:
         self._costs: Optional[Dict[str, int]] = None
         self.image_drops = ImageDrops()  # undecodable images left out
         self._env_logged = False
+        self.vis: Optional[ALVisualizer] = None
         annotation = resolve_annotation_cfg(self.al['annotation'])
         if annotation is None and annotations:
             raise ConfigError(
@@ -368,20 +374,48 @@ class ActiveLearningRunner:
             self.cfg, self.work_dir, self.state_path,
             self.al['annotation_policy'], self.logger)
         self._pool_view = self._costs = None  # built without the dropped
-        with trusted_checkpoint_loading():
-            state = self.load_or_init_state()
-            if self.image_drops.record(state):
-                self.save_state(state)
-            if self.annotation_mode is not None:
-                self.annotation_mode.check_annotations_arg(state)
-            for cycle in range(self.al['num_cycles']):
-                if not self.run_cycle(state, cycle):
-                    break
+        self.vis = ALVisualizer(self.cfg, self.work_dir, self.name)
+        reason = None
+        try:
+            with trusted_checkpoint_loading():
+                state = self.load_or_init_state()
+                if self.image_drops.record(state):
+                    self.save_state(state)
+                if self.annotation_mode is not None:
+                    self.annotation_mode.check_annotations_arg(state)
+                for cycle in range(self.al['num_cycles']):
+                    reason = self.run_cycle(state, cycle)
+                    if reason is not None:
+                        break
+            if reason in STOP_REASONS:
+                self.record_stop(state, cycle, reason)
+        finally:
+            self.vis.close()
         self.log_summary(state)
         return state
 
-    def run_cycle(self, state: ALState, cycle: int) -> bool:
-        """Finish the steps of ``cycle`` not done yet; False to stop."""
+    def record_stop(self, state: ALState, cycle: int, reason: str) -> None:
+        """Record in the state that the run stopped after ``cycle``.
+
+        ``meta['stop']`` keeps the reason and the stop rule's settings, so
+        a later run with more cycles or another target is not taken as
+        finished (:func:`is_finished`).
+        """
+        stop = dict(
+            reason=reason,
+            cycle=cycle,
+            **{k: self.al[k] for k in STOP_SETTINGS})
+        if state.meta.get('stop') != stop:
+            state.meta['stop'] = stop
+            self.save_state(state)
+
+    def run_cycle(self, state: ALState, cycle: int) -> Optional[str]:
+        """Finish the steps of ``cycle`` not done yet.
+
+        Returns:
+            str | None: None to go on; else why the run stops here (one of
+            :data:`STOP_REASONS`, or ``'awaiting_annotations'``).
+        """
         runner = None
         if not state.is_done(cycle, 'train'):
             runner = self.train(state, cycle)
@@ -396,22 +430,24 @@ class ActiveLearningRunner:
                      f'{100 * self.al["target_metric"]:.2f} - '
                      f'{100 * self.al["target_tolerance"]:.2f} with '
                      f'{rec["images"]} images; stopping')
-            return False
+            return 'target_metric'
         if cycle == self.al['num_cycles'] - 1:
             if self.al['target_metric'] is not None:
                 self.log(f'the target {self.al["target_metric"]} was not '
                          f'reached in {self.al["num_cycles"]} cycles '
                          '(al_cfg.num_cycles)')
-            return False
+            return 'num_cycles'
         if not state.is_done(cycle, 'select'):
             if not state.pool.unlabeled_ids:
                 self.log(f'cycle {cycle}: every image of the pool is '
                          'labeled; stopping')
-                return False
+                return 'pool_labeled'
             if self.annotation_mode is not None:  # people label it
-                return self.annotation_mode.exchange(state, cycle)
+                if not self.annotation_mode.exchange(state, cycle):
+                    return 'awaiting_annotations'
+                return None
             self.select(state, cycle)
-        return True
+        return None
 
     def target_reached(self, record: dict) -> bool:
         """Whether an evaluated cycle meets ``al_cfg.target_metric``.
@@ -531,6 +567,9 @@ class ActiveLearningRunner:
             self.save_state(state)
             self.log(f'cycle {cycle}: no test split (test_dataloader=None): '
                      'not evaluated')
+            rec = state.record(cycle)
+            self._log_scalars(cycle, labeled_images=rec.get('images'),
+                              labeled_cost=rec.get('cost'))
             return {}
         if runner is None:
             cfg = self._runner_cfg(cycle, 'eval')
@@ -563,6 +602,12 @@ class ActiveLearningRunner:
             metric=metric,
             points_per_10k_cost=per_cost)
         self.save_state(state)
+        self._log_scalars(
+            cycle,
+            labeled_images=rec['images'],
+            labeled_cost=rec['cost'],
+            metric=100 * metric,
+            metric_per_10k_cost=per_cost)
         unit = self.task.cost_unit
         cost = '' if self.task.cost_is_images else f'{unit} {rec["cost"]} | '
         self.log(f'cycle {cycle}: images {rec["images"]} | {cost}'
@@ -592,8 +637,11 @@ class ActiveLearningRunner:
             # selected, crashed before the state write
             selected = read_json(sel_file)['selected']
             self.log(f'cycle {cycle}: reusing the selection in {sel_file}')
+            seconds = None  # made by an earlier process: time unknown
         else:
+            start = time.perf_counter()
             selected = self._new_selection(state, cycle, unlabeled, sel_file)
+            seconds = broadcast_from_master(time.perf_counter() - start)
         bad = [i for i in selected if i not in unlabeled]
         if bad:
             raise ValueError(f'{sel_file} selects ids that are not unlabeled:'
@@ -603,8 +651,11 @@ class ActiveLearningRunner:
             cycle,
             'select',
             num_selected=len(selected),
-            selected_cost=self.cost(selected))
+            selected_cost=self.cost(selected),
+            **({} if seconds is None else dict(selection_seconds=seconds)))
         self.save_state(state)
+        self._log_scalars(cycle, selection_time_s=seconds,
+                          selected_images=len(selected))
         cost = ('' if self.task.cost_is_images else
                 f' ({state.record(cycle)["selected_cost"]} '
                 f'{self.task.cost_unit})')
@@ -662,6 +713,11 @@ class ActiveLearningRunner:
         self.write_json(sel_file, record)
         return record['selected']
 
+    def _log_scalars(self, cycle: int, **scalars) -> None:
+        """The AL curves' points of ``cycle`` (:mod:`.al_visualizer`)."""
+        if self.vis is not None:
+            self.vis.log(cycle, **scalars)
+
     def log_summary(self, state: ALState) -> None:
         unit = self.task.cost_unit
         with_cost = not self.task.cost_is_images
@@ -682,3 +738,39 @@ def points_per_10k(metric: float, cost: int) -> Optional[float]:
     """The paper's annotation efficiency: metric points (percent) per
     10,000 units of cost, ``1e4 * 100 * metric / cost`` (None at 0 cost)."""
     return 1e4 * 100 * metric / cost if cost else None
+
+
+#: ``al_cfg`` keys of the stop rule, recorded with ``meta['stop']``.
+STOP_SETTINGS = ('num_cycles', 'target_metric', 'target_tolerance')
+
+
+def is_finished(meta: dict, cycles: Sequence[dict],
+                al: Optional[dict] = None) -> bool:
+    """Whether a run's state says it has nothing left to do.
+
+    Finished: the run recorded a stop (``meta['stop']``) under the same
+    stop rule as ``al`` (by default the settings recorded in the state);
+    a run that stopped after ``num_cycles=3`` is unfinished for
+    ``num_cycles=5``. A state from before mmal recorded stops counts as
+    finished when its cycle ``num_cycles - 1`` is evaluated.
+
+    Args:
+        meta (dict): The state's ``meta``.
+        cycles (Sequence[dict]): Its cycle records.
+        al (dict, optional): The stop rule to check against (a resolved
+            ``al_cfg``); None: the recorded settings.
+
+    Returns:
+        bool
+    """
+    if al is None:
+        settings = meta.get(fingerprint.SETTINGS_KEY, {})
+        al = {k: settings.get(f'al_cfg.{k}') for k in STOP_SETTINGS}
+    stop = meta.get('stop')
+    if stop is not None:
+        if stop['reason'] == 'pool_labeled':
+            return True
+        return all(stop.get(k) == al.get(k) for k in STOP_SETTINGS)
+    num = al.get('num_cycles')
+    return bool(num) and len(cycles) >= num and \
+        'evaluate' in cycles[num - 1]['done']

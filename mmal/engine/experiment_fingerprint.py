@@ -157,14 +157,15 @@ def differences(recorded: Dict[str, Any],
             if old.get(key) != new.get(key)]
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """``repr(value)``, cut after 200 characters."""
     text = repr(value)
     return text if len(text) <= _MAX_REPR else text[:_MAX_REPR] + '...'
 
 
 def format_difference(key: str, old: Any, new: Any) -> str:
     """``key: recorded -> now``, with long values cut."""
-    return f'{key}: {_short(old)} -> {_short(new)}'
+    return f'{key}: {short_repr(old)} -> {short_repr(new)}'
 
 
 def check_same_experiment(meta: Dict[str, Any], fingerprint: Dict[str, Any],
