@@ -236,6 +236,11 @@ def test_missing_seed_is_named(tmp_path):
     assert 'isal_fcos_x: seeds 1, 2 missing' in report.markdown
     res = {r.name: r for r in report.savings}
     assert sorted(res['isal_fcos_x'].per_seed) == [0]  # only shared seeds
+    # one seed has no spread: it cannot exclude zero
+    assert res['isal_fcos_x'].per_seed[0].saving > 0
+    assert res['isal_fcos_x'].spread_includes_zero
+    assert 'isal_fcos_x: one seed compared with random_fcos_x, no spread' \
+        in report.markdown
     assert 'missing' in report.markdown.split('## Savings')[1]
 
 
@@ -312,3 +317,31 @@ def test_cli(experiment, tmp_path_factory):
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2
     assert 'holds no active-learning run' in bad.stderr
+
+
+def test_is_finished_rules():
+    from mmal.engine.al_runner import is_finished
+    done = dict(done=['train', 'evaluate'])
+    settings = {'al_cfg.num_cycles': 2, 'al_cfg.target_metric': None,
+                'al_cfg.target_tolerance': 0.0}
+    stop = dict(reason='num_cycles', cycle=1, num_cycles=2,
+                target_metric=None, target_tolerance=0.0)
+    cycles = [dict(done=['train', 'evaluate', 'select']), done]
+    assert is_finished(dict(settings=settings, stop=stop), cycles)
+    # asked for more cycles (or another target) than the stop was under
+    assert not is_finished(dict(settings=settings, stop=stop), cycles,
+                           dict(num_cycles=3, target_metric=None,
+                                target_tolerance=0.0))
+    assert not is_finished(dict(settings=settings, stop=stop), cycles,
+                           dict(num_cycles=2, target_metric=0.5,
+                                target_tolerance=0.0))
+    # every image labeled: nothing left whatever the cycles
+    assert is_finished(dict(settings=settings,
+                            stop=dict(stop, reason='pool_labeled')), cycles,
+                       dict(num_cycles=9, target_metric=None,
+                            target_tolerance=0.0))
+    # no stop recorded (an older mmal): the last cycle evaluated
+    assert is_finished(dict(settings=settings), cycles)
+    assert not is_finished(dict(settings=settings),
+                           [cycles[0], dict(done=['train'])])
+    assert not is_finished(dict(settings=settings), cycles[:1])

@@ -180,10 +180,13 @@ class SavingResult:
 
     @property
     def spread_includes_zero(self) -> bool:
-        """True unless every seed reached the target and all savings have
-        one sign (all > 0 or all < 0)."""
-        if not self.per_seed or not all(s.reached
-                                        for s in self.per_seed.values()):
+        """True unless at least two seeds were compared, every one reached
+        the target and all savings have one sign (all > 0 or all < 0).
+
+        One seed has no spread: it cannot exclude zero.
+        """
+        if len(self.per_seed) < 2 or not all(
+                s.reached for s in self.per_seed.values()):
             return True
         low, high = self.spread
         return low <= 0 <= high

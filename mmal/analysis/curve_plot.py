@@ -39,7 +39,7 @@ def plot_curves(curves: Dict[str, MeanCurve],
     for ax, (attr, xlabel) in zip(axes[0], axes_x):
         for curve in curves.values():
             x = getattr(curve, attr)
-            label = f'{curve.name} ({len(curve.seeds)} seeds)'
+            label = f'{curve.name} ({_seeds(len(curve.seeds))})'
             (line, ) = ax.plot(x, curve.metric, marker='o', markersize=3,
                                label=label)
             line.set_gid(f'curve:{curve.name}')
@@ -51,9 +51,13 @@ def plot_curves(curves: Dict[str, MeanCurve],
     axes[0][0].legend(fontsize=8, loc='lower right')
     band = 'mean over seeds; band: min to max'
     if len(seeds) == 1:
-        band = f'mean over {seeds[0]} seeds; band: min to max'
+        band = f'mean over {_seeds(seeds[0])}; band: min to max'
     fig.suptitle(f'{title}\n{band}' if title else band, fontsize=9)
     fig.tight_layout()
     for path in out_files:
         fig.savefig(path, dpi=90)
     return fig
+
+
+def _seeds(n: int) -> str:
+    return f'{n} seed' + ('' if n == 1 else 's')

@@ -101,7 +101,9 @@ def savings_markdown(results: Sequence[SavingResult], reference: str,
             format_saving(res.mean, unit), per_seed,
             '-' if spread is None else
             f'[{_signed_value(spread[0])}, {_signed_value(spread[1])}]',
-            '-' if is_ref else ('yes' if res.spread_includes_zero else 'no')
+            '-' if is_ref else
+            ('n/a (1 seed)' if len(res.per_seed) == 1 else
+             'yes' if res.spread_includes_zero else 'no')
         ]
         lines.append('| ' + ' | '.join(row) + ' |')
     lines.append('')
@@ -122,6 +124,9 @@ def conclusion(res: SavingResult, reference: str, unit: str) -> str:
     if not n:
         return (f'{res.name}: no seed shared with {reference}; no per-seed '
                 'comparison')
+    if n == 1:
+        return (f'{res.name}: one seed compared with {reference}, no '
+                'spread: an illustration, not evidence')
     if missed:
         return (f'{res.name}: does not reach {reference}\'s final metric '
                 f'with seed{"s" if len(missed) > 1 else ""} '

@@ -39,6 +39,8 @@ STATE_FILE = 'al_state.json'
 #: cycle was trained, the target metric was reached, or every image of the
 #: pool is labeled. A run waiting for annotations has not stopped.
 STOP_REASONS = ('num_cycles', 'target_metric', 'pool_labeled')
+#: ``al_cfg`` keys of the stop rule, recorded with ``meta['stop']``.
+STOP_SETTINGS = ('num_cycles', 'target_metric', 'target_tolerance')
 _run_counter = itertools.count()
 
 
@@ -738,10 +740,6 @@ def points_per_10k(metric: float, cost: int) -> Optional[float]:
     """The paper's annotation efficiency: metric points (percent) per
     10,000 units of cost, ``1e4 * 100 * metric / cost`` (None at 0 cost)."""
     return 1e4 * 100 * metric / cost if cost else None
-
-
-#: ``al_cfg`` keys of the stop rule, recorded with ``meta['stop']``.
-STOP_SETTINGS = ('num_cycles', 'target_metric', 'target_tolerance')
 
 
 def is_finished(meta: dict, cycles: Sequence[dict],
