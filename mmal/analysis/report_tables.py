@@ -93,14 +93,12 @@ def savings_markdown(results: Sequence[SavingResult], reference: str,
         per_seed = ' / '.join(
             _signed(res.per_seed[s]) if s in res.per_seed else 'missing'
             for s in seeds)
-        spread = res.spread
         row = [
             res.name + (' (reference)' if is_ref else ''),
             format_count(None if res.mean.cost is None else round(
                 res.mean.cost, 1)) if res.mean.reached else 'not reached',
             format_saving(res.mean, unit), per_seed,
-            '-' if spread is None else
-            f'[{_signed_value(spread[0])}, {_signed_value(spread[1])}]',
+            _spread_cell(res),
             '-' if is_ref else
             ('n/a (1 seed)' if len(res.per_seed) == 1 else
              'yes' if res.spread_includes_zero else 'no')
@@ -111,6 +109,17 @@ def savings_markdown(results: Sequence[SavingResult], reference: str,
         if res.name != reference:
             lines.append('- ' + conclusion(res, reference, unit))
     return '\n'.join(lines)
+
+
+def _spread_cell(res: SavingResult) -> str:
+    """``[+6.8, +54.6]``, with the seeds that did not reach the target."""
+    missed = sum(not s.reached for s in res.per_seed.values())
+    spread = res.spread
+    cell = '-' if spread is None else \
+        f'[{_signed_value(spread[0])}, {_signed_value(spread[1])}]'
+    if missed:
+        cell += f'; {missed} not reached'
+    return cell
 
 
 def _signed_value(value: float) -> str:
