@@ -190,6 +190,13 @@ def test_configs_of_different_experiments_are_refused(tmp_path):
     assert not osp.exists(osp.join(root, 'random_tiny'))  # nothing ran
 
 
+def test_configs_with_different_seeds_need_seeds(tmp_path):
+    configs = _write_configs(tmp_path, entropy_tiny={'al_cfg.seed': 1})
+    proc = _al_train(*configs, '--work-dir', str(tmp_path / 'exp'))
+    assert proc.returncode == 2
+    assert 'different al_cfg.seed values [0, 1]' in proc.stderr
+
+
 def test_report_on_the_experiment(experiment, tmp_path):
     _, root = experiment
     report = make_report([root], str(tmp_path))

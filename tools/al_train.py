@@ -120,11 +120,15 @@ def run_experiment(args: argparse.Namespace) -> None:
     name = args.experiment or default_experiment_name(args.configs)
     root = args.work_dir or osp.join('./work_dirs', name)
     seeds = args.seeds
-    if seeds is None:  # the configs' own seeds (they must agree)
+    if seeds is None:  # the configs' own seed (they must agree)
         seeds = sorted({
-            int(load_cfg(args, c).get('al_cfg', {}).get('seed', 0))
+            int((load_cfg(args, c).get('al_cfg') or {}).get('seed', 0))
             for c in args.configs
         })
+        if len(seeds) > 1:
+            raise ConfigError(
+                f'the configs set different al_cfg.seed values {seeds}: '
+                'give the experiment\'s seeds with --seeds')
 
     def run_cfg(run: PlannedRun) -> Config:
         cfg = load_cfg(args, run.config)
