@@ -23,6 +23,14 @@ def metric_label(metric_key: str) -> str:
     return (metric_key or 'metric').split('/')[-1]
 
 
+def format_number(value: Optional[float]) -> str:
+    """``216.0`` -> ``216``; ``1104.33`` -> ``1104.3``; None -> ``-``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '-'
+    value = round(float(value), 1)
+    return f'{value:.0f}' if value.is_integer() else f'{value:.1f}'
+
+
 def format_count(value: Optional[float]) -> str:
     """``7093.4`` -> ``7.1k``; ``216.0`` -> ``216``; ``216.5`` -> ``216.5``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -60,9 +68,9 @@ def curves_markdown(curves: Dict[str, MeanCurve], unit: str,
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for curve in curves.values():
         for i, cycle in enumerate(curve.cycles):
-            row = [curve.name, str(cycle), format_count(curve.images[i])]
+            row = [curve.name, str(cycle), format_number(curve.images[i])]
             if with_cost:
-                row.append(format_count(round(curve.cost[i], 1)))
+                row.append(format_number(curve.cost[i]))
             row += [
                 f'{curve.metric[i]:.2f} [{curve.metric_min[i]:.2f}, '
                 f'{curve.metric_max[i]:.2f}]',
@@ -85,7 +93,7 @@ def savings_markdown(results: Sequence[SavingResult], reference: str,
     lines = [
         f'Target: {reference}\'s final mean {metric}, '
         f'{ref.mean.target:.2f}, reached with '
-        f'{format_count(round(ref.mean.reference_cost, 1))} {unit}.', '',
+        f'{format_number(ref.mean.reference_cost)} {unit}.', '',
         '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)
     ]
     for res in results:
@@ -95,8 +103,8 @@ def savings_markdown(results: Sequence[SavingResult], reference: str,
             for s in seeds)
         row = [
             res.name + (' (reference)' if is_ref else ''),
-            format_count(None if res.mean.cost is None else round(
-                res.mean.cost, 1)) if res.mean.reached else 'not reached',
+            format_number(res.mean.cost) if res.mean.reached else
+            'not reached',
             format_saving(res.mean, unit), per_seed,
             _spread_cell(res),
             '-' if is_ref else
