@@ -461,3 +461,23 @@ def test_a_state_written_by_an_older_mmal_resumes(isal_run, tmp_path,
     _forbid_training(monkeypatch)
     state = ActiveLearningRunner(tiny_config(), work_dir).run()
     assert state.cycles == new
+
+
+def test_each_cycle_logs_its_training_curves_to_its_own_vis_data(isal_run):
+    """mmdet's runtime names its visualizer 'visualizer': without a name per
+    cycle, cycle 0's instance (and its folder) would get every cycle's
+    curves. The run's AL curves go to work_dir/vis_data."""
+    import glob
+    work_dir, state = isal_run
+    for cycle in (0, 1):
+        files = glob.glob(osp.join(work_dir, f'cycle_{cycle}', '*',
+                                   'vis_data', 'scalars.json'))
+        assert len(files) == 1, files
+        with open(files[0]) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        losses = [line for line in lines if 'loss' in line]
+        # 2 epochs of 8 / 12 images in batches of 4, logged every iteration
+        assert len(losses) == 2 * state.record(cycle)['images'] // 4
+    with open(osp.join(work_dir, 'vis_data', 'scalars.json')) as f:
+        steps = [json.loads(line)['step'] for line in f if line.strip()]
+    assert sorted(set(steps)) == [0, 1]

@@ -468,6 +468,11 @@ class ActiveLearningRunner:
         cfg.pop('al_cfg', None)
         cfg.work_dir = self.cycle_dir(cycle)
         cfg.experiment_name = self._experiment_name(cycle, what)
+        visualizer = cfg.get('visualizer')
+        if isinstance(visualizer, dict):  # mmdet names it 'visualizer': one
+            # instance, made by cycle 0, would write every cycle's curves
+            # into cycle 0's vis_data; a name per cycle gives each its own
+            cfg.visualizer = dict(visualizer, name=cfg.experiment_name)
         randomness = dict(cfg.get('randomness') or {})
         randomness['seed'] = self.al['seed'] + cycle
         cfg.randomness = randomness
