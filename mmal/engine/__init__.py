@@ -1,9 +1,12 @@
 from .al_config import AL_CFG_DEFAULTS, resolve_al_cfg
-from .al_runner import ActiveLearningRunner, take_budget
+from .al_experiment import Experiment, plan_runs
+from .al_runner import ActiveLearningRunner, is_finished, take_budget
+from .al_visualizer import ALVisualizer
 from .cycle_runner import CycleRunner
 from .selection_hook import SelectionHook
 
 __all__ = [
-    'AL_CFG_DEFAULTS', 'resolve_al_cfg', 'ActiveLearningRunner',
-    'take_budget', 'CycleRunner', 'SelectionHook'
+    'AL_CFG_DEFAULTS', 'resolve_al_cfg', 'Experiment', 'plan_runs',
+    'ActiveLearningRunner', 'is_finished', 'take_budget', 'ALVisualizer',
+    'CycleRunner', 'SelectionHook'
 ]
