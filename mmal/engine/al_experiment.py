@@ -165,20 +165,18 @@ class Experiment:
     def log(self, msg: str) -> None:
         print_log(msg, self.logger)
 
-    def check_configs(self) -> Dict[str, Config]:
-        """Load each config once and check they are one experiment."""
-        cfgs, keys = {}, {}
+    def check_configs(self) -> None:
+        """Check that the configs are one experiment (each loaded once)."""
+        keys = {}
         for run in self.runs:
-            if run.name in cfgs:
+            if run.name in keys:
                 continue
             cfg = self.load_cfg(run)
             al = resolve_al_cfg(cfg, run.config)
-            cfgs[run.name] = cfg
             keys[run.name] = comparison_key(
                 fingerprint.experiment_fingerprint(cfg, al))
         if len(keys) > 1:
-            compare_keys(keys, 'the configs ' + ', '.join(cfgs))
-        return cfgs
+            compare_keys(keys, 'the configs ' + ', '.join(keys))
 
     def write_plan(self) -> None:
         """``experiment.json``: the runs this command was asked for."""
@@ -252,7 +250,7 @@ class Experiment:
             raise WorkDirError(
                 f'{run.work_dir} started from another initial labeled set '
                 f'than {first.work_dir} ({len(ids)} vs {len(first_ids)} '
-                f'images; e.g. {only[:5]} only in the first): the runs of '
+                f'images; e.g. {only[:5]} only in the former): the runs of '
                 f'seed {run.seed} would not start together. Was one of them '
                 'started with other data or another initial_size?')
 
