@@ -1,7 +1,8 @@
 """Everything a selector may use in one cycle, built lazily."""
-from typing import (TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional,
-                    Sequence)
+from typing import (TYPE_CHECKING, Any, Dict, Iterable, Iterator, List,
+                    Optional, Sequence)
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from torch import nn
@@ -45,6 +46,10 @@ class SelectionContext:
             ranking (``al_cfg.budget``); a selector whose ranking is built
             one pick at a time (core-set) may stop there. None: rank the
             whole pool.
+        unlabeled_subset (int, optional): Rank only this many unlabeled
+            images, drawn at random (seeded by ``seed``) from the unlabeled
+            pool (``al_cfg.unlabeled_subset``; learning loss's 10,000 on
+            CIFAR). None: every unlabeled image.
     """
 
     def __init__(self,
@@ -60,7 +65,8 @@ class SelectionContext:
                  annotation_policy: str = 'error',
                  logger: Any = 'current',
                  exclude_ids: Optional[Dict[str, Sequence[str]]] = None,
-                 budget: Optional[int] = None) -> None:
+                 budget: Optional[int] = None,
+                 unlabeled_subset: Optional[int] = None) -> None:
         self.cfg = cfg
         self.state = state
         self.cycle = cycle
@@ -77,7 +83,28 @@ class SelectionContext:
         self.logger = logger
         self.exclude_ids = dict(exclude_ids or {})
         self.budget = budget
+        self.unlabeled_subset = unlabeled_subset
         self._views: Dict[str, PoolSubsetDataset] = {}
+        self._unlabeled_ids: Optional[List[str]] = None
+
+    @property
+    def unlabeled_ids(self) -> List[str]:
+        """The unlabeled ids a selector ranks, sorted.
+
+        Every unlabeled id; with ``unlabeled_subset``, that many of them
+        drawn without replacement by a generator seeded with ``seed`` over
+        the sorted ids (so the subset depends on the unlabeled set and the
+        seed only, not on the number of processes).
+        """
+        if self._unlabeled_ids is None:
+            ids = sorted(self.state.unlabeled_ids)
+            size = self.unlabeled_subset
+            if size is not None and size < len(ids):
+                rng = np.random.default_rng([self.seed, 3])
+                ids = sorted(ids[i] for i in rng.choice(
+                    len(ids), size=size, replace=False))
+            self._unlabeled_ids = ids
+        return self._unlabeled_ids
 
     @property
     def device(self) -> torch.device:
@@ -110,9 +137,9 @@ class SelectionContext:
                            self.state.labeled_ids, True)
 
     def unlabeled_view(self) -> PoolSubsetDataset:
-        """Unlabeled images, without annotations."""
+        """Unlabeled images (:attr:`unlabeled_ids`), without annotations."""
         return self._build('unlabeled', pool_dataset_cfg(self.cfg),
-                           self.state.unlabeled_ids, False)
+                           self.unlabeled_ids, False)
 
     def validation_view(self) -> PoolSubsetDataset:
         """The validation split with annotations (ISAL's reference set)."""

@@ -19,6 +19,8 @@ AL_CFG_DEFAULTS: Dict[str, Any] = dict(
     target_metric=None,  # stop once metric >= target_metric - tolerance
     target_tolerance=0.0,  # e.g. the paper's 22 +- 0.3 AP: 0.22 and 0.003
     num_workers=2,  # data loading workers of the selection passes
+    unlabeled_subset=None,  # rank a seeded random subset of this many
+    # unlabeled images (learning loss on CIFAR: 10,000); None: all of them
     adapter=None,  # model adapter (needed by model-based selectors)
     task=None,  # None: the adapter's task, else by default_scope
     selector=None,  # the query strategy
@@ -87,6 +89,16 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
     if not isinstance(out['selector'], dict) or 'type' not in out['selector']:
         raise ConfigError(f'al_cfg.selector must be a dict with a `type`, got '
                           f'{out["selector"]!r} in {source}')
+    subset = out['unlabeled_subset']
+    if subset is not None and (not isinstance(subset, int) or subset <= 0):
+        raise ConfigError('al_cfg.unlabeled_subset must be None or a positive '
+                          f'integer (images), got {subset!r} in {source}')
+    if (subset is not None and isinstance(out['budget'], int)
+            and subset < out['budget']):
+        raise ConfigError(
+            f'al_cfg.unlabeled_subset ({subset}) is smaller than al_cfg.budget'
+            f' ({out["budget"]}) in {source}: a selection could not fill its '
+            'budget')
     return out
 
 

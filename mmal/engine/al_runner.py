@@ -161,6 +161,7 @@ class ActiveLearningRunner:
             raise ConfigError(
                 f'{type(self.selector).__name__} needs a model adapter: set '
                 'al_cfg.adapter (e.g. dict(type="mmal.FCOSAdapter"))')
+        self.selector.check_config(self.cfg)
         os.makedirs(self.work_dir, exist_ok=True)
         self.logger = MMLogger.get_instance(
             f'mmal_{self.name}_{next(_run_counter)}_{time.time_ns()}',
@@ -694,7 +695,12 @@ class ActiveLearningRunner:
             annotation_policy=self.al['annotation_policy'],
             logger=self.logger,
             exclude_ids=self.image_drops.ids_by_split(),
-            budget=budget)
+            budget=budget,
+            unlabeled_subset=self.al['unlabeled_subset'])
+        if len(context.unlabeled_ids) < min(budget, len(unlabeled)):
+            raise ConfigError(
+                f'al_cfg.unlabeled_subset ({self.al["unlabeled_subset"]}) is '
+                f'smaller than the budget ({budget} images) at cycle {cycle}')
         result = self.selector.rank(context)
         ranking = list(result.ranking)
         if len(set(ranking)) != len(ranking) or not set(ranking) <= unlabeled:

@@ -1,6 +1,8 @@
 from .base_adapter import BaseModelAdapter
 from .classifier_adapter import ImageClassifierAdapter
 from .detection_adapter import DetectionAdapter
+from .learning_loss_model import LearningLossModel
+from .loss_prediction import LossPredictionModule, ranking_loss
 from .precision import float64_computation
 from .single_stage_adapter import FCOSAdapter, SingleStageAdapter
 from .two_stage_adapter import FasterRCNNAdapter, TwoStageAdapter
@@ -8,5 +10,6 @@ from .two_stage_adapter import FasterRCNNAdapter, TwoStageAdapter
 __all__ = [
     'BaseModelAdapter', 'DetectionAdapter', 'SingleStageAdapter',
     'FCOSAdapter', 'TwoStageAdapter', 'FasterRCNNAdapter',
-    'ImageClassifierAdapter', 'float64_computation'
+    'ImageClassifierAdapter', 'float64_computation', 'LearningLossModel',
+    'LossPredictionModule', 'ranking_loss'
 ]

@@ -53,6 +53,11 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
     task: str = ''
     default_param_names: Tuple[str, ...] = ()
     default_lissa_scale: Tuple[float, ...] = ()
+    #: Submodule of the model whose forward output, in the model's own
+    #: training loss, is :meth:`head_forward`'s (None: no such module);
+    #: :class:`~mmal.models.LearningLossModel` records it instead of
+    #: running the head again for :meth:`per_image_losses`.
+    head_module: Optional[str] = None
 
     def __init__(self,
                  param_names: Optional[Sequence[str]] = None,
@@ -67,8 +72,12 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
 
     @staticmethod
     def unwrap(model: nn.Module) -> nn.Module:
-        """The bare model under DDP-style wrappers."""
-        return getattr(model, 'module', model)
+        """The bare task model under DDP-style wrappers and under a model
+        that holds it (:class:`~mmal.models.LearningLossModel`'s
+        ``task_model``)."""
+        model = getattr(model, 'module', model)
+        inner = getattr(model, 'task_model', None)
+        return inner if isinstance(inner, nn.Module) else model
 
     def prepare(self, model: nn.Module, seed: int = 0) -> nn.Module:
         """Make ``model`` ready for influence computations (in place).
@@ -381,6 +390,47 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
             feats = self.extract_features(model, data['inputs'])
             outs = self.head_forward(model, feats)
             return self.predict(model, feats, outs, data['data_samples'])
+
+    def per_image_losses(self,
+                         model: nn.Module,
+                         feats: Any,
+                         outs: Any,
+                         data_samples: Sequence,
+                         sample_ids: Optional[Sequence[str]] = None
+                         ) -> torch.Tensor:
+        """Each image's own training loss on its labels, without autograd.
+
+        What learning loss learns to predict. A detector's batch loss is
+        normalised over the batch (FCOS divides by the batch's number of
+        positive points), so each image's loss is :meth:`loss` on its own
+        slice of the outputs, as for influence.
+
+        Args:
+            model (nn.Module): The model (possibly wrapped).
+            feats: The batch's trunk features (``model.extract_feat``).
+            outs: :meth:`head_forward` of ``feats``, or None to compute it.
+            data_samples (Sequence): The batch's samples with labels (B).
+            sample_ids (Sequence[str], optional): Ids seeding random draws
+                inside a loss (:meth:`image_rng`); by default each sample's
+                ``img_id`` / path.
+
+        Returns:
+            Tensor: (B, ) losses, detached.
+        """
+        model = self.unwrap(model)
+        with torch.no_grad():
+            feats = detach(feats)
+            outs = (self.head_forward(model, feats)
+                    if outs is None else detach(outs))
+            values = []
+            for i, sample in enumerate(data_samples):
+                batch = (dict(sample_id=[sample_ids[i]]) if sample_ids else
+                         dict(data_samples=[sample]))
+                values.append(
+                    self.loss(model, image_slice(feats, i),
+                              image_slice(outs, i), batch,
+                              [sample]).reshape(()))
+        return torch.stack(values)
 
     def prediction_entropy(self, pred: Any) -> Optional[float]:
         """Uncertainty of one prediction of :meth:`predict` (nats).

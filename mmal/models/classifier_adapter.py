@@ -58,6 +58,7 @@ class ImageClassifierAdapter(BaseModelAdapter):
     task = 'ClassificationTask'
     default_param_names = ('head.fc.weight', )
     default_lissa_scale = (10000.0, )
+    head_module = 'head'
 
     def __init__(self,
                  param_names: Optional[Sequence[str]] = None,
@@ -149,6 +150,40 @@ class ImageClassifierAdapter(BaseModelAdapter):
             losses = model.head._get_loss(outs, list(samples))
         loss, _ = model.parse_losses(losses)
         return loss
+
+    def per_image_losses(self,
+                         model: nn.Module,
+                         feats: Any,
+                         outs: Optional[torch.Tensor],
+                         data_samples: Sequence,
+                         sample_ids: Optional[Sequence[str]] = None
+                         ) -> torch.Tensor:
+        """Each image's training loss from the head's logits (B, C).
+
+        ``feats`` is the neck's output (``model.extract_feat``), whatever
+        θ is. With hard labels the head's loss module gives all of them
+        in one call (``reduction_override='none'``); otherwise one
+        :meth:`loss` per image.
+
+        Returns:
+            Tensor: (B, ) losses, detached.
+        """
+        bare = self.unwrap(model)
+        with torch.no_grad():
+            outs = bare.head(feats) if outs is None else outs.detach()
+            loss_module = getattr(bare.head, 'loss_module', None)
+            if loss_module is not None and all(
+                    'gt_score' not in s for s in data_samples):
+                labels = torch.cat(
+                    [s.gt_label.reshape(-1) for s in data_samples])
+                if labels.numel() == len(data_samples):
+                    values = loss_module(
+                        outs, labels.to(outs.device),
+                        reduction_override='none')
+                    if values.shape == (len(data_samples), ):
+                        return values
+            return super().per_image_losses(bare, feats, outs, data_samples,
+                                            sample_ids)
 
     def set_pseudo_labels(self, data_sample: Any, pred: torch.Tensor,
                           score_thr: float) -> int:

@@ -89,6 +89,7 @@ class SingleStageAdapter(DetectionAdapter):
     """
 
     towers: Tuple[str, ...] = ('cls_convs', 'reg_convs')
+    head_module = 'bbox_head'
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -34,6 +34,8 @@ class TwoStageAdapter(DetectionAdapter):
     trunk and RPN pass as the loss.
     """
 
+    head_module = 'rpn_head'
+
     def extract_features(self, model: nn.Module, inputs: torch.Tensor):
         if not model.with_rpn:
             raise ValueError(f'{type(self).__name__} needs a detector with an '

@@ -33,6 +33,12 @@ class BaseSelector(metaclass=abc.ABCMeta):
 
     needs_model: bool = True
 
+    def check_config(self, cfg: Any) -> None:
+        """Refuse a config this selector cannot work with, before any
+        training (the driver calls it once). Raise
+        :class:`~mmal.utils.errors.ConfigError` naming the key; the
+        default accepts every config."""
+
     @abc.abstractmethod
     def rank(self, context: SelectionContext) -> SelectionResult:
         """Rank the unlabeled ids of ``context``, best first.

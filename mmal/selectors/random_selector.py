@@ -10,12 +10,14 @@ from .base import BaseSelector, SelectionResult
 class RandomSelector(BaseSelector):
     """Uniformly random ranking of the unlabeled pool (seeded).
 
-    The ranking depends on the set of unlabeled ids and the cycle seed only.
+    The ranking depends on the set of unlabeled ids (the context's
+    :attr:`~mmal.datasets.SelectionContext.unlabeled_ids`) and the cycle
+    seed only.
     """
 
     needs_model = False
 
     def rank(self, context: SelectionContext) -> SelectionResult:
-        ids = sorted(context.state.unlabeled_ids)
+        ids = list(context.unlabeled_ids)
         perm = np.random.default_rng(context.seed).permutation(len(ids))
         return SelectionResult(ranking=[ids[i] for i in perm])

@@ -1,0 +1,306 @@
+"""A task model trained jointly with learning loss's loss-prediction
+module (Yoo & Kweon, CVPR 2019)."""
+import contextlib
+import copy
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import torch
+from mmengine.model import BaseModel
+from torch import nn
+
+from mmal.registry import AL_ADAPTERS, MODELS, build_in_mmal_scope
+from mmal.utils.tensor_utils import detach
+from .base_adapter import BaseModelAdapter
+from .loss_prediction import LossPredictionModule, ranking_loss
+
+#: Task model class name -> the adapter that gives its per-image losses
+#: when ``adapter`` is not set.
+DEFAULT_ADAPTERS = {
+    'FCOS': 'mmal.FCOSAdapter',
+    'FasterRCNN': 'mmal.FasterRCNNAdapter',
+    'ImageClassifier': 'mmal.ImageClassifierAdapter',
+}
+
+#: Prefixes of the wrapper's own state-dict keys; any other key of a
+#: checkpoint being loaded is the task model's (see :class:`LearningLossModel`).
+_OWN_PREFIXES = ('model.', 'loss_predictor.', 'data_preprocessor.')
+
+
+def _flat_tensors(obj: Any) -> List[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _flat_tensors(o)]
+    raise TypeError(f'expected tensors or tuples of them, got {type(obj)}')
+
+
+def infer_in_channels(module: nn.Module, name: str) -> List[int]:
+    """Channels of each map ``module`` outputs, from its attributes.
+
+    An FPN-like neck (``out_channels`` and ``num_outs``): ``num_outs``
+    maps of ``out_channels``; a ``Sequential`` of blocks (a ResNet stage):
+    its last block's ``out_channels``; else the module's ``out_channels``.
+
+    Raises:
+        ValueError: None of these applies (set ``in_channels``).
+    """
+    out = getattr(module, 'out_channels', None)
+    num = getattr(module, 'num_outs', None)
+    if isinstance(out, int) and isinstance(num, int):
+        return [out] * num
+    if isinstance(module, nn.Sequential) and len(module):
+        last = getattr(module[-1], 'out_channels', None)
+        if isinstance(last, int):
+            return [last]
+    if isinstance(out, int):
+        return [out]
+    raise ValueError(
+        f'cannot tell the output channels of {name!r} '
+        f'({type(module).__name__}): set in_channels of '
+        'mmal.LearningLossModel to one value per feature map')
+
+
+class _Recorder:
+    """What one forward of the task model computed on the way."""
+
+    def __init__(self) -> None:
+        self.trunk: Any = None
+        self.outputs: Dict[str, List[Any]] = {}
+
+
+@MODELS.register_module()
+class LearningLossModel(BaseModel):
+    """A task model and learning loss's loss-prediction module, trained
+    together (Yoo & Kweon, "Learning Loss for Active Learning").
+
+    A model in ``MODELS``: a config sets ``model`` to it, wrapping the
+    original model dict::
+
+        model = dict(
+            type='mmal.LearningLossModel',
+            model=dict(type='FCOS', ...),      # the task model, unchanged
+            feature_modules=['neck'])          # every FPN level
+
+    Training (``mode='loss'``) returns the task model's own losses plus
+    ``loss_ranking = loss_weight x`` :func:`ranking_loss` of the module's
+    predictions against each image's true task loss (the adapter's
+    :meth:`~mmal.models.BaseModelAdapter.per_image_losses`, detached; the
+    head outputs that the task loss computed are reused, not recomputed).
+    The module reads the outputs of ``feature_modules`` (names of
+    submodules of the task model; a module returning several maps, like an
+    FPN, gives one level per map). With ``detach_features`` these enter the
+    module detached: the ranking loss then trains the module only, never
+    the task model (:class:`~mmal.engine.LearningLossStopGradHook` switches
+    it at an epoch). ``mode='predict'`` and ``'tensor'`` are the task
+    model's, so evaluators, visualisers and ``tools/test.py`` work as
+    before. :meth:`predict_loss` gives the predicted losses that
+    :class:`~mmal.selectors.LearningLossSelector` ranks by.
+
+    **Parameter names.** The task model's parameters are under ``model.``
+    (``model.backbone.conv1.weight``), the module's under
+    ``loss_predictor.``. Loading a checkpoint of the plain task model
+    (``load_from``, ``init_cfg`` of type ``Pretrained``) works: keys
+    without one of these prefixes are read as the task model's, and the
+    module keeps its initialisation. To load this model's checkpoint into
+    the plain task model, drop the prefix:
+    ``load_checkpoint(model, path, revise_keys=[(r'^model\\.', '')])``.
+
+    Args:
+        model (dict): The task model's config (a detector of mmdet or a
+            classifier of mmpretrain).
+        feature_modules (Sequence[str]): Submodules whose outputs feed the
+            module, e.g. ``['neck']`` (the FPN levels of a detector) or
+            ``['backbone.layer1', ..., 'backbone.layer4']`` (the 4 stages
+            of an mmpretrain ResNet).
+        in_channels (Sequence[int], optional): Channels of each map.
+            Defaults to what the modules' attributes say
+            (:func:`infer_in_channels`).
+        hidden_channels (int): Width of each level's FC. Defaults to 128.
+        margin (float): ξ of the ranking loss. Defaults to 1.
+        loss_weight (float): λ, the ranking loss's weight. Defaults to 1.
+        detach_features (bool): Initial stop-gradient state. Defaults to
+            False.
+        adapter (dict, optional): The adapter giving per-image losses
+            (``mmal.AL_ADAPTERS``). Defaults to the one of the task
+            model's class (:data:`DEFAULT_ADAPTERS`).
+        data_preprocessor (dict, optional): Given to the task model when
+            its own config has none (mmengine's Runner passes a config's
+            top-level ``data_preprocessor`` here).
+        init_cfg (dict, optional): Initialisation of the whole model.
+    """
+
+    def __init__(self,
+                 model: dict,
+                 feature_modules: Sequence[str],
+                 in_channels: Optional[Sequence[int]] = None,
+                 hidden_channels: int = 128,
+                 margin: float = 1.0,
+                 loss_weight: float = 1.0,
+                 detach_features: bool = False,
+                 adapter: Optional[dict] = None,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        model = copy.deepcopy(model)
+        if data_preprocessor is not None and isinstance(model, dict):
+            model.setdefault('data_preprocessor', data_preprocessor)
+        task = model if isinstance(model, nn.Module) else MODELS.build(model)
+        super().__init__(
+            data_preprocessor=task.data_preprocessor, init_cfg=init_cfg)
+        self.model = task
+        self.feature_modules = list(feature_modules)
+        if not self.feature_modules:
+            raise ValueError('feature_modules must name at least one module')
+        modules = dict(task.named_modules())
+        missing = [n for n in self.feature_modules if n not in modules]
+        if missing:
+            raise ValueError(
+                f'feature_modules {missing} are not submodules of '
+                f'{type(task).__name__}; some of its modules: '
+                f'{[n for n in modules if n and n.count(".") < 2][:20]}')
+        if in_channels is None:
+            in_channels = [
+                c for n in self.feature_modules
+                for c in infer_in_channels(modules[n], n)
+            ]
+        self.loss_predictor = LossPredictionModule(in_channels,
+                                                   hidden_channels)
+        self.margin = float(margin)
+        self.loss_weight = float(loss_weight)
+        self.detach_features = bool(detach_features)
+        self.adapter = self._build_adapter(adapter)
+        self._register_load_state_dict_pre_hook(self._task_keys_hook)
+
+    @property
+    def task_model(self) -> nn.Module:
+        """The wrapped task model (what adapters work on)."""
+        return self.model
+
+    def _build_adapter(self, cfg: Optional[dict]) -> BaseModelAdapter:
+        if cfg is None:
+            name = type(self.model).__name__
+            if name not in DEFAULT_ADAPTERS:
+                raise ValueError(
+                    f'mmal.LearningLossModel has no default adapter for '
+                    f'{name}: set adapter=dict(type=...) (an mmal.AL_ADAPTERS '
+                    'type giving per-image losses)')
+            cfg = dict(type=DEFAULT_ADAPTERS[name])
+        return build_in_mmal_scope(dict(cfg), AL_ADAPTERS)
+
+    @staticmethod
+    def _task_keys_hook(state_dict: dict, prefix: str, *args) -> None:
+        """Read a plain task model's keys as ``model.``'s."""
+        for key in list(state_dict):
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix):]
+            if not rest.startswith(_OWN_PREFIXES):
+                state_dict[f'{prefix}model.{rest}'] = state_dict.pop(key)
+
+    # -- recording what the task model computes -----------------------------
+    @contextlib.contextmanager
+    def _recording(self, head: bool) -> Iterator[_Recorder]:
+        """Record the trunk's output (``extract_feat``), every output of
+        ``feature_modules`` and (``head``) of the adapter's head module."""
+        rec = _Recorder()
+        modules = dict(self.model.named_modules())
+        names = list(self.feature_modules)
+        head_name = self.adapter.head_module if head else None
+        if head_name is not None and head_name in modules:
+            names.append(head_name)
+        handles = []
+        for name in dict.fromkeys(names):
+            rec.outputs[name] = []
+            handles.append(modules[name].register_forward_hook(
+                lambda m, i, o, name=name: rec.outputs[name].append(o)))
+        extract = self.model.extract_feat
+
+        def recorded_extract(*args, **kwargs):
+            rec.trunk = extract(*args, **kwargs)
+            return rec.trunk
+
+        self.model.extract_feat = recorded_extract  # an instance attribute
+        try:
+            yield rec
+        finally:
+            del self.model.extract_feat
+            for h in handles:
+                h.remove()
+
+    def _features(self, rec: _Recorder) -> List[torch.Tensor]:
+        feats = []
+        for name in self.feature_modules:
+            calls = rec.outputs[name]
+            if len(calls) != 1:
+                raise RuntimeError(
+                    f'feature module {name!r} ran {len(calls)} times in one '
+                    'forward of the task model; learning loss needs exactly '
+                    'one output per image batch')
+            feats += _flat_tensors(calls[0])
+        if self.detach_features:
+            feats = [f.detach() for f in feats]
+        return feats
+
+    # -- BaseModel ----------------------------------------------------------
+    def forward(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor') -> Union[Dict[str, torch.Tensor], list,
+                                               Any]:
+        """``'loss'``: the task's losses and ``loss_ranking``;
+        ``'predict'`` / ``'tensor'``: the task model's own."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        return self.model(inputs, data_samples, mode=mode)
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: list) -> Dict[str, torch.Tensor]:
+        """The task model's losses plus the weighted ranking loss.
+
+        Args:
+            inputs (Tensor): Preprocessed images (B, C, H, W).
+            data_samples (list): The batch's samples with labels (B).
+
+        Returns:
+            dict[str, Tensor]: The task's loss terms (a term named
+            ``loss``, mmpretrain's, renamed ``loss_task``: mmengine names
+            the total ``loss``) and ``loss_ranking``.
+        """
+        with self._recording(head=True) as rec:
+            losses = dict(self.model.loss(inputs, data_samples))
+        if 'loss' in losses:  # mmpretrain's key: 'loss' is the total's name
+            losses['loss_task'] = losses.pop('loss')
+        if rec.trunk is None:
+            raise RuntimeError(
+                f'{type(self.model).__name__}.loss did not call extract_feat;'
+                ' mmal.LearningLossModel needs it for the per-image losses')
+        pred = self.loss_predictor(self._features(rec))
+        head_calls = rec.outputs.get(self.adapter.head_module or '', [])
+        outs = head_calls[0] if len(head_calls) == 1 else None
+        target = self.adapter.per_image_losses(
+            self.model, detach(rec.trunk), outs, data_samples)
+        losses['loss_ranking'] = self.loss_weight * ranking_loss(
+            pred, target.to(pred.device), self.margin)
+        return losses
+
+    @torch.no_grad()
+    def predict_loss(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Predicted task loss of each image of a preprocessed batch.
+
+        Only what ``feature_modules`` need runs: the trunk
+        (``extract_feat``), or the whole task forward when a feature module
+        lies beyond it.
+
+        Args:
+            inputs (Tensor): Preprocessed images (B, C, H, W).
+
+        Returns:
+            Tensor: (B, ) predicted losses.
+        """
+        with self._recording(head=False) as rec:
+            self.model.extract_feat(inputs)
+            if any(not rec.outputs[n] for n in self.feature_modules):
+                for calls in rec.outputs.values():
+                    calls.clear()
+                self.model(inputs, None, mode='tensor')
+            feats = self._features(rec)
+        return self.loss_predictor(feats)
