@@ -170,18 +170,27 @@ def test_classification_two_processes_select_what_one_process_selects(
         osp.join(one, 'al_state.json'))['pool']
 
 
-@pytest.mark.parametrize('task', ['detection', 'classification'])
-@pytest.mark.parametrize('method', ['entropy', 'coreset'])
+BASELINES = dict(entropy='EntropySelector', coreset='CoresetSelector',
+                 stability='LocalizationStabilitySelector')
+
+
+@pytest.mark.parametrize('method,task', [
+    ('entropy', 'detection'), ('entropy', 'classification'),
+    ('coreset', 'detection'), ('coreset', 'classification'),
+    ('stability', 'detection')])  # localization stability: boxes only
 def test_baselines_run_two_cycles_and_select_alike_on_two_processes(
         method, task, tmp_path):
     """A whole two-cycle run of the selector's demo config (one process);
     then its cycle-0 selection made again by 2 processes on the same
     model. Inference in batches of 1 (``batch_size=1``), one thread per
-    process: every score is then the same bits whatever the sharding."""
+    process: every score is then the same bits whatever the sharding
+    (localization stability: the noise is seeded per image and level)."""
     config = str(tmp_path / 'cfg.py')
     if task == 'detection':
-        _write_config(config, f'{method}_fcos_shapes.py',
-                      **{'al_cfg.selector.batch_size': 1})
+        extra = {'al_cfg.selector.batch_size': 1}
+        if method == 'stability':  # reference boxes of a 2-epoch model
+            extra['al_cfg.selector.score_thr'] = 0.02
+        _write_config(config, f'{method}_fcos_shapes.py', **extra)
     else:
         _write_cls_config(config, f'{method}_resnet18-small_shapes-cls.py',
                           **{'al_cfg.selector.batch_size': 1})
@@ -193,8 +202,7 @@ def test_baselines_run_two_cycles_and_select_alike_on_two_processes(
     assert state['cycles'][0]['num_selected'] == 4
     assert state['cycles'][1]['images'] == 8 + 4
     a = _read(osp.join(one, 'cycle_0', 'selection.json'))
-    assert a['selector'] == ('EntropySelector' if method == 'entropy' else
-                             'CoresetSelector')
+    assert a['selector'] == BASELINES[method]
     labeled_at_0 = [k for k, c in state['pool']['labeled'].items() if c == 0]
     assert len(labeled_at_0) == 8
     assert not set(a['selected']) & set(labeled_at_0)

@@ -14,9 +14,10 @@ import math
 import pytest
 import torch
 
-from mmal.testing.selector_speed import (PHASES, TARGETS,
-                                         SelectorSpeedOptions, build_setup,
-                                         entropy_pass, report, run)
+from mmal.testing.selector_speed import (BOX_PHASES, EXPECTED, PHASES,
+                                         TARGETS, SelectorSpeedOptions,
+                                         build_setup, entropy_pass, report,
+                                         run)
 from mmal.utils import ConfigError, register_all_modules
 
 RTOL = 1e-9
@@ -50,26 +51,35 @@ def entropy_of(res) -> float:
 
 def test_results_are_complete(result):
     config, res = result
-    assert set(res['phases']) == set(PHASES)
+    detects = 'fcos' in config
+    assert set(res['phases']) == set(PHASES) - (
+        set() if detects else set(BOX_PHASES))
     for m in res['phases'].values():
         assert m['seconds'] > 0 and m['warmup_s'] > 0 and m['peak_mib'] > 0
         assert len(m['seconds_all']) == OPTS['repeat']
         assert m['images_per_s'] == pytest.approx(
             OPTS['num_images'] / m['seconds'])
     t = {k: m['seconds'] for k, m in res['phases'].items()}
-    assert set(res['ratios']) == set(TARGETS) == set(res['targets_met'])
-    for key, target in TARGETS.items():
+    assert set(res['targets_met']) == set(TARGETS)
+    assert set(res['ratios']) == {f'{k}/plain' for k in t if k != 'plain'}
+    assert res['expected'] == (EXPECTED if detects else {})
+    for key in res['ratios']:
         assert res['ratios'][key] == pytest.approx(
             t[key.split('/')[0]] / t['plain'])
+    for key, target in TARGETS.items():
         assert res['targets_met'][key] == (res['ratios'][key] <= target)
     assert res['image_size'] == '64x64' and res['batch_size'] == 5
     assert res['feature_dim'] > 0
-    if 'fcos' in config:  # the zeroed cls bias makes the detector predict
+    if detects:  # the zeroed cls bias makes the detector predict
         assert res['boxes_per_image'] > 0
+        # reference boxes (score >= 0.1): the noisy passes ran
+        assert res['stability_scored'] > 0
     else:
         assert res['boxes_per_image'] is None
+        assert res['stability_scored'] is None
     text = report(res)
     assert 'entropy pass' in text and 'core-set features' in text
+    assert ('stability pass' in text) == detects
 
 
 def test_entropies_cover_every_image(result):

@@ -3,6 +3,10 @@ from .coreset_selector import CoresetSelector
 from .entropy_selector import EntropySelector
 from .influence_selector import InfluenceSelector
 from .k_center_greedy import k_center_greedy
+from .localization_stability import (LocalizationStabilitySelector,
+                                     add_pixel_noise, box_stability,
+                                     localization_stability,
+                                     prediction_stability)
 from .pool_pass import pool_pass
 from .random_selector import RandomSelector
 from .score_order import UNSCORED_POLICIES, order_by_score
@@ -10,5 +14,7 @@ from .score_order import UNSCORED_POLICIES, order_by_score
 __all__ = [
     'BaseSelector', 'SelectionResult', 'InfluenceSelector', 'RandomSelector',
     'EntropySelector', 'CoresetSelector', 'pool_pass', 'k_center_greedy',
-    'order_by_score', 'UNSCORED_POLICIES'
+    'order_by_score', 'UNSCORED_POLICIES', 'LocalizationStabilitySelector',
+    'add_pixel_noise', 'box_stability', 'localization_stability',
+    'prediction_stability'
 ]

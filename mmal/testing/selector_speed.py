@@ -22,11 +22,19 @@ loading workers (eval mode, no autograd):
    ``CoresetSelector(batch_size=B).features(context, labeled=False)``, the
    same pass with ``adapter.embed`` per batch (the k-center greedy that
    follows it is not timed here). Target: at most 1.2x plain.
+4. **localization stability pass** (``stability``, detectors only):
+   ``LocalizationStabilitySelector(batch_size=B).stabilities(context)``,
+   the same pass predicting each batch clean and then once per noise
+   level on noisy copies (the images with a reference box only). No
+   target: it is ``len(noise_levels) + 1`` (7) inferences per image by
+   construction, the expected ratio (:data:`EXPECTED`), plus the noise
+   (drawn on the CPU) and the IoUs.
 
 Every phase includes its data loading (image decoding and the test
 pipeline), as a selection does. The phases run once each as a warm-up,
-then ``repeat`` rounds of all three, interleaved (plain, entropy, core-set,
-plain, ...) so that a change of the machine's load hits all of them; each
+then ``repeat`` rounds of all of them, interleaved (plain, entropy,
+core-set, stability, plain, ...) so that a change of the machine's load
+hits all of them; each
 phase's time is its fastest round (:func:`~mmal.testing.benchmark.timed`,
 peak memory by :class:`~mmal.testing.benchmark.PeakMemory`).
 
@@ -71,7 +79,8 @@ from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
 from mmal.models import BaseModelAdapter
 from mmal.registry import MODELS
-from mmal.selectors import CoresetSelector, EntropySelector
+from mmal.selectors import (CoresetSelector, EntropySelector,
+                            LocalizationStabilitySelector)
 from mmal.structures import PoolState
 from mmal.utils import ConfigError, MissingFileError
 from .benchmark import PeakMemory, load_average, ratio, timed, torch_threads
@@ -80,7 +89,14 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join('configs', 'isal_fcos_shapes.py')
 #: phase -> the largest time allowed, as a multiple of plain inference
 TARGETS = {'entropy/plain': 1.1, 'coreset_features/plain': 1.2}
-PHASES = ('plain', 'entropy', 'coreset_features')
+#: phase -> its ratio to plain inference by construction (no target)
+EXPECTED = {
+    'stability/plain':
+    len(LocalizationStabilitySelector().noise_levels) + 1
+}
+PHASES = ('plain', 'entropy', 'coreset_features', 'stability')
+#: phases measured for detectors only (they compare boxes)
+BOX_PHASES = ('stability',)
 NUM_LABELED = 4  # the pool's labeled images (not timed)
 NUM_EVAL = 4  # images of the demo's val / test split (not used)
 
@@ -284,6 +300,15 @@ def coreset_feature_pass(context: SelectionContext,
         context, labeled=False)
 
 
+def stability_pass(context: SelectionContext, batch_size: int
+                   ) -> Dict[str, Tuple[Optional[float], int]]:
+    """``LocalizationStabilitySelector(batch_size=batch_size).stabilities(
+    context)``: sample id -> (stability, None without reference box;
+    number of reference boxes)."""
+    return LocalizationStabilitySelector(
+        batch_size=batch_size).stabilities(context)
+
+
 # -- run and report -----------------------------------------------------------
 def _interleaved(runs: Dict[str, Callable[[], Any]], memory: PeakMemory,
                  repeat: int) -> Tuple[Dict[str, Dict[str, Any]],
@@ -332,9 +357,11 @@ def run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
         dict: The results (see :func:`report`): per phase ``seconds`` (the
         fastest round), ``seconds_all``, ``warmup_s``, ``images_per_s``,
         ``peak_mib`` and ``start_mib``; ``ratios`` (pass / plain),
-        ``targets`` and ``targets_met``; ``entropies`` (sample id ->
-        entropy of the last entropy pass, None: no box) and
-        ``unlabeled_ids``.
+        ``targets`` and ``targets_met``, ``expected`` (the stability
+        pass's ratio by construction; detectors only, as its phase);
+        ``entropies`` (sample id -> entropy of the last entropy pass,
+        None: no box), ``stability_scored`` (images with a reference box;
+        None for a classifier) and ``unlabeled_ids``.
     """
     with torch_threads(opts.threads):
         return _run(opts, work_dir)
@@ -352,13 +379,16 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
         'entropy': lambda: entropy_pass(context, B),
         'coreset_features': lambda: coreset_feature_pass(context, B),
     }
+    detects = adapter.task == 'DetectionTask'
+    if detects:
+        runs['stability'] = lambda: stability_pass(context, B)
     with _autocast(opts):
         phases, results = _interleaved(runs, memory, opts.repeat)
     for m in phases.values():
         m['images_per_s'] = len(ids) / m['seconds']
     t = {k: m['seconds'] for k, m in phases.items()}
     ratios = {f'{k}/plain': ratio(t[k], t['plain'])
-              for k in PHASES if k != 'plain'}
+              for k in PHASES if k != 'plain' and k in t}
     boxes = results['plain']
     counted = [b for b in boxes if b is not None]
     entropies = results['entropy']
@@ -384,6 +414,9 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
         ratios=ratios,
         targets=dict(TARGETS),
         targets_met={k: bool(ratios[k] <= v) for k, v in TARGETS.items()},
+        expected=dict(EXPECTED) if detects else {},
+        stability_scored=(sum(1 for v, _ in results['stability'].values()
+                              if v is not None) if detects else None),
         boxes_per_image=(sum(counted) / len(counted) if counted else None),
         images_without_boxes=sum(1 for b in counted if b == 0),
         num_unscored=sum(1 for v in entropies.values() if v is None),
@@ -400,6 +433,7 @@ _LABELS = {
     'plain': 'plain inference (model.test_step)',
     'entropy': 'entropy pass (EntropySelector)',
     'coreset_features': 'core-set features (CoresetSelector)',
+    'stability': 'stability pass (LocalizationStability)',
 }
 
 
@@ -421,17 +455,24 @@ def report(res: Dict[str, Any]) -> str:
          f'{boxes:.1f}, {res["images_without_boxes"]} images without box; '
          if boxes is not None else '') +
         f'{res["num_unscored"]} images without entropy; core-set features '
-        f'{res["feature_dim"]}-d',
+        f'{res["feature_dim"]}-d' + (
+            '' if res['stability_scored'] is None else
+            f'; {res["stability_scored"]} images with a reference box '
+            '(stability)'),
         f'{"phase":<38} {"seconds":>8} {"img/s":>8} {"x plain":>8} '
         f'{"target":>7} {"peak MiB":>9}',
     ]
     for key, label in _LABELS.items():
+        if key not in res['phases']:  # a detector-only phase
+            continue
         m = res['phases'][key]
         name = f'{key}/plain'
         x = res['ratios'].get(name, 1.0)
         target = res['targets'].get(name)
         mark = '' if target is None else (
             f'<={target}' + ('' if res['targets_met'][name] else ' MISSED'))
+        if name in res['expected']:  # no target: the ratio by construction
+            mark = f'~{res["expected"][name]}'
         lines.append(f'{label:<38} {m["seconds"]:>8.3f} '
                      f'{m["images_per_s"]:>8.1f} {x:>8.3f} {mark:>7} '
                      f'{m["peak_mib"]:>9.0f}')

@@ -7,7 +7,9 @@ batched inference (a standard ``DataLoader`` and ``model.test_step``, what
 ``tools/test.py`` does), ``EntropySelector.entropies`` (target: <= 1.1x
 plain) and ``CoresetSelector.features(context, labeled=False)`` (core-set's
 feature pass, target: <= 1.2x plain; its k-center greedy is benchmarked
-by ``tools/benchmarks/kcenter_speed.py``). Each phase's time is the
+by ``tools/benchmarks/kcenter_speed.py``); for a detector also
+``LocalizationStabilitySelector.stabilities`` (no target: 1 clean + 6 noisy
+inferences per image, ~7x plain by construction). Each phase's time is the
 fastest of ``--repeat`` interleaved rounds after a warm-up. What each
 phase computes: :mod:`mmal.testing.selector_speed`.
 
@@ -21,7 +23,8 @@ model predicts boxes (the report gives how many per image).
 ``--out`` writes every number as JSON: per phase ``seconds``,
 ``seconds_all``, ``warmup_s``, ``images_per_s``, ``peak_mib`` and
 ``start_mib``; the ratios to plain inference and whether the targets are
-met; the entropy of every image.
+met; the entropy of every image; the images with a reference box of the
+stability pass.
 
 On a machine shared with other processes, ``--threads`` below the number
 of cores keeps the timings stable (a busy core stalls every OpenMP
@@ -61,8 +64,9 @@ def options(args: argparse.Namespace) -> SelectorSpeedOptions:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command line options (see the module docstring)."""
     p = argparse.ArgumentParser(
-        description='Speed of the entropy and core-set pool passes against '
-        'plain batched inference on the same images.')
+        description='Speed of the entropy, core-set and (detectors) '
+        'localization stability pool passes against plain batched '
+        'inference on the same images.')
     p.add_argument('--config', default=DEFAULT_CONFIG,
                    help='a shapes demo config (default %(default)s)')
     p.add_argument('--model-config', default=None,
