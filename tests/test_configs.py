@@ -10,7 +10,7 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.registry import DefaultScope
 
@@ -84,21 +84,33 @@ def test_model_bases_hold_only_the_model(part):
 
 
 #: Top-level config prefix -> selector type; every model and dataset has
-#: one config per selector.
+#: one config per selector (localization stability: detection only).
 SELECTOR_OF = {
     'isal': 'mmal.InfluenceSelector',
     'random': 'mmal.RandomSelector',
     'entropy': 'mmal.EntropySelector',
     'coreset': 'mmal.CoresetSelector',
+    'learning-loss': 'mmal.LearningLossSelector',
+    'stability': 'mmal.LocalizationStabilitySelector',
 }
+DETECTION_ONLY = ('stability', )
+#: Selectors whose configs differ from ISAL's only in ``al_cfg.selector``.
+SAME_MODEL = ('random', 'entropy', 'coreset', 'stability')
+
+
+def _is_detection(setting: str) -> bool:
+    return setting.startswith(('fcos', 'faster-rcnn'))
 
 
 def test_every_setting_has_a_config_per_selector():
-    assert len(TOP_LEVEL) >= 4 * 12
+    assert len(TOP_LEVEL) >= 6 * 12 - 4
     for name in TOP_LEVEL:
         kind, setting = name.split('_', 1)
         assert kind in SELECTOR_OF, name
         for other in SELECTOR_OF:
+            if other in DETECTION_ONLY and not _is_detection(setting):
+                assert f'{other}_{setting}' not in TOP_LEVEL
+                continue
             assert f'{other}_{setting}' in TOP_LEVEL, \
                 f'{name} has no {other}_{setting}'
 
@@ -115,12 +127,65 @@ def test_top_level_config_loads_and_resolves(name):
 
 @pytest.mark.parametrize('name, other', [
     (n[len('isal_'):], other) for n in TOP_LEVEL if n.startswith('isal_')
-    for other in sorted(SELECTOR_OF) if other != 'isal'])
+    for other in SAME_MODEL
+    if other not in DETECTION_ONLY or _is_detection(n[len('isal_'):])])
 def test_selector_configs_differ_from_isal_only_in_the_selector(name, other):
     isal = _load('isal_' + name).to_dict()
     alt = _load(f'{other}_{name}').to_dict()
     assert isal['al_cfg'].pop('selector') != alt['al_cfg'].pop('selector')
     assert isal == alt
+
+
+@pytest.mark.parametrize('name', [
+    n[len('isal_'):] for n in TOP_LEVEL if n.startswith('isal_')])
+def test_learning_loss_configs_wrap_the_isal_model_and_add_the_hook(name):
+    """Learning loss differs from ISAL in ``model`` (the same task model,
+    wrapped), ``custom_hooks`` (the stop-gradient), the selector and, on
+    CIFAR, the paper's random subset of 10,000 unlabeled images."""
+    isal = _load('isal_' + name).to_dict()
+    ll = _load('learning-loss_' + name).to_dict()  # name ends with .py
+    wrapped = ll.pop('model')
+    assert wrapped.pop('type') == 'mmal.LearningLossModel'
+    assert wrapped.pop('model') == isal.pop('model')
+    hooks = ll.pop('custom_hooks')
+    assert [h['type'] for h in hooks] == ['mmal.LearningLossStopGradHook']
+    assert 'custom_hooks' not in isal
+    features = wrapped.pop('feature_modules')
+    assert wrapped == {}  # the paper's module: every other default
+    epochs = ll['train_cfg']['max_epochs']
+    if _is_detection(name):
+        assert features == ['neck'] and hooks[0]['detach_epoch'] == 0
+    else:  # from epoch 120 of 200 (30 of the demo's 50)
+        assert features == [f'backbone.layer{i}' for i in range(1, 5)]
+        assert hooks[0]['detach_epoch'] * 200 == 120 * epochs
+    subset = ll['al_cfg'].pop('unlabeled_subset', None)
+    assert subset == (10000 if name.startswith('resnet18_cifar') else None)
+    assert ll['al_cfg'].pop('selector') == dict(
+        type='mmal.LearningLossSelector')
+    isal['al_cfg'].pop('selector')
+    assert isal == ll
+
+
+@pytest.mark.parametrize('name, levels', [('fcos_voc', 5), ('fcos_shapes', 3),
+                                          ('faster-rcnn_coco', 5),
+                                          ('resnet18_cifar10', 4)])
+def test_learning_loss_modules_read_every_level(name, levels):
+    """The module has one FC per FPN level (5 for FCOS R-50, 3 for the
+    demo) or per ResNet stage, with the channels of the model."""
+    cfg = _load(f'learning-loss_{name}.py')
+    scope = 'mmpretrain' if name.startswith('resnet') else 'mmdet'
+    model_cfg = cfg.model.to_dict()
+    model_cfg['model'].get('backbone', {}).pop('init_cfg', None)
+    if 'data_preprocessor' in cfg:
+        model_cfg['data_preprocessor'] = cfg.data_preprocessor.to_dict()
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(ConfigDict(model_cfg))
+    channels = model.loss_predictor.in_channels
+    assert len(channels) == levels
+    if scope == 'mmpretrain':
+        assert channels == [64, 128, 256, 512]
+    else:
+        assert set(channels) == {cfg.model.model.neck.out_channels}
 
 
 def test_large_scale_coco_is_the_papers_table_6():

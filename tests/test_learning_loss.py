@@ -34,8 +34,8 @@ from influence_reference import (FCOS_TINY, FRCNN_TINY, assert_close64,
 from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
 from mmal.models import (FasterRCNNAdapter, FCOSAdapter,
-                         ImageClassifierAdapter, LearningLossModel,
-                         LossPredictionModule, ranking_loss)
+                         ImageClassifierAdapter, LossPredictionModule,
+                         ranking_loss)
 from mmal.models.precision import float64_computation
 from mmal.registry import MODELS
 from mmal.selectors import LearningLossSelector

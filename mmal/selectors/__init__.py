@@ -3,6 +3,7 @@ from .coreset_selector import CoresetSelector
 from .entropy_selector import EntropySelector
 from .influence_selector import InfluenceSelector
 from .k_center_greedy import k_center_greedy
+from .learning_loss_selector import LearningLossSelector
 from .localization_stability import (LocalizationStabilitySelector,
                                      add_pixel_noise, box_stability,
                                      localization_stability,
@@ -13,7 +14,8 @@ from .score_order import UNSCORED_POLICIES, order_by_score
 
 __all__ = [
     'BaseSelector', 'SelectionResult', 'InfluenceSelector', 'RandomSelector',
-    'EntropySelector', 'CoresetSelector', 'pool_pass', 'k_center_greedy',
+    'EntropySelector', 'CoresetSelector', 'LearningLossSelector',
+    'pool_pass', 'k_center_greedy',
     'order_by_score', 'UNSCORED_POLICIES', 'LocalizationStabilitySelector',
     'add_pixel_noise', 'box_stability', 'localization_stability',
     'prediction_stability'
