@@ -36,10 +36,16 @@ def _read(path):
         return json.load(f)
 
 
+def _frozen_bn(name: str) -> dict:
+    """No per-rank batch statistics (learning loss wraps the model)."""
+    model = 'model.model' if name.startswith('learning-loss_') else 'model'
+    return {f'{model}.backbone.norm_eval': True}
+
+
 def _write_config(path: str, name: str = 'isal_fcos_shapes.py',
                   **extra) -> str:
     cfg = tiny_config(name, **{
-        'model.backbone.norm_eval': True,  # no per-rank batch statistics
+        **_frozen_bn(name),
         'custom_imports': dict(imports=['dist_helpers'],
                                allow_failed_imports=False),
         **extra
@@ -60,7 +66,7 @@ def _write_cls_config(path: str,
                       **extra) -> str:
     """The classification demo, shrunk, independent of the process count
     (frozen BN statistics, no random crop or flip); 3 chains split 2 + 1."""
-    cfg = tiny_cls_config(name, **{'model.backbone.norm_eval': True, **extra})
+    cfg = tiny_cls_config(name, **{**_frozen_bn(name), **extra})
     if 'solver' in cfg.al_cfg.selector:
         cfg.al_cfg.selector.solver.repeats = 3
     cfg.train_dataloader.dataset.pipeline = [
@@ -170,14 +176,19 @@ def test_classification_two_processes_select_what_one_process_selects(
         osp.join(one, 'al_state.json'))['pool']
 
 
-BASELINES = dict(entropy='EntropySelector', coreset='CoresetSelector',
-                 stability='LocalizationStabilitySelector')
+BASELINES = {
+    'entropy': 'EntropySelector',
+    'coreset': 'CoresetSelector',
+    'stability': 'LocalizationStabilitySelector',
+    'learning-loss': 'LearningLossSelector',
+}
 
 
 @pytest.mark.parametrize('method,task', [
     ('entropy', 'detection'), ('entropy', 'classification'),
     ('coreset', 'detection'), ('coreset', 'classification'),
-    ('stability', 'detection')])  # localization stability: boxes only
+    ('stability', 'detection'),  # localization stability: boxes only
+    ('learning-loss', 'detection'), ('learning-loss', 'classification')])
 def test_baselines_run_two_cycles_and_select_alike_on_two_processes(
         method, task, tmp_path):
     """A whole two-cycle run of the selector's demo config (one process);
