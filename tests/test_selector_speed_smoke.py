@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from mmal.testing.selector_speed import (BOX_PHASES, EXPECTED, PHASES,
-                                         TARGETS, SelectorSpeedOptions,
+                                         TARGETS, TRAIN_STEPS,
+                                         SelectorSpeedOptions,
                                          build_setup, entropy_pass, report,
                                          run)
 from mmal.utils import ConfigError, register_all_modules
@@ -77,8 +78,16 @@ def test_results_are_complete(result):
     else:
         assert res['boxes_per_image'] is None
         assert res['stability_scored'] is None
+    tr = res['training']  # learning loss's training overhead
+    assert tr['steps'] == TRAIN_STEPS and tr['batch_size'] == 5
+    for m in (tr['plain'], tr['learning_loss']):
+        assert m['seconds_per_step'] == pytest.approx(m['seconds'] /
+                                                      TRAIN_STEPS)
+    assert tr['ratio'] == pytest.approx(tr['learning_loss']['seconds'] /
+                                        tr['plain']['seconds'])
     text = report(res)
     assert 'entropy pass' in text and 'core-set features' in text
+    assert 'learning loss pass' in text and 'training step' in text
     assert ('stability pass' in text) == detects
 
 

@@ -106,8 +106,8 @@ class LearningLossModel(BaseModel):
     ``load_checkpoint(model, path, revise_keys=[(r'^model\\.', '')])``.
 
     Args:
-        model (dict): The task model's config (a detector of mmdet or a
-            classifier of mmpretrain).
+        model (dict | nn.Module): The task model's config (a detector of
+            mmdet or a classifier of mmpretrain), or the model itself.
         feature_modules (Sequence[str]): Submodules whose outputs feed the
             module, e.g. ``['neck']`` (the FPN levels of a detector) or
             ``['backbone.layer1', ..., 'backbone.layer4']`` (the 4 stages
@@ -130,7 +130,7 @@ class LearningLossModel(BaseModel):
     """
 
     def __init__(self,
-                 model: dict,
+                 model: Union[dict, nn.Module],
                  feature_modules: Sequence[str],
                  in_channels: Optional[Sequence[int]] = None,
                  hidden_channels: int = 128,
@@ -140,10 +140,13 @@ class LearningLossModel(BaseModel):
                  adapter: Optional[dict] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        model = copy.deepcopy(model)
-        if data_preprocessor is not None and isinstance(model, dict):
-            model.setdefault('data_preprocessor', data_preprocessor)
-        task = model if isinstance(model, nn.Module) else MODELS.build(model)
+        if isinstance(model, nn.Module):  # wrapped as it is
+            task = model
+        else:
+            model = copy.deepcopy(model)
+            if data_preprocessor is not None:
+                model.setdefault('data_preprocessor', data_preprocessor)
+            task = MODELS.build(model)
         super().__init__(
             data_preprocessor=task.data_preprocessor, init_cfg=init_cfg)
         self.model = task

@@ -29,11 +29,25 @@ loading workers (eval mode, no autograd):
    target: it is ``len(noise_levels) + 1`` (7) inferences per image by
    construction, the expected ratio (:data:`EXPECTED`), plus the noise
    (drawn on the CPU) and the IoUs.
+5. **learning loss pass** (``learning_loss``):
+   ``LearningLossSelector(batch_size=B).predicted_losses(context)`` with
+   a copy of the model wrapped in a :class:`~mmal.models.LearningLossModel`
+   (:func:`learning_loss_model`: a detector's FPN levels, a classifier's 4
+   ResNet stages, as the ``learning-loss_*`` configs): the trunk and the
+   loss-prediction module (a detector's head and post-processing do not
+   run). Target: at most 1.1x plain.
+6. **training steps** (``training`` in the results, not a phase of the
+   table): :data:`TRAIN_STEPS` ``model.train_step`` calls on the labeled
+   images as one batch (``max(NUM_LABELED, batch_size)`` images, test
+   pipeline, SGD with lr 0), by a copy of the task model and by a copy
+   wrapped with learning loss's module: learning loss's training overhead
+   per iteration (the per-image losses and the module's forward and
+   backward). No target: the ratio is reported.
 
 Every phase includes its data loading (image decoding and the test
 pipeline), as a selection does. The phases run once each as a warm-up,
 then ``repeat`` rounds of all of them, interleaved (plain, entropy,
-core-set, stability, plain, ...) so that a change of the machine's load
+core-set, learning loss, stability, training, plain, ...) so that a change of the machine's load
 hits all of them; each
 phase's time is its fastest round (:func:`~mmal.testing.benchmark.timed`,
 peak memory by :class:`~mmal.testing.benchmark.PeakMemory`).
@@ -53,7 +67,7 @@ entropy pass would skip the box post-processing that a trained model
 does. The report gives the mean number of predicted boxes per image.
 
 Images: the demo generator's (``num_images`` unlabeled plus
-:data:`NUM_LABELED` labeled ones), at ``img_size`` if given (the demo
+:func:`num_labeled` labeled ones), at ``img_size`` if given (the demo
 test pipelines keep generated images at their size).
 
 :func:`run` returns every number, and the entropy pass's values (sample
@@ -72,14 +86,16 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.optim import OptimWrapper
 from torch import nn
 from torch.utils.data import DataLoader
 
 from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
-from mmal.models import BaseModelAdapter
+from mmal.models import BaseModelAdapter, LearningLossModel
 from mmal.registry import MODELS
 from mmal.selectors import (CoresetSelector, EntropySelector,
+                            LearningLossSelector,
                             LocalizationStabilitySelector)
 from mmal.structures import PoolState
 from mmal.utils import ConfigError, MissingFileError
@@ -88,13 +104,21 @@ from .benchmark import PeakMemory, load_average, ratio, timed, torch_threads
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_CONFIG = osp.join('configs', 'isal_fcos_shapes.py')
 #: phase -> the largest time allowed, as a multiple of plain inference
-TARGETS = {'entropy/plain': 1.1, 'coreset_features/plain': 1.2}
+TARGETS = {
+    'entropy/plain': 1.1,
+    'coreset_features/plain': 1.2,
+    'learning_loss/plain': 1.1,
+}
 #: phase -> its ratio to plain inference by construction (no target)
 EXPECTED = {
     'stability/plain':
     len(LocalizationStabilitySelector().noise_levels) + 1
 }
-PHASES = ('plain', 'entropy', 'coreset_features', 'stability')
+PHASES = ('plain', 'entropy', 'coreset_features', 'learning_loss',
+          'stability')
+#: training steps timed per round: the task model alone and wrapped with
+#: learning loss's module (``training`` in the results)
+TRAIN_STEPS = 3
 #: phases measured for detectors only (they compare boxes)
 BOX_PHASES = ('stability',)
 NUM_LABELED = 4  # the pool's labeled images (not timed)
@@ -156,6 +180,12 @@ class SelectorSpeedOptions:
 
 
 # -- set-up -------------------------------------------------------------------
+def num_labeled(opts: SelectorSpeedOptions) -> int:
+    """Labeled images of the pool: ``NUM_LABELED``, or one training batch
+    (``batch_size``) if larger; the training steps use them."""
+    return max(NUM_LABELED, opts.batch_size)
+
+
 def find_config(path: str) -> str:
     """``path`` if it is a file, else ``path`` under the repository."""
     for candidate in (path, osp.join(REPO, path)):
@@ -184,9 +214,9 @@ def _set_classes(cfg: Any, num_classes: int) -> None:
 def build_config(opts: SelectorSpeedOptions) -> Config:
     """The demo config sized for the benchmark.
 
-    ``demo_data`` generates ``num_images + NUM_LABELED`` pool images (and
-    ``NUM_EVAL`` in the evaluation split) at ``img_size``; the pool starts
-    with ``NUM_LABELED`` labeled images; the data loading workers are
+    ``demo_data`` generates ``num_images +`` :func:`num_labeled` pool
+    images (and ``NUM_EVAL`` in the evaluation split) at ``img_size``; the
+    pool starts with that many labeled images; the data loading workers are
     ``num_workers``. With ``model_config``, its ``model`` and adapter
     replace the demo's.
 
@@ -200,9 +230,9 @@ def build_config(opts: SelectorSpeedOptions) -> Config:
                           'config (with a demo_data block)')
     eval_key = 'num_val' if 'num_val' in demo else 'num_test'
     cfg.merge_from_dict({
-        'demo_data.num_train': opts.num_images + NUM_LABELED,
+        'demo_data.num_train': opts.num_images + num_labeled(opts),
         f'demo_data.{eval_key}': NUM_EVAL,
-        'al_cfg.initial_size': NUM_LABELED,
+        'al_cfg.initial_size': num_labeled(opts),
         'al_cfg.num_workers': opts.num_workers,
     })
     if opts.img_size:
@@ -255,8 +285,8 @@ def build_setup(opts: SelectorSpeedOptions, work_dir: str
     model = build_model(runner.cfg, opts.seed, opts.device)
     adapter = runner.adapter
     adapter.prepare(model, seed=opts.seed)
-    pool = PoolState.initial(runner.pool_view.sample_ids, NUM_LABELED,
-                             seed=0)
+    pool = PoolState.initial(runner.pool_view.sample_ids,
+                             num_labeled(opts), seed=0)
     context = SelectionContext(
         runner.cfg, pool, cycle=0, seed=opts.seed,
         work_dir=runner.work_dir, model=model, adapter=adapter,
@@ -307,6 +337,51 @@ def stability_pass(context: SelectionContext, batch_size: int
     number of reference boxes)."""
     return LocalizationStabilitySelector(
         batch_size=batch_size).stabilities(context)
+
+
+def learning_loss_model(model: nn.Module) -> LearningLossModel:
+    """A copy of ``model`` wrapped with learning loss's module, as the
+    ``learning-loss_*`` configs wrap it (a detector's FPN levels, a
+    ResNet classifier's 4 stages); same weights, the same mode."""
+    if hasattr(model, 'bbox_head') or hasattr(model, 'rpn_head'):
+        features = ['neck']
+    else:
+        features = [f'backbone.{n}' for n in model.backbone.res_layers]
+    wrapped = LearningLossModel(copy.deepcopy(model), features)
+    return wrapped.to(next(model.parameters()).device).train(model.training)
+
+
+def learning_loss_pass(context: SelectionContext,
+                       batch_size: int) -> Dict[str, float]:
+    """``LearningLossSelector(batch_size=batch_size).predicted_losses(
+    context)`` (the context's model a :class:`LearningLossModel`)."""
+    return LearningLossSelector(batch_size=batch_size).predicted_losses(
+        context)
+
+
+def training_batch(context: SelectionContext) -> Dict[str, list]:
+    """The labeled images with their boxes / labels as one training batch
+    (the test pipeline: no random augmentation)."""
+    batch: Dict[str, list] = dict(inputs=[], data_samples=[])
+    for item in context.loader(context.labeled_view()):
+        batch['inputs'] += item['inputs']
+        batch['data_samples'] += item['data_samples']
+    return batch
+
+
+def train_steps(model: nn.Module, batch: Dict[str, list],
+                steps: int) -> float:
+    """``steps`` of ``model.train_step`` on ``batch`` (SGD with lr 0: the
+    forward, backward and update run, the weights stay); the last loss.
+    The model is put back in eval mode."""
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.0))
+    model.train()
+    try:
+        for _ in range(steps):
+            log = model.train_step(copy.deepcopy(batch), optim)
+    finally:
+        model.eval()
+    return float(log['loss'])
 
 
 # -- run and report -----------------------------------------------------------
@@ -379,11 +454,30 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
         'entropy': lambda: entropy_pass(context, B),
         'coreset_features': lambda: coreset_feature_pass(context, B),
     }
+    ll_context = copy.copy(context)
+    ll_context.model = learning_loss_model(model)
+    runs['learning_loss'] = lambda: learning_loss_pass(ll_context, B)
     detects = adapter.task == 'DetectionTask'
     if detects:
         runs['stability'] = lambda: stability_pass(context, B)
+    batch = training_batch(context)
+    plain_train = copy.deepcopy(model)  # BN statistics change in training
+    ll_train = learning_loss_model(model)
+    runs['train_plain'] = lambda: train_steps(plain_train, batch,
+                                              TRAIN_STEPS)
+    runs['train_learning_loss'] = lambda: train_steps(
+        ll_train, batch, TRAIN_STEPS)
     with _autocast(opts):
         phases, results = _interleaved(runs, memory, opts.repeat)
+    training = {k: phases.pop(f'train_{k}')
+                for k in ('plain', 'learning_loss')}
+    for m in training.values():
+        m['seconds_per_step'] = m['seconds'] / TRAIN_STEPS
+    training.update(
+        steps=TRAIN_STEPS,
+        batch_size=len(batch['inputs']),
+        ratio=ratio(training['learning_loss']['seconds'],
+                    training['plain']['seconds']))
     for m in phases.values():
         m['images_per_s'] = len(ids) / m['seconds']
     t = {k: m['seconds'] for k, m in phases.items()}
@@ -415,6 +509,7 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
         targets=dict(TARGETS),
         targets_met={k: bool(ratios[k] <= v) for k, v in TARGETS.items()},
         expected=dict(EXPECTED) if detects else {},
+        training=training,
         stability_scored=(sum(1 for v, _ in results['stability'].values()
                               if v is not None) if detects else None),
         boxes_per_image=(sum(counted) / len(counted) if counted else None),
@@ -433,6 +528,7 @@ _LABELS = {
     'plain': 'plain inference (model.test_step)',
     'entropy': 'entropy pass (EntropySelector)',
     'coreset_features': 'core-set features (CoresetSelector)',
+    'learning_loss': 'learning loss pass (LearningLoss)',
     'stability': 'stability pass (LocalizationStability)',
 }
 
@@ -476,6 +572,14 @@ def report(res: Dict[str, Any]) -> str:
         lines.append(f'{label:<38} {m["seconds"]:>8.3f} '
                      f'{m["images_per_s"]:>8.1f} {x:>8.3f} {mark:>7} '
                      f'{m["peak_mib"]:>9.0f}')
+    tr = res['training']
+    lines.append(
+        f'training step, {tr["batch_size"]} images (best of '
+        f'{res["repeat"]} rounds of {tr["steps"]} steps): task model '
+        f'{tr["plain"]["seconds_per_step"]:.3f} s, with learning loss\'s '
+        f'module {tr["learning_loss"]["seconds_per_step"]:.3f} s '
+        f'({tr["ratio"]:.3f}x, peak {tr["learning_loss"]["peak_mib"]:.0f} '
+        f'vs {tr["plain"]["peak_mib"]:.0f} MiB)')
     lines.append('rounds (s): ' + '; '.join(
         f'{k} ' + ', '.join(f'{s:.2f}' for s in m['seconds_all']) +
         f' (warm-up {m["warmup_s"]:.2f})'

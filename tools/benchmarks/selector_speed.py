@@ -9,7 +9,11 @@ plain) and ``CoresetSelector.features(context, labeled=False)`` (core-set's
 feature pass, target: <= 1.2x plain; its k-center greedy is benchmarked
 by ``tools/benchmarks/kcenter_speed.py``); for a detector also
 ``LocalizationStabilitySelector.stabilities`` (no target: 1 clean + 6 noisy
-inferences per image, ~7x plain by construction). Each phase's time is the
+inferences per image, ~7x plain by construction); and
+``LearningLossSelector.predicted_losses`` with the model wrapped in learning
+loss's module (target: <= 1.1x plain), plus the training overhead of that
+module per iteration (``train_step`` of the wrapped vs the plain model on
+one batch; no target, the ratio is reported). Each phase's time is the
 fastest of ``--repeat`` interleaved rounds after a warm-up. What each
 phase computes: :mod:`mmal.testing.selector_speed`.
 
@@ -64,9 +68,10 @@ def options(args: argparse.Namespace) -> SelectorSpeedOptions:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command line options (see the module docstring)."""
     p = argparse.ArgumentParser(
-        description='Speed of the entropy, core-set and (detectors) '
-        'localization stability pool passes against plain batched '
-        'inference on the same images.')
+        description='Speed of the entropy, core-set, learning loss and '
+        '(detectors) localization stability pool passes against plain '
+        'batched inference on the same images; learning loss\'s training '
+        'overhead per iteration.')
     p.add_argument('--config', default=DEFAULT_CONFIG,
                    help='a shapes demo config (default %(default)s)')
     p.add_argument('--model-config', default=None,
