@@ -19,6 +19,7 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 from mmal.datasets import SelectionContext
@@ -168,6 +169,13 @@ def test_bad_arguments_and_a_classifier_are_refused():
     with pytest.raises(ConfigError, match='LocalizationStabilitySelector.*'
                        'al_cfg.selector.*al_cfg.adapter'):
         LocalizationStabilitySelector().rank(context)
+    # and before any training: the driver checks the config
+    cfg = Config(dict(al_cfg=dict(adapter=dict(
+        type='mmal.ImageClassifierAdapter'))))
+    with pytest.raises(ConfigError, match='needs a detection adapter'):
+        LocalizationStabilitySelector().check_config(cfg)
+    LocalizationStabilitySelector().check_config(Config(dict(al_cfg=dict(
+        adapter=dict(type='mmal.FCOSAdapter')))))
 
 
 def test_least_stable_first_then_the_unscored(monkeypatch):

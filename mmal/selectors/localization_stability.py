@@ -21,7 +21,7 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from mmal.datasets import SelectionContext
-from mmal.registry import SELECTORS
+from mmal.registry import AL_ADAPTERS, SELECTORS
 from mmal.utils import ConfigError
 from .base import BaseSelector, SelectionResult
 from .pool_pass import pool_pass
@@ -275,6 +275,19 @@ class LocalizationStabilitySelector(BaseSelector):
         self.noise_levels = levels
         self.unscored = check_unscored_policy(unscored)
         self.batch_size = int(batch_size)
+
+    def check_config(self, cfg) -> None:
+        """Refuse a classification config before any training."""
+        adapter = (cfg.get('al_cfg') or {}).get('adapter') or {}
+        cls = AL_ADAPTERS.get(adapter.get('type', '')) if isinstance(
+            adapter, dict) else None
+        task = getattr(cls, 'task', None)
+        if task is not None and task != 'DetectionTask':
+            raise ConfigError(
+                'mmal.LocalizationStabilitySelector (al_cfg.selector) needs '
+                f'a detection adapter (al_cfg.adapter), got '
+                f'{adapter["type"]} (task {task!r}): it compares predicted '
+                'boxes, which a classifier does not have')
 
     @staticmethod
     def check_detection(context: SelectionContext) -> None:
