@@ -18,6 +18,11 @@ MODEL_TYPE = 'mmal.LearningLossModel'
 
 
 def _is_learning_loss_type(model_type: Any) -> bool:
+    """Whether a config's ``model.type`` (a name or a class) is
+    :class:`~mmal.models.LearningLossModel` or a subclass of it."""
+    if isinstance(model_type, type):
+        return any(c.__name__ == 'LearningLossModel'
+                   for c in model_type.__mro__)
     return isinstance(model_type, str) and model_type.split(
         '.')[-1] == MODEL_TYPE.split('.')[-1]
 
