@@ -161,7 +161,9 @@ class ActiveLearningRunner:
             raise ConfigError(
                 f'{type(self.selector).__name__} needs a model adapter: set '
                 'al_cfg.adapter (e.g. dict(type="mmal.FCOSAdapter"))')
-        self.selector.check_config(self.cfg)
+        check = getattr(self.selector, 'check_config', None)
+        if check is not None:  # BaseSelector's; a duck-typed one may lack it
+            check(self.cfg)
         os.makedirs(self.work_dir, exist_ok=True)
         self.logger = MMLogger.get_instance(
             f'mmal_{self.name}_{next(_run_counter)}_{time.time_ns()}',
