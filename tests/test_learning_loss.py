@@ -183,8 +183,27 @@ def ll_fcos(tmp_path_factory):
                          lambda m: m.model.bbox_head.conv_cls.bias.zero_())
 
 
-def test_wrapped_loss_is_task_loss_plus_ranking_loss(ll_fcos):
-    model, adapter, context = ll_fcos
+def _seeded(fn, *args):
+    """``fn(*args)`` with torch's generator seeded (Faster R-CNN samples
+    anchors and proposals at random)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return fn(*args)
+
+
+@pytest.fixture(scope='module')
+def ll_frcnn(tmp_path_factory):
+    return tiny_detector(tmp_path_factory.mktemp('ll_frcnn'),
+                         'learning-loss_faster-rcnn_shapes.py',
+                         FasterRCNNAdapter(),
+                         {f'model.{k}': v for k, v in FRCNN_TINY.items()})
+
+
+@pytest.mark.parametrize('which', ['ll_fcos', 'll_frcnn'])
+def test_wrapped_loss_is_task_loss_plus_ranking_loss(which, request):
+    """In float64; each image's own loss computed alone (Faster R-CNN's
+    sampling seeded, as in training, by the image's ``img_id``)."""
+    model, adapter, context = request.getfixturevalue(which)
     task = model.model
     assert model.task_model is task and adapter.unwrap(model) is task
     model.loss_predictor.double()  # the task model: adapter.float64
@@ -192,18 +211,23 @@ def test_wrapped_loss_is_task_loss_plus_ranking_loss(ll_fcos):
         with adapter.float64(model):
             data, items = _labeled_batch(model, adapter, context)
             inputs, samples = data['inputs'], data['data_samples']
-            losses = model.loss(inputs, copy.deepcopy(samples))
-            plain = task.loss(inputs, copy.deepcopy(samples))
+            losses, plain = (_seeded(fn, inputs, copy.deepcopy(samples))
+                             for fn in (model.loss, task.loss))
             neck = task.extract_feat(inputs)
-            alone = torch.stack([adapter.gt_loss(model, b) for b in items])
+            alone = torch.stack([
+                adapter.gt_loss(model, {k: v for k, v in b.items()
+                                        if k != 'sample_id'})
+                for b in items
+            ])
             expected = ranking_loss(model.loss_predictor(list(neck)), alone)
     finally:  # outside: float64_computation keeps .float() from casting
         model.loss_predictor.float()
-    assert sorted(losses) == sorted(plain) + ['loss_ranking']
-    for key, value in plain.items():
-        assert_close64(torch.stack(losses[key]) if isinstance(
-            value, list) else losses[key], torch.stack(value) if isinstance(
-                value, list) else value)
+    assert sorted(losses) == sorted([*plain, 'loss_ranking'])
+    for key, value in plain.items():  # the same computation, same draws
+        assert torch.equal(torch.stack(list(losses[key])),
+                           torch.stack(list(value))) if isinstance(
+                               value, list) else torch.equal(
+                                   losses[key], value), key
     assert_close64(losses['loss_ranking'], expected)
 
 
