@@ -290,6 +290,22 @@ def test_a_plain_checkpoint_loads_into_the_wrapped_model(ll_fcos, tmp_path):
         assert torch.equal(again.state_dict()[key], value), key
 
 
+def test_the_task_model_starts_as_the_plain_configs_does():
+    """Same seed, same initial task weights with or without the module
+    (the module's construction does not consume torch's generator)."""
+    states = []
+    for name in ('isal_fcos_shapes.py', 'learning-loss_fcos_shapes.py'):
+        cfg = tiny_config(name).model
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            torch.manual_seed(3)
+            model = MODELS.build(cfg)
+            model.init_weights()
+        states.append(getattr(model, 'task_model', model).state_dict())
+    assert states[0].keys() == states[1].keys()
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+
+
 def test_wrong_feature_modules_and_models_are_refused(tmp_path):
     cfg = tiny_config('learning-loss_fcos_shapes.py').model
     with DefaultScope.overwrite_default_scope('mmdet'):

@@ -165,8 +165,12 @@ class LearningLossModel(BaseModel):
                 c for n in self.feature_modules
                 for c in infer_in_channels(modules[n], n)
             ]
-        self.loss_predictor = LossPredictionModule(in_channels,
-                                                   hidden_channels)
+        # on a side copy of torch's generator: the task model's own
+        # initialisation (init_weights, later) then draws what it draws
+        # without the module, so a seed gives the plain config's task model
+        with torch.random.fork_rng(devices=[]):
+            self.loss_predictor = LossPredictionModule(
+                in_channels, hidden_channels)
         self.margin = float(margin)
         self.loss_weight = float(loss_weight)
         self.detach_features = bool(detach_features)
