@@ -22,7 +22,7 @@ DEFAULT_ADAPTERS = {
 }
 
 #: Prefixes of the wrapper's own state-dict keys; any other key of a
-#: checkpoint being loaded is the task model's (see :class:`LearningLossModel`).
+#: checkpoint being loaded is the task model's (:class:`LearningLossModel`).
 _OWN_PREFIXES = ('model.', 'loss_predictor.', 'data_preprocessor.')
 
 
@@ -175,6 +175,9 @@ class LearningLossModel(BaseModel):
         self.loss_weight = float(loss_weight)
         self.detach_features = bool(detach_features)
         self.adapter = self._build_adapter(adapter)
+        # whose output is the head outputs, recorded for per_image_losses
+        head = self.adapter.head_module
+        self._head_module = head if head in modules else None
         self._register_load_state_dict_pre_hook(self._task_keys_hook)
 
     @property
@@ -209,15 +212,14 @@ class LearningLossModel(BaseModel):
         """Record the trunk's output (``extract_feat``), every output of
         ``feature_modules`` and (``head``) of the adapter's head module."""
         rec = _Recorder()
-        modules = dict(self.model.named_modules())
         names = list(self.feature_modules)
-        head_name = self.adapter.head_module if head else None
-        if head_name is not None and head_name in modules:
-            names.append(head_name)
+        if head and self._head_module is not None:
+            names.append(self._head_module)
         handles = []
         for name in dict.fromkeys(names):
             rec.outputs[name] = []
-            handles.append(modules[name].register_forward_hook(
+            module = self.model.get_submodule(name)
+            handles.append(module.register_forward_hook(
                 lambda m, i, o, name=name: rec.outputs[name].append(o)))
         extract = self.model.extract_feat
 
@@ -281,7 +283,7 @@ class LearningLossModel(BaseModel):
                 f'{type(self.model).__name__}.loss did not call extract_feat;'
                 ' mmal.LearningLossModel needs it for the per-image losses')
         pred = self.loss_predictor(self._features(rec))
-        head_calls = rec.outputs.get(self.adapter.head_module or '', [])
+        head_calls = rec.outputs.get(self._head_module or '', [])
         outs = head_calls[0] if len(head_calls) == 1 else None
         target = self.adapter.per_image_losses(
             self.model, detach(rec.trunk), outs, data_samples)

@@ -203,6 +203,17 @@ def add_pixel_noise(inputs: torch.Tensor, data_samples: Sequence,
 
 
 # -- the selector --------------------------------------------------------------
+def _require_detection(adapter_name: str, task: Optional[str]) -> None:
+    """Raise ``ConfigError`` unless ``task`` (an adapter's) is detection."""
+    if task != 'DetectionTask':
+        raise ConfigError(
+            'mmal.LocalizationStabilitySelector (al_cfg.selector) needs a '
+            'detection adapter (al_cfg.adapter, e.g. mmal.FCOSAdapter), got '
+            f'{adapter_name} (task {task!r}): it compares predicted boxes, '
+            'which a classifier does not have')
+
+
+
 @SELECTORS.register_module()
 class LocalizationStabilitySelector(BaseSelector):
     """Rank unlabeled images by the localization stability of the
@@ -281,26 +292,16 @@ class LocalizationStabilitySelector(BaseSelector):
         adapter = (cfg.get('al_cfg') or {}).get('adapter') or {}
         cls = AL_ADAPTERS.get(adapter.get('type', '')) if isinstance(
             adapter, dict) else None
-        task = getattr(cls, 'task', None)
-        if task is not None and task != 'DetectionTask':
-            raise ConfigError(
-                'mmal.LocalizationStabilitySelector (al_cfg.selector) needs '
-                f'a detection adapter (al_cfg.adapter), got '
-                f'{adapter["type"]} (task {task!r}): it compares predicted '
-                'boxes, which a classifier does not have')
+        if cls is not None:
+            _require_detection(adapter['type'], getattr(cls, 'task', None))
 
     @staticmethod
     def check_detection(context: SelectionContext) -> None:
         """Raise ``ConfigError`` unless the context's adapter detects."""
         adapter = context.adapter
-        task = getattr(adapter, 'task', None)
-        if adapter is not None and task != 'DetectionTask':
-            raise ConfigError(
-                'mmal.LocalizationStabilitySelector (al_cfg.selector) needs '
-                'a detection adapter (al_cfg.adapter, e.g. '
-                f'mmal.FCOSAdapter), got {type(adapter).__name__} (task '
-                f'{task!r}): it compares predicted boxes, which a '
-                'classifier does not have')
+        if adapter is not None:
+            _require_detection(type(adapter).__name__,
+                               getattr(adapter, 'task', None))
 
     def stabilities(self, context: SelectionContext
                     ) -> Dict[str, Tuple[Optional[float], int]]:
