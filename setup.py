@@ -1,6 +1,5 @@
 """Install mmal (``pip install -e .``; see tools/install.sh for the stack)."""
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 
@@ -25,8 +24,8 @@ setup(
     version=version(),
     description='Active learning (ISAL and baselines) for OpenMMLab '
     'detectors and classifiers',
-    long_description=open('README.md').read() if osp.exists('README.md')
-    else '',
+    long_description=open('README.md').read()
+    if osp.exists('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'configs', 'tools')),
     python_requires='>=3.8',

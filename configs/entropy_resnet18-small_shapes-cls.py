@@ -1,4 +1,5 @@
-# Entropy sampling on the demo ResNet-18, the built-in classification demo (generated shapes):
+# Entropy sampling on the demo ResNet-18, the built-in classification demo
+# (generated shapes):
 # the softmax entropy of the prediction, highest first.
 _base_ = './_base_/resnet18-small_shapes-cls.py'
 

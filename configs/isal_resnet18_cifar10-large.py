@@ -1,4 +1,5 @@
-# ISAL on ResNet-18, cifar10-large (see _base_/resnet18_cifar10-large.py). The selector's
+# ISAL on ResNet-18, cifar10-large (see _base_/resnet18_cifar10-large.py). The
+# selector's
 # settings are the official code's: the test split is the reference set
 # (true labels; reference='labeled' avoids touching the test split), pseudo
 # label = argmax (every unlabeled image is scored), s_test by LiSSA with

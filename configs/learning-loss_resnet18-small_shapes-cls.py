@@ -13,7 +13,5 @@ model = dict(
     type='mmal.LearningLossModel',
     model=_base_.model,
     feature_modules=[f'backbone.layer{i}' for i in range(1, 5)])
-custom_hooks = [
-    dict(type='mmal.LearningLossStopGradHook', detach_epoch=30)
-]
+custom_hooks = [dict(type='mmal.LearningLossStopGradHook', detach_epoch=30)]
 al_cfg = dict(selector=dict(type='mmal.LearningLossSelector'))

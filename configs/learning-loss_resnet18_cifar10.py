@@ -12,9 +12,6 @@ model = dict(
     type='mmal.LearningLossModel',
     model=_base_.model,
     feature_modules=[f'backbone.layer{i}' for i in range(1, 5)])
-custom_hooks = [
-    dict(type='mmal.LearningLossStopGradHook', detach_epoch=120)
-]
+custom_hooks = [dict(type='mmal.LearningLossStopGradHook', detach_epoch=120)]
 al_cfg = dict(
-    unlabeled_subset=10000,
-    selector=dict(type='mmal.LearningLossSelector'))
+    unlabeled_subset=10000, selector=dict(type='mmal.LearningLossSelector'))

@@ -1,27 +1,51 @@
-"""Shared fixtures: tiny configs and data made by the tests themselves."""
+"""Shared fixtures: tiny configs and data made by the tests themselves.
+
+The suite runs on two workers (``-n 2``, pytest-xdist; one torch thread
+each). Trainings that several test modules only read (a tiny FCOS or
+classifier trained for cycle 0) are made once per session for all workers
+(:func:`shared_once`); a test that changes such a work dir works on a copy
+(:func:`copy_run`). Tests that start two processes of their own are marked
+``two_processes``: they run alone (:func:`_cpu_share`), so that no core is
+oversubscribed.
+"""
+import contextlib
+import copy
+import fcntl
+import io
+import json
+import os
 import os.path as osp
+import shutil
+import time
+from typing import Callable, Optional
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TESTS = osp.join(REPO, 'tests')
 
 
 def tiny_overrides(max_epochs: int = 2) -> dict:
     """Overrides that shrink the shapes demo to a few seconds per cycle."""
     loader = dict(batch_size=4, num_workers=0)
     return {
-        'demo_data': dict(num_train=24, num_val=8, img_size=64,
-                          max_objects=3, seed=0),
+        'demo_data': dict(
+            num_train=24, num_val=8, img_size=64, max_objects=3, seed=0),
         'train_dataloader': loader,
         'val_dataloader': loader,
         'test_dataloader': loader,
         'train_cfg.max_epochs': max_epochs,
         'train_cfg.val_interval': max_epochs,
         'param_scheduler': [
-            dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
-                 end=4)
+            dict(
+                type='LinearLR',
+                start_factor=0.1,
+                by_epoch=False,
+                begin=0,
+                end=4)
         ],
         'default_hooks.logger.interval': 1,
         'al_cfg.initial_size': 8,
@@ -91,3 +115,201 @@ def record_training(monkeypatch) -> list:
 def _register():
     from mmal.utils import register_all_modules
     register_all_modules('mmdet')
+
+
+# -- two workers, and tests that start processes of their own ---------------
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'two_processes: starts 2 processes of its own (torchrun '
+        'or torch.multiprocessing); runs while no other test does')
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        torch.set_num_threads(1)  # two workers on two cores
+
+
+def _session_dir(tmp_path_factory) -> str:
+    """A folder of this test session that every xdist worker sees."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent  # the workers' folders are popen-gw0, -gw1, ...
+    return str(base)
+
+
+@contextlib.contextmanager
+def _flock(path: str, exclusive: bool):
+    with open(path, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_share(request, tmp_path_factory):
+    """Under xdist: a ``two_processes`` test holds the CPU alone; the other
+    tests share it. A worker that waits to run one raises a flag first, so
+    that the other worker takes no new test until it has run."""
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
+        yield
+        return
+    lock = osp.join(_session_dir(tmp_path_factory), 'cpu.lock')
+    flag = lock + '.waiting'
+    if request.node.get_closest_marker('two_processes'):
+        open(flag, 'a').close()
+        try:
+            with _flock(lock, exclusive=True):
+                os.remove(flag)
+                yield
+        finally:
+            if osp.exists(flag):
+                os.remove(flag)
+        return
+    while osp.exists(flag):
+        time.sleep(0.2)
+    with _flock(lock, exclusive=False):
+        yield
+
+
+def shared_once(tmp_path_factory, name: str, make: Callable[[str],
+                                                            None]) -> str:
+    """``make(folder)`` once per test session, whichever worker asks first;
+    the others wait for it and get the same folder (read it, or copy it
+    with :func:`copy_run` before changing it)."""
+    folder = osp.join(_session_dir(tmp_path_factory), 'shared', name)
+    os.makedirs(osp.dirname(folder), exist_ok=True)
+    done = osp.join(folder, '.done')
+    with _flock(folder + '.lock', exclusive=True):
+        if not osp.exists(done):
+            shutil.rmtree(folder, ignore_errors=True)
+            make(folder)
+            open(done, 'w').close()
+    return folder
+
+
+# -- trained models shared between tests --------------------------------------
+def copy_run(src: str,
+             dst: str,
+             forget_experiment: bool = False,
+             rewind: bool = False) -> str:
+    """A copy of the run in ``src``; the paths it records follow the copy.
+
+    Args:
+        forget_experiment (bool): Drop the recorded fingerprint, so that a
+            config with another selector may continue the copy (it records
+            its own).
+        rewind (bool): As it was before cycle 0's selection: the trained
+            and evaluated cycle-0 model, nothing selected.
+    """
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns('.done'))
+    for dirpath, _, files in os.walk(dst):
+        for name in files:
+            if name.endswith('.json') or name == 'last_checkpoint':
+                path = osp.join(dirpath, name)
+                with open(path) as f:
+                    text = f.read()
+                if src in text:
+                    with open(path, 'w') as f:
+                        f.write(text.replace(src, dst))
+    state_file = osp.join(dst, 'al_state.json')
+    with open(state_file) as f:
+        state = json.load(f)
+    if forget_experiment:
+        for key in ('experiment', 'settings', 'changes'):
+            state['meta'].pop(key, None)
+    if rewind:
+        first = {
+            k: v
+            for k, v in state['cycles'][0].items()
+            if k not in ('num_selected', 'selected_cost', 'selection_seconds')
+        }
+        first['done'] = ['train', 'evaluate']
+        state['cycles'] = [first]
+        state['meta'].pop('stop', None)
+        state['pool']['labeled'] = {
+            sid: c
+            for sid, c in state['pool']['labeled'].items() if c == 0
+        }
+        sel = osp.join(dst, 'cycle_0', 'selection.json')
+        if osp.exists(sel):
+            os.remove(sel)
+        for name in os.listdir(dst):
+            if name.startswith('cycle_') and name != 'cycle_0':
+                shutil.rmtree(osp.join(dst, name))
+    with open(state_file, 'w') as f:
+        json.dump(state, f)
+    return dst
+
+
+def train_cycle0(cfg: Config, work_dir: str) -> str:
+    """Train and evaluate cycle 0 of ``cfg`` (no selection) in
+    ``work_dir``."""
+    from mmal.engine import ActiveLearningRunner
+    cfg = copy.deepcopy(cfg)
+    cfg.al_cfg.num_cycles = 1
+    with contextlib.redirect_stdout(io.StringIO()):
+        ActiveLearningRunner(cfg, work_dir).run()
+    return work_dir
+
+
+def select_cycle0(cfg: Config,
+                  work_dir: str,
+                  seed: Optional[int] = None) -> dict:
+    """Cycle 0's selection by ``cfg``'s selector on the trained cycle-0
+    model of ``work_dir`` (a :func:`copy_run` with ``rewind`` and, for
+    another selector, ``forget_experiment``), as the driver makes it;
+    returns ``selection.json``."""
+    from mmal.engine import ActiveLearningRunner
+    from mmal.utils.checkpoint import trusted_checkpoint_loading
+    cfg = copy.deepcopy(cfg)
+    cfg.al_cfg.num_cycles = max(2, cfg.al_cfg.get('num_cycles', 2))
+    if seed is not None:
+        cfg.al_cfg.seed = seed
+    runner = ActiveLearningRunner(cfg, work_dir)
+    with trusted_checkpoint_loading():
+        state = runner.load_or_init_state()
+        runner.select(state, 0)
+    with open(osp.join(work_dir, 'cycle_0', 'selection.json')) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope='session')
+def fcos_cycle0(tmp_path_factory) -> str:
+    """The tiny ISAL FCOS demo with cycle 0 trained and evaluated (the
+    model of every FCOS demo config but learning loss's: they differ from
+    ISAL's only in the selector, see test_configs)."""
+    return shared_once(tmp_path_factory, 'fcos_cycle0',
+                       lambda d: train_cycle0(tiny_config(), d))
+
+
+@pytest.fixture(scope='session')
+def cls_cycle0(tmp_path_factory) -> str:
+    """The tiny ISAL classification demo with cycle 0 trained and
+    evaluated."""
+    return shared_once(tmp_path_factory, 'cls_cycle0',
+                       lambda d: train_cycle0(tiny_cls_config(), d))
+
+
+@pytest.fixture(scope='session')
+def ll_fcos_cycle0(tmp_path_factory) -> str:
+    """The tiny learning-loss FCOS demo (the wrapped model) with cycle 0
+    trained and evaluated."""
+    return shared_once(
+        tmp_path_factory, 'll_fcos_cycle0',
+        lambda d: train_cycle0(tiny_config('learning-loss_fcos_shapes.py'), d))
+
+
+def run_two_cycles(cfg: Config, work_dir: str) -> str:
+    """A whole run of ``cfg`` (its ``num_cycles``) in ``work_dir``."""
+    from mmal.engine import ActiveLearningRunner
+    with contextlib.redirect_stdout(io.StringIO()):
+        ActiveLearningRunner(copy.deepcopy(cfg), work_dir).run()
+    return work_dir
+
+
+@pytest.fixture(scope='session')
+def frcnn_run(tmp_path_factory) -> str:
+    """Two cycles of the tiny ISAL Faster R-CNN demo (the model of the
+    Faster R-CNN demo configs but learning loss's)."""
+    return shared_once(
+        tmp_path_factory, 'frcnn_run',
+        lambda d: run_two_cycles(tiny_config('isal_faster-rcnn_shapes.py'), d))

@@ -26,10 +26,13 @@ class KillRankOnceHook(Hook):
     checkpoints when torchrun stops it.
     """
 
-    def __init__(self, marker: str, cycle: int, epoch: int = 2,
+    def __init__(self,
+                 marker: str,
+                 cycle: int,
+                 epoch: int = 2,
                  rank: int = 1) -> None:
-        self.marker, self.cycle, self.epoch, self.rank = (marker, cycle,
-                                                          epoch, rank)
+        self.marker, self.cycle, self.epoch, self.rank = (marker, cycle, epoch,
+                                                          rank)
 
     def after_train_epoch(self, runner) -> None:
         if (osp.basename(runner.work_dir) == f'cycle_{self.cycle}'

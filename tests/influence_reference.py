@@ -24,8 +24,8 @@ RTOL = 1e-9
 def assert_close64(a, b):
     """``a`` equals ``b`` (float64) to ``RTOL`` of ``b``'s largest entry."""
     assert a.dtype == b.dtype == torch.float64
-    torch.testing.assert_close(a, b, rtol=RTOL,
-                               atol=RTOL * float(b.abs().max()))
+    torch.testing.assert_close(
+        a, b, rtol=RTOL, atol=RTOL * float(b.abs().max()))
 
 
 def preprocess64(model, batch):
@@ -33,6 +33,7 @@ def preprocess64(model, batch):
     data = model.data_preprocessor(batch, False)
     data['inputs'] = data['inputs'].double()
     return data
+
 
 FCOS_TINY = {
     'model.bbox_head.feat_channels': 4,
@@ -45,8 +46,13 @@ FRCNN_TINY = {
 }
 
 
-def tiny_detector(work_dir, name, adapter, overrides, tweak=None,
-                  num_labeled=6, seed=0):
+def tiny_detector(work_dir,
+                  name,
+                  adapter,
+                  overrides,
+                  tweak=None,
+                  num_labeled=6,
+                  seed=0):
     """An untrained tiny detector of config ``name`` on generated shapes.
 
     Args:
@@ -62,13 +68,13 @@ def tiny_detector(work_dir, name, adapter, overrides, tweak=None,
     Returns:
         tuple: ``(model, adapter, context)``; the model in eval mode.
     """
-    from conftest import tiny_config
     from mmal.datasets import SelectionContext
     from mmal.engine import ActiveLearningRunner
     from mmal.registry import MODELS
     from mmal.structures import PoolState
-    runner = ActiveLearningRunner(tiny_config(name, **overrides),
-                                  str(work_dir))
+    from conftest import tiny_config
+    runner = ActiveLearningRunner(
+        tiny_config(name, **overrides), str(work_dir))
     torch.manual_seed(0)
     model = MODELS.build(copy.deepcopy(runner.cfg.model))
     model.init_weights()
@@ -77,11 +83,16 @@ def tiny_detector(work_dir, name, adapter, overrides, tweak=None,
             tweak(model)
     model.eval()
     adapter.prepare(model, seed=seed)
-    pool = PoolState.initial(runner.pool_view.sample_ids, num_labeled,
-                             seed=0)
+    pool = PoolState.initial(runner.pool_view.sample_ids, num_labeled, seed=0)
     context = SelectionContext(
-        runner.cfg, pool, cycle=0, seed=seed, work_dir=runner.work_dir,
-        model=model, adapter=adapter, num_workers=0)
+        runner.cfg,
+        pool,
+        cycle=0,
+        seed=seed,
+        work_dir=runner.work_dir,
+        model=model,
+        adapter=adapter,
+        num_workers=0)
     return model, adapter, context
 
 
@@ -98,15 +109,25 @@ def reference_scores(model, adapter, context, s_test, score_thr):
     product with ``s_test``."""
     params = [p for _, p in adapter.parameters(model)]
     view = context.unlabeled_view()
-    items = [dict(pseudo_collate([view[i]]), sample_id=[sid])
-             for i, sid in enumerate(view.sample_ids)]
-    values, _ = official_scores(model, adapter, items, params, s_test,
-                                score_thr,
-                                preprocess=lambda b: preprocess64(model, b))
+    items = [
+        dict(pseudo_collate([view[i]]), sample_id=[sid])
+        for i, sid in enumerate(view.sample_ids)
+    ]
+    values, _ = official_scores(
+        model,
+        adapter,
+        items,
+        params,
+        s_test,
+        score_thr,
+        preprocess=lambda b: preprocess64(model, b))
     return {sid: None if x is None else -x for sid, x in values.items()}
 
 
-def check_scores_against_reference(model, adapter, context, score_thr,
+def check_scores_against_reference(model,
+                                   adapter,
+                                   context,
+                                   score_thr,
                                    min_scored=5):
     """The selector's scores and ranking equal :func:`reference_scores`
     (float64)."""
@@ -115,13 +136,14 @@ def check_scores_against_reference(model, adapter, context, score_thr,
     with adapter.float64(model):
         params = [p for _, p in adapter.parameters(model)]
         gen = torch.Generator().manual_seed(1)
-        s_test = [torch.randn(p.shape, generator=gen).double()
-                  for p in params]
+        s_test = [torch.randn(p.shape, generator=gen).double() for p in params]
         ours = selector.score(context, params, s_test)
         ref = reference_scores(model, adapter, context, s_test, score_thr)
     assert set(ours) == set(ref) == set(context.state.unlabeled_ids)
-    assert {k for k, v in ours.items() if v is None} == {
-        k for k, v in ref.items() if v is None}
+    assert {k
+            for k, v in ours.items()
+            if v is None} == {k
+                              for k, v in ref.items() if v is None}
     scored = [k for k, v in ref.items() if v is not None]
     assert len(scored) >= min_scored
     for k in scored:
@@ -170,11 +192,14 @@ def check_hvp_against_explicit_hessian(model, adapter, batch):
 
         def loss_of(theta):
             blocks = torch.split(theta, sizes)
-            weights = {n: b.reshape(s)
-                       for n, b, s in zip(names, blocks, shapes)}
+            weights = {
+                n: b.reshape(s)
+                for n, b, s in zip(names, blocks, shapes)
+            }
             with adapter.image_rng(batch):
                 losses = functional_call(
-                    model, weights,
+                    model,
+                    weights,
                     args=(data['inputs'], data['data_samples']),
                     kwargs=dict(mode='loss'))
             return model.parse_losses(losses)[0]

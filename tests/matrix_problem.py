@@ -27,8 +27,10 @@ class MatrixProblem:
             yield lambda h, sid=sid: self._product(sid, h)
 
     def mean_hvp_operator(self, ids, uses):
-        return lambda h: [sum(x) / len(ids) for x in zip(
-            *[self._product(sid, h) for sid in ids])]
+        return lambda h: [
+            sum(x) / len(ids)
+            for x in zip(*[self._product(sid, h) for sid in ids])
+        ]
 
     def mean_hessian(self, ids):
         return sum(self.hessians[sid] for sid in ids) / len(ids)

@@ -6,16 +6,17 @@ import hashlib
 import json
 import os
 import os.path as osp
+import runpy
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, tiny_cls_config
 from mmal.analysis import make_report
 from mmal.engine.al_experiment import default_experiment_name, plan_runs
 from mmal.utils import ConfigError
+from conftest import REPO, tiny_cls_config
 
 NAMES = ('random_tiny', 'entropy_tiny')
 
@@ -35,8 +36,25 @@ def _write_configs(tmp, **extra):
 def _al_train(*args):
     env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
     return subprocess.run([sys.executable, 'tools/al_train.py', *args],
-                          cwd=REPO, env=env, capture_output=True, text=True,
+                          cwd=REPO,
+                          env=env,
+                          capture_output=True,
+                          text=True,
                           timeout=900)
+
+
+def _refused(monkeypatch, capsys, *args) -> str:
+    """tools/al_train.py's main() in this process with ``args``: it must
+    exit with status 2 (a user's mistake); returns what it printed on
+    stderr."""
+    script = osp.join(REPO, 'tools', 'al_train.py')
+    monkeypatch.setattr(sys, 'argv', [script, *args])
+    main = runpy.run_path(script)['main']
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
 
 
 def _ok(proc):
@@ -74,16 +92,17 @@ def test_layout_and_plan(experiment):
     _, root = experiment
     for name in NAMES:
         for seed in (0, 1):
-            state = _read(osp.join(root, name, f'seed_{seed}',
-                                   'al_state.json'))
+            state = _read(
+                osp.join(root, name, f'seed_{seed}', 'al_state.json'))
             assert state['meta']['experiment']['al_cfg.seed'] == seed
             assert state['meta']['stop']['reason'] == 'num_cycles'
             assert [r['cycle'] for r in state['cycles']] == [0, 1]
     plan = _read(osp.join(root, 'experiment.json'))['runs']
     # seed by seed: every config with seed 0 first
-    assert [(r['name'], r['seed']) for r in plan] == [
-        ('random_tiny', 0), ('entropy_tiny', 0), ('random_tiny', 1),
-        ('entropy_tiny', 1)]
+    assert [(r['name'], r['seed']) for r in plan] == [('random_tiny', 0),
+                                                      ('entropy_tiny', 0),
+                                                      ('random_tiny', 1),
+                                                      ('entropy_tiny', 1)]
     with open(osp.join(root, 'experiment.log')) as f:
         log = f.read()
     assert log.index('[1/4] random_tiny seed 0: starting') < log.index(
@@ -161,7 +180,8 @@ def test_rerun_skips_finished_and_resumes_an_interrupted_run(
         before['random_tiny/seed_1/al_state.json']
 
 
-def test_another_initial_set_is_refused(experiment, tmp_path):
+def test_another_initial_set_is_refused(experiment, tmp_path, monkeypatch,
+                                        capsys):
     configs, root = experiment
     copy = str(tmp_path / 'exp')
     shutil.copytree(root, copy)
@@ -173,28 +193,29 @@ def test_another_initial_set_is_refused(experiment, tmp_path):
     labeled[other] = labeled.pop(first)
     with open(state_file, 'w') as f:
         json.dump(state, f)
-    proc = _al_train(*configs, '--seeds', '0', '--work-dir', copy)
-    assert proc.returncode == 2
-    assert 'started from another initial labeled set' in proc.stderr
-    assert 'seed 0 would not start together' in proc.stderr
+    err = _refused(monkeypatch, capsys, *configs, '--seeds', '0', '--work-dir',
+                   copy)
+    assert 'started from another initial labeled set' in err
+    assert 'seed 0 would not start together' in err
 
 
-def test_configs_of_different_experiments_are_refused(tmp_path):
-    configs = _write_configs(
-        tmp_path, entropy_tiny={'al_cfg.budget': 6})
+def test_configs_of_different_experiments_are_refused(tmp_path, monkeypatch,
+                                                      capsys):
+    configs = _write_configs(tmp_path, entropy_tiny={'al_cfg.budget': 6})
     root = str(tmp_path / 'exp')
-    proc = _al_train(*configs, '--seeds', '0', '--work-dir', root)
-    assert proc.returncode == 2
-    assert 'are not one experiment' in proc.stderr
-    assert 'al_cfg.budget: random_tiny: 4; entropy_tiny: 6' in proc.stderr
+    err = _refused(monkeypatch, capsys, *configs, '--seeds', '0', '--work-dir',
+                   root)
+    assert 'are not one experiment' in err
+    assert 'al_cfg.budget: random_tiny: 4; entropy_tiny: 6' in err
     assert not osp.exists(osp.join(root, 'random_tiny'))  # nothing ran
 
 
-def test_configs_with_different_seeds_need_seeds(tmp_path):
+def test_configs_with_different_seeds_need_seeds(tmp_path, monkeypatch,
+                                                 capsys):
     configs = _write_configs(tmp_path, entropy_tiny={'al_cfg.seed': 1})
-    proc = _al_train(*configs, '--work-dir', str(tmp_path / 'exp'))
-    assert proc.returncode == 2
-    assert 'different al_cfg.seed values [0, 1]' in proc.stderr
+    err = _refused(monkeypatch, capsys, *configs, '--work-dir',
+                   str(tmp_path / 'exp'))
+    assert 'different al_cfg.seed values [0, 1]' in err
 
 
 def test_report_on_the_experiment(experiment, tmp_path):
@@ -213,8 +234,8 @@ def test_plan_and_name():
     assert default_experiment_name(['a/isal_fcos_voc.py']) == 'isal_fcos_voc'
     assert default_experiment_name(['a/foo.py', 'b/bar.py']) == 'experiment'
     runs = plan_runs(['a/isal_x.py', 'a/random_x.py'], [2, 0], 'root')
-    assert [(r.name, r.seed) for r in runs] == [
-        ('isal_x', 2), ('random_x', 2), ('isal_x', 0), ('random_x', 0)]
+    assert [(r.name, r.seed) for r in runs] == [('isal_x', 2), ('random_x', 2),
+                                                ('isal_x', 0), ('random_x', 0)]
     assert runs[1].work_dir == osp.join('root', 'random_x', 'seed_2')
     with pytest.raises(ConfigError, match='same name'):
         plan_runs(['a/isal_x.py', 'b/isal_x.py'], [0], 'root')

@@ -7,22 +7,33 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import REPO
-from mmal.analysis import (ReportError, cost_to_reach, load_runs,
-                           make_report, mean_curves, savings)
+from mmal.analysis import (ReportError, cost_to_reach, load_runs, make_report,
+                           mean_curves, savings)
 from mmal.engine.al_runner import STOP_SETTINGS
 from mmal.structures import ALState, PoolState
+from conftest import REPO
 
 POOL = [f'img{i:03d}' for i in range(200)]
-SELECTOR_TYPES = dict(random='mmal.RandomSelector',
-                      isal='mmal.InfluenceSelector',
-                      entropy='mmal.EntropySelector',
-                      coreset='mmal.CoresetSelector')
+SELECTOR_TYPES = dict(
+    random='mmal.RandomSelector',
+    isal='mmal.InfluenceSelector',
+    entropy='mmal.EntropySelector',
+    coreset='mmal.CoresetSelector')
 
 
-def write_run(root, selector, seed, cost, metric, *, images=None,
-              budget=10, num_cycles=None, finished=True, initial_seed=None,
-              unit='boxes', setting='fcos_x'):
+def write_run(root,
+              selector,
+              seed,
+              cost,
+              metric,
+              *,
+              images=None,
+              budget=10,
+              num_cycles=None,
+              finished=True,
+              initial_seed=None,
+              unit='boxes',
+              setting='fcos_x'):
     """A run's ``al_state.json`` in ``root/<selector>_<setting>/seed_k``.
 
     ``metric`` in points (%); stored as a fraction like mmal does.
@@ -32,35 +43,50 @@ def write_run(root, selector, seed, cost, metric, *, images=None,
     n = len(cost)
     images = images or [10 * (i + 1) for i in range(n)]
     num_cycles = num_cycles or n
-    pool = PoolState.initial(POOL, 10, seed if initial_seed is None
-                             else initial_seed)
+    pool = PoolState.initial(POOL, 10,
+                             seed if initial_seed is None else initial_seed)
     cycles = [
-        dict(cycle=c, done=['train', 'evaluate'] +
-             (['select'] if c < num_cycles - 1 else []),
-             images=images[c], cost=cost[c], cost_unit=unit,
-             metric=metric[c] / 100, metric_key='coco/bbox_mAP')
-        for c in range(n)
+        dict(
+            cycle=c,
+            done=['train', 'evaluate'] +
+            (['select'] if c < num_cycles - 1 else []),
+            images=images[c],
+            cost=cost[c],
+            cost_unit=unit,
+            metric=metric[c] / 100,
+            metric_key='coco/bbox_mAP') for c in range(n)
     ]
-    settings = {'al_cfg.num_cycles': num_cycles, 'al_cfg.target_metric': None,
-                'al_cfg.target_tolerance': 0.0}
+    settings = {
+        'al_cfg.num_cycles': num_cycles,
+        'al_cfg.target_metric': None,
+        'al_cfg.target_tolerance': 0.0
+    }
     meta = dict(
         config=f'configs/{name}.py',
         experiment={
             'al_cfg.seed': seed,
-            'al_cfg.selector': {'type': SELECTOR_TYPES[selector]},
+            'al_cfg.selector': {
+                'type': SELECTOR_TYPES[selector]
+            },
             'al_cfg.initial_size': 10,
             'al_cfg.budget': budget,
             'al_cfg.budget_boxes': None,
             'train_dataloader.dataset': {
-                'type': 'CocoDataset', 'ann_file': '{data_root}/train.json',
-                'pipeline': [selector]},  # pipelines may differ
-            'test_dataloader.dataset': {'ann_file': '{data_root}/val.json'},
+                'type': 'CocoDataset',
+                'ann_file': '{data_root}/train.json',
+                'pipeline': [selector]
+            },  # pipelines may differ
+            'test_dataloader.dataset': {
+                'ann_file': '{data_root}/val.json'
+            },
         },
         settings=settings)
     if finished:
-        meta['stop'] = dict(reason='num_cycles', cycle=n - 1,
-                            **{k: settings[f'al_cfg.{k}']
-                               for k in STOP_SETTINGS})
+        meta['stop'] = dict(
+            reason='num_cycles',
+            cycle=n - 1,
+            **{k: settings[f'al_cfg.{k}']
+               for k in STOP_SETTINGS})
     work_dir = osp.join(str(root), name, f'seed_{seed}')
     ALState(pool, meta, cycles).save(osp.join(work_dir, 'al_state.json'))
     return work_dir
@@ -97,8 +123,9 @@ def test_cost_to_reach_interpolates_and_never_extrapolates():
 
 def test_means_over_seeds(experiment):
     curves = mean_curves(load_runs([str(experiment)]))
-    assert list(curves) == ['coreset_fcos_x', 'entropy_fcos_x',
-                            'isal_fcos_x', 'random_fcos_x']  # by name
+    assert list(curves) == [
+        'coreset_fcos_x', 'entropy_fcos_x', 'isal_fcos_x', 'random_fcos_x'
+    ]  # by name
     isal = curves['isal_fcos_x']
     assert isal.seeds == [0, 1]
     assert isal.cost.tolist() == [100, 200, 300]
@@ -115,8 +142,10 @@ def test_means_over_seeds(experiment):
 
 def test_savings_by_hand(experiment):
     runs = load_runs([str(experiment)])
-    res = {r.name: r for r in savings(runs, mean_curves(runs),
-                                      'random_fcos_x')}
+    res = {
+        r.name: r
+        for r in savings(runs, mean_curves(runs), 'random_fcos_x')
+    }
     # target: random's final mean (30 + 34) / 2 = 32 at 300 boxes
     isal = res['isal_fcos_x']
     assert isal.mean.target == pytest.approx(32)
@@ -193,8 +222,14 @@ def test_plot_is_a_png_with_one_curve_per_selector(experiment,
 
 def test_classification_has_one_panel(tmp_path):
     for sel, m in (('random', [30, 50]), ('isal', [30, 60])):
-        write_run(tmp_path, sel, 0, [100, 200], m, images=[100, 200],
-                  unit='images', setting='cls')
+        write_run(
+            tmp_path,
+            sel,
+            0, [100, 200],
+            m,
+            images=[100, 200],
+            unit='images',
+            setting='cls')
     report = make_report([str(tmp_path)], str(tmp_path / 'rep'))
     with open(tmp_path / 'rep' / 'al_curves.svg') as f:
         assert f.read().count('id="curve:') == 2
@@ -222,8 +257,8 @@ def test_curves_of_different_lengths(tmp_path):
     # mean curve (100, 10) -> (200, 33) reaches 32 at 100 + 100 * 22 / 23
     assert res['isal_fcos_x'].mean.cost == pytest.approx(100 + 2200 / 23)
     # seed 1's own curve: target 34 reached at (200, 36): 100 + 100*24/26
-    assert res['isal_fcos_x'].per_seed[1].cost == pytest.approx(
-        100 + 2400 / 26)
+    assert res['isal_fcos_x'].per_seed[1].cost == pytest.approx(100 +
+                                                                2400 / 26)
     assert report.curves['random_fcos_x'].cycles.tolist() == [0, 1, 2]
 
 
@@ -248,8 +283,7 @@ def test_unfinished_runs_are_named_and_left_out(tmp_path):
     write_run(tmp_path, 'random', 0, C3, [10, 20, 30])
     write_run(tmp_path, 'isal', 0, C3, [10, 30, 40])
     # interrupted in cycle 1's training: one evaluated cycle of three
-    write_run(tmp_path, 'isal', 1, C3[:1], [10], num_cycles=3,
-              finished=False)
+    write_run(tmp_path, 'isal', 1, C3[:1], [10], num_cycles=3, finished=False)
     report = make_report([str(tmp_path)], None)
     assert 'isal_fcos_x seed 1: unfinished (1 evaluated cycles' in \
         report.markdown
@@ -259,20 +293,21 @@ def test_unfinished_runs_are_named_and_left_out(tmp_path):
     assert used.curves['isal_fcos_x'].cycles.tolist() == [0]
     # a run with a recorded stop under fewer cycles is unfinished too
     write_run(tmp_path, 'random', 1, C3[:2], [10, 22], num_cycles=2)
-    state = ALState.load(osp.join(tmp_path, 'random_fcos_x', 'seed_1',
-                                  'al_state.json'))
+    state = ALState.load(
+        osp.join(tmp_path, 'random_fcos_x', 'seed_1', 'al_state.json'))
     state.meta['settings']['al_cfg.num_cycles'] = 3  # rerun asked for 3
-    state.save(osp.join(tmp_path, 'random_fcos_x', 'seed_1',
-                        'al_state.json'))
-    assert 'random_fcos_x seed 1: unfinished' in make_report(
-        [str(tmp_path)], None).markdown
+    state.save(osp.join(tmp_path, 'random_fcos_x', 'seed_1', 'al_state.json'))
+    assert 'random_fcos_x seed 1: unfinished' in make_report([str(tmp_path)],
+                                                             None).markdown
 
 
 def test_runs_of_different_experiments_are_refused(tmp_path):
     write_run(tmp_path, 'random', 0, C3, [10, 20, 30])
     write_run(tmp_path, 'isal', 0, C3, [10, 30, 40], budget=20)
-    with pytest.raises(ReportError, match=r'al_cfg\.budget: isal_fcos_x '
-                       r'seed 0: 20; random_fcos_x seed 0: 10'):
+    with pytest.raises(
+            ReportError,
+            match=r'al_cfg\.budget: isal_fcos_x '
+            r'seed 0: 20; random_fcos_x seed 0: 10'):
         load_runs([str(tmp_path)])
 
 
@@ -304,17 +339,25 @@ def test_reference_by_name_and_none(tmp_path):
 
 def test_cli(experiment, tmp_path_factory):
     out = str(tmp_path_factory.mktemp('cli'))
-    proc = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/al_report.py',
-         str(experiment), '--out-dir', out],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([
+        sys.executable, 'tools/analysis_tools/al_report.py',
+        str(experiment), '--out-dir', out
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert '## Savings at equal performance' in proc.stdout
     assert osp.isfile(osp.join(out, 'al_curves.png'))
-    bad = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/al_report.py',
-         str(tmp_path_factory.mktemp('empty'))],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+    bad = subprocess.run([
+        sys.executable, 'tools/analysis_tools/al_report.py',
+        str(tmp_path_factory.mktemp('empty'))
+    ],
+                         cwd=REPO,
+                         capture_output=True,
+                         text=True,
+                         timeout=300)
     assert bad.returncode == 2
     assert 'holds no active-learning run' in bad.stderr
 
@@ -322,26 +365,32 @@ def test_cli(experiment, tmp_path_factory):
 def test_is_finished_rules():
     from mmal.engine.al_runner import is_finished
     done = dict(done=['train', 'evaluate'])
-    settings = {'al_cfg.num_cycles': 2, 'al_cfg.target_metric': None,
-                'al_cfg.target_tolerance': 0.0}
-    stop = dict(reason='num_cycles', cycle=1, num_cycles=2,
-                target_metric=None, target_tolerance=0.0)
+    settings = {
+        'al_cfg.num_cycles': 2,
+        'al_cfg.target_metric': None,
+        'al_cfg.target_tolerance': 0.0
+    }
+    stop = dict(
+        reason='num_cycles',
+        cycle=1,
+        num_cycles=2,
+        target_metric=None,
+        target_tolerance=0.0)
     cycles = [dict(done=['train', 'evaluate', 'select']), done]
     assert is_finished(dict(settings=settings, stop=stop), cycles)
     # asked for more cycles (or another target) than the stop was under
-    assert not is_finished(dict(settings=settings, stop=stop), cycles,
-                           dict(num_cycles=3, target_metric=None,
-                                target_tolerance=0.0))
-    assert not is_finished(dict(settings=settings, stop=stop), cycles,
-                           dict(num_cycles=2, target_metric=0.5,
-                                target_tolerance=0.0))
+    assert not is_finished(
+        dict(settings=settings, stop=stop), cycles,
+        dict(num_cycles=3, target_metric=None, target_tolerance=0.0))
+    assert not is_finished(
+        dict(settings=settings, stop=stop), cycles,
+        dict(num_cycles=2, target_metric=0.5, target_tolerance=0.0))
     # every image labeled: nothing left whatever the cycles
-    assert is_finished(dict(settings=settings,
-                            stop=dict(stop, reason='pool_labeled')), cycles,
-                       dict(num_cycles=9, target_metric=None,
-                            target_tolerance=0.0))
+    assert is_finished(
+        dict(settings=settings, stop=dict(stop, reason='pool_labeled')),
+        cycles, dict(num_cycles=9, target_metric=None, target_tolerance=0.0))
     # no stop recorded (an older mmal): the last cycle evaluated
     assert is_finished(dict(settings=settings), cycles)
-    assert not is_finished(dict(settings=settings),
-                           [cycles[0], dict(done=['train'])])
+    assert not is_finished(
+        dict(settings=settings), [cycles[0], dict(done=['train'])])
     assert not is_finished(dict(settings=settings), cycles[:1])

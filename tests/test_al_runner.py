@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 from mmal.engine import ActiveLearningRunner
 from mmal.registry import HOOKS, SELECTORS
 from mmal.utils import UserError
-from conftest import record_training, tiny_config
+from conftest import (copy_run, record_training, select_cycle0, tiny_config,
+                      train_cycle0)
 
 
 def _read(path):
@@ -22,8 +23,10 @@ def _read(path):
 
 
 def _forbid_training(monkeypatch):
+
     def boom(self):
         raise AssertionError('a finished cycle was trained again')
+
     monkeypatch.setattr(Runner, 'train', boom)
 
 
@@ -83,8 +86,9 @@ def test_two_cycles_record_everything(isal_run):
     assert 'cycle 1: images 12 | boxes' in log and 'scoring unlabeled' in log
 
 
-def test_rerun_does_not_retrain_finished_cycles(isal_run, monkeypatch):
-    work_dir, _ = isal_run
+def test_rerun_does_not_retrain_finished_cycles(isal_run, tmp_path,
+                                                monkeypatch):
+    work_dir = copy_run(isal_run[0], str(tmp_path / 'copy'))
     before = _read(osp.join(work_dir, 'al_state.json'))
     _forbid_training(monkeypatch)
     ActiveLearningRunner(tiny_config(), work_dir).run()
@@ -106,11 +110,13 @@ def test_more_cycles_continue_where_the_run_stopped(isal_run, tmp_path,
 
 
 def test_same_seed_same_selection(isal_run, tmp_path):
+    """A new run with the same seed trains the same cycle-0 model and
+    selects the same images (cycle 0 and its selection only)."""
     work_dir, _ = isal_run
-    cfg = tiny_config(**{'al_cfg.num_cycles': 2})
-    ActiveLearningRunner(cfg, str(tmp_path)).run()
+    cfg = tiny_config()
+    train_cycle0(cfg, str(tmp_path))
+    b = select_cycle0(cfg, str(tmp_path))
     a = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
-    b = _read(osp.join(str(tmp_path), 'cycle_0', 'selection.json'))
     assert a['selected'] == b['selected']
     assert a['scores'] == pytest.approx(b['scores'], rel=1e-4, abs=1e-9)
 
@@ -118,8 +124,10 @@ def test_same_seed_same_selection(isal_run, tmp_path):
 def test_crash_in_training_resumes_from_checkpoint(tmp_path, monkeypatch):
     """A killed training resumes from its last epoch (weights_only safe)."""
     work_dir = str(tmp_path)
-    cfg = tiny_config('random_fcos_shapes.py',
-                      **{'al_cfg.num_cycles': 1, 'train_cfg.max_epochs': 2})
+    cfg = tiny_config('random_fcos_shapes.py', **{
+        'al_cfg.num_cycles': 1,
+        'train_cfg.max_epochs': 2
+    })
     crashing = cfg.copy()
     crashing.custom_hooks = [dict(type='mmal.CrashAfterEpochHook', epoch=1)]
     with pytest.raises(KeyboardInterrupt):
@@ -140,8 +148,8 @@ def test_crash_in_training_resumes_from_checkpoint(tmp_path, monkeypatch):
     assert epochs == [2]
     assert state.is_done(0, 'evaluate')
     logs = ''.join(
-        open(osp.join(r, f)).read() for r, _, fs in os.walk(cdir)
-        for f in fs if f.endswith('.log'))
+        open(osp.join(r, f)).read() for r, _, fs in os.walk(cdir) for f in fs
+        if f.endswith('.log'))
     assert 'resumed epoch: 1' in logs
 
 
@@ -176,16 +184,19 @@ def test_bad_configs_fail_clearly(tmp_path):
             tiny_config(**{'al_cfg.selector': dict(type='mmal.Nope')}),
             str(tmp_path))
     for key in ('budget', 'initial_size', 'num_cycles'):
-        with pytest.raises(ValueError, match=f'al_cfg.{key} must be a '
-                           'positive integer'):
+        with pytest.raises(
+                ValueError, match=f'al_cfg.{key} must be a '
+                'positive integer'):
             ActiveLearningRunner(
                 tiny_config(**{f'al_cfg.{key}': 0}), str(tmp_path))
     with pytest.raises(KeyError, match='unknown al_cfg keys'):
         ActiveLearningRunner(
             tiny_config(**{'al_cfg.budgett': 3}), str(tmp_path))
     # a user's mistakes: tools/al_train.py prints them without traceback
-    with pytest.raises(UserError, match="al_cfg.selector = .*unexpected "
-                       "keyword argument 'score_th'"):
+    with pytest.raises(
+            UserError,
+            match="al_cfg.selector = .*unexpected "
+            "keyword argument 'score_th'"):
         ActiveLearningRunner(
             tiny_config(**{'al_cfg.selector.score_th': 0.2}), str(tmp_path))
     with pytest.raises(UserError, match='unknown adapter type'):
@@ -196,8 +207,8 @@ def test_bad_configs_fail_clearly(tmp_path):
 
 def test_missing_data_is_named_before_any_work(tmp_path):
     cfg = Config.fromfile(
-        osp.join(osp.dirname(osp.dirname(__file__)), 'configs',
-                 'isal_fcos_voc.py'))
+        osp.join(
+            osp.dirname(osp.dirname(__file__)), 'configs', 'isal_fcos_voc.py'))
     cfg.merge_from_dict({'al_cfg.num_workers': 0})
     from mmal.utils.config_utils import override_data_root
     override_data_root(cfg, str(tmp_path / 'nowhere'))
@@ -242,17 +253,19 @@ def test_crash_in_evaluation_reloads_the_checkpoint(tmp_path, monkeypatch):
 def test_budget_larger_than_pool_then_empty_pool_stops(tmp_path, monkeypatch):
     """16 unlabeled, budget 20: all are taken, then the run stops."""
     trained = record_training(monkeypatch)
-    cfg = tiny_config('random_fcos_shapes.py', **{
-        'al_cfg.budget': 20,
-        'al_cfg.num_cycles': 4,
-        'train_cfg.max_epochs': 1
-    })
+    cfg = tiny_config(
+        'random_fcos_shapes.py', **{
+            'al_cfg.budget': 20,
+            'al_cfg.num_cycles': 4,
+            'train_cfg.max_epochs': 1
+        })
     state = ActiveLearningRunner(cfg, str(tmp_path)).run()
     assert trained == ['cycle_0', 'cycle_1']
     assert state.pool.unlabeled_ids == []
     assert len(state.pool.ids_labeled_in(1)) == 16
-    assert [c['done'] for c in state.cycles] == [
-        ['train', 'evaluate', 'select'], ['train', 'evaluate']]
+    assert [c['done']
+            for c in state.cycles] == [['train', 'evaluate', 'select'],
+                                       ['train', 'evaluate']]
 
 
 @SELECTORS.register_module()
@@ -263,9 +276,8 @@ class _PicksLabeledSelector:
 
     def rank(self, context):
         from mmal.selectors import SelectionResult
-        return SelectionResult(
-            ranking=context.state.labeled_ids[:1] +
-            context.state.unlabeled_ids)
+        return SelectionResult(ranking=context.state.labeled_ids[:1] +
+                               context.state.unlabeled_ids)
 
 
 @SELECTORS.register_module()
@@ -280,12 +292,15 @@ class _RanksNothingSelector:
 
 
 def test_an_empty_ranking_of_a_nonempty_pool_is_an_error(tmp_path):
-    cfg = tiny_config('random_fcos_shapes.py', **{
-        'al_cfg.selector': dict(type='mmal._RanksNothingSelector')})
+    cfg = tiny_config(
+        'random_fcos_shapes.py',
+        **{'al_cfg.selector': dict(type='mmal._RanksNothingSelector')})
     runner = ActiveLearningRunner(cfg, str(tmp_path))
     state = runner.load_or_init_state()  # selecting needs no training here
-    with pytest.raises(ValueError, match='_RanksNothingSelector .* returned '
-                       'an empty ranking for 16 unlabeled images'):
+    with pytest.raises(
+            ValueError,
+            match='_RanksNothingSelector .* returned '
+            'an empty ranking for 16 unlabeled images'):
         runner.select(state, 0)
     assert state.pool.num_labeled == 8
 
@@ -306,23 +321,28 @@ def test_sizes_given_as_fractions_of_the_pool(tmp_path):
     """0.25 and 0.3 of the 24-image pool: 6 images at random, then
     ceil(7.2) = 8 per selection; a fraction outside (0, 1] is refused."""
     cfg = tiny_config('random_fcos_shapes.py', **{
-        'al_cfg.initial_size': 0.25, 'al_cfg.budget': 0.3})
+        'al_cfg.initial_size': 0.25,
+        'al_cfg.budget': 0.3
+    })
     runner = ActiveLearningRunner(cfg, str(tmp_path))
     state = runner.load_or_init_state()
     assert len(state.pool) == 24 and state.pool.num_labeled == 6
     assert len(runner.select(state, 0)) == 8
     for key, value in (('initial_size', 1.5), ('budget', 0.0)):
-        with pytest.raises(ValueError, match=f'al_cfg.{key} must be a '
-                           'positive integer .* or a fraction'):
+        with pytest.raises(
+                ValueError,
+                match=f'al_cfg.{key} must be a '
+                'positive integer .* or a fraction'):
             ActiveLearningRunner(
                 tiny_config(**{f'al_cfg.{key}': value}), str(tmp_path))
 
 
 def test_a_selector_cannot_pick_a_labeled_id(tmp_path):
-    cfg = tiny_config('random_fcos_shapes.py', **{
-        'al_cfg.selector': dict(type='mmal._PicksLabeledSelector'),
-        'train_cfg.max_epochs': 1
-    })
+    cfg = tiny_config(
+        'random_fcos_shapes.py', **{
+            'al_cfg.selector': dict(type='mmal._PicksLabeledSelector'),
+            'train_cfg.max_epochs': 1
+        })
     with pytest.raises(ValueError, match='non-unlabeled'):
         ActiveLearningRunner(cfg, str(tmp_path)).run()
     state = _read(osp.join(str(tmp_path), 'al_state.json'))
@@ -341,8 +361,9 @@ def test_a_new_selector_is_a_config_that_inherits_one(tmp_path, monkeypatch):
         '    def rank(self, context):\n'
         '        ids = sorted(context.state.unlabeled_ids, reverse=True)\n'
         '        return SelectionResult(ranking=ids)\n')
-    base = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                    'configs', 'random_fcos_shapes.py')
+    base = osp.join(
+        osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs',
+        'random_fcos_shapes.py')
     (tmp_path / 'reverse_fcos_shapes.py').write_text(
         f'_base_ = {base!r}\n'
         "custom_imports = dict(imports=['my_selectors'], "
@@ -356,7 +377,8 @@ def test_a_new_selector_is_a_config_that_inherits_one(tmp_path, monkeypatch):
                 'test_dataloader', 'train_cfg', 'param_scheduler'):
         cfg[key] = tiny[key]
     cfg.al_cfg.update(
-        {k: tiny.al_cfg[k] for k in ('initial_size', 'budget', 'num_workers')})
+        {k: tiny.al_cfg[k]
+         for k in ('initial_size', 'budget', 'num_workers')})
     cfg.al_cfg.num_cycles = 2
     state = ActiveLearningRunner(cfg, str(tmp_path / 'work')).run()
     expected = sorted(
@@ -394,8 +416,8 @@ def test_the_lissa_scale_check_is_logged_and_recorded(isal_run):
     info = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))['info']
     report = info['scale_check']
     assert len(report['max_eigenvalue']) == 3 == len(report['safe_scale'])
-    assert all(s >= e for s, e in zip(report['safe_scale'],
-                                      report['max_eigenvalue']))
+    assert all(s >= e
+               for s, e in zip(report['safe_scale'], report['max_eigenvalue']))
     # the scales the selection's chains ran with (default mode 'auto')
     scales = info['lissa_scales']
     assert scales['mode'] == 'auto'
@@ -425,15 +447,21 @@ def test_the_environment_is_logged_once_per_run(isal_run):
     assert logs.count('System environment') == 1
     assert 'System environment' in ''.join(
         open(osp.join(r, f)).read()
-        for r, _, fs in os.walk(osp.join(work_dir, 'cycle_0'))
-        for f in fs if f.endswith('.log'))
+        for r, _, fs in os.walk(osp.join(work_dir, 'cycle_0')) for f in fs
+        if f.endswith('.log'))
 
 
-def test_a_rerun_appends_to_the_log(isal_run):
-    """al.log keeps the first run's lines after the reruns above."""
-    work_dir, _ = isal_run
+def test_a_rerun_appends_to_the_log(isal_run, tmp_path, monkeypatch):
+    """A rerun keeps al.log's lines and adds its own."""
+    work_dir = copy_run(isal_run[0], str(tmp_path / 'copy'))
+    with open(osp.join(work_dir, 'al.log')) as f:
+        first = f.read()
+    _forbid_training(monkeypatch)
+    ActiveLearningRunner(tiny_config(), work_dir).run()
     with open(osp.join(work_dir, 'al.log')) as f:
         log = f.read()
+    assert log.startswith(first)
+    assert 'resuming from' in log[len(first):]
     assert log.count('new run in') == 1
     assert log.index('new run in') < log.index('resuming from')
 
@@ -448,9 +476,11 @@ def test_a_state_written_by_an_older_mmal_resumes(isal_run, tmp_path,
     state_file = osp.join(work_dir, 'al_state.json')
     data = _read(state_file)
     new = [dict(c) for c in data['cycles']]
-    old_names = dict(cost='boxes', metric='mAP',
-                     points_per_10k_cost='mAP_points_per_10k_boxes',
-                     selected_cost='selected_boxes')
+    old_names = dict(
+        cost='boxes',
+        metric='mAP',
+        points_per_10k_cost='mAP_points_per_10k_boxes',
+        selected_cost='selected_boxes')
     for rec in data['cycles']:
         rec.pop('cost_unit')
         for key, old in old_names.items():
@@ -470,8 +500,9 @@ def test_each_cycle_logs_its_training_curves_to_its_own_vis_data(isal_run):
     import glob
     work_dir, state = isal_run
     for cycle in (0, 1):
-        files = glob.glob(osp.join(work_dir, f'cycle_{cycle}', '*',
-                                   'vis_data', 'scalars.json'))
+        files = glob.glob(
+            osp.join(work_dir, f'cycle_{cycle}', '*', 'vis_data',
+                     'scalars.json'))
         assert len(files) == 1, files
         with open(files[0]) as f:
             lines = [json.loads(line) for line in f if line.strip()]

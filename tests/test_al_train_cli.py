@@ -55,7 +55,7 @@ def test_an_internal_error_keeps_its_traceback(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ActiveLearningRunner, 'run', crash)
     with pytest.raises(RuntimeError, match='an internal failure'):
-        _main(monkeypatch, osp.join(REPO, 'configs', 'random_fcos_shapes.py'),
-              '--work-dir', str(tmp_path), '--cfg-options',
-              'demo_data.num_train=4', 'demo_data.num_val=2',
-              'demo_data.img_size=32')
+        _main(monkeypatch, osp.join(REPO, 'configs',
+                                    'random_fcos_shapes.py'), '--work-dir',
+              str(tmp_path), '--cfg-options', 'demo_data.num_train=4',
+              'demo_data.num_val=2', 'demo_data.img_size=32')

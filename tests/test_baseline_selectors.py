@@ -25,11 +25,10 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from mmpretrain.models import ImageClassifier
 
-from mmal.models import (FasterRCNNAdapter, FCOSAdapter,
-                         ImageClassifierAdapter)
+from mmal.models import FasterRCNNAdapter, FCOSAdapter, ImageClassifierAdapter
 from mmal.models.entropy import binary_entropy, categorical_entropy
-from mmal.selectors import (CoresetSelector, EntropySelector,
-                            k_center_greedy, pool_pass)
+from mmal.selectors import (CoresetSelector, EntropySelector, k_center_greedy,
+                            pool_pass)
 from influence_reference import (FCOS_TINY, FRCNN_TINY, assert_close64,
                                  tiny_detector)
 
@@ -42,20 +41,24 @@ def _h(p: float) -> float:
 # -- entropies ----------------------------------------------------------------
 def test_entropies_equal_hand_computed_values():
     p = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)
-    expect = [0.0, 0.1 * math.log(10) + 0.9 * math.log(1 / 0.9), math.log(2),
-              0.1 * math.log(10) + 0.9 * math.log(1 / 0.9), 0.0]
+    expect = [
+        0.0, 0.1 * math.log(10) + 0.9 * math.log(1 / 0.9),
+        math.log(2), 0.1 * math.log(10) + 0.9 * math.log(1 / 0.9), 0.0
+    ]
     assert binary_entropy(p).tolist() == pytest.approx(expect, abs=1e-15)
-    probs = torch.tensor([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0],
-                          [0.5, 0.5, 0.0, 0.0]], dtype=torch.float64)
+    probs = torch.tensor(
+        [[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0]],
+        dtype=torch.float64)
     assert categorical_entropy(probs).tolist() == pytest.approx(
         [math.log(4), 0.0, math.log(2)], abs=1e-15)
 
 
 def _boxes(scores):
     n = len(scores)
-    return InstanceData(bboxes=torch.zeros(n, 4),
-                        scores=torch.tensor(scores, dtype=torch.float32),
-                        labels=torch.zeros(n, dtype=torch.long))
+    return InstanceData(
+        bboxes=torch.zeros(n, 4),
+        scores=torch.tensor(scores, dtype=torch.float32),
+        labels=torch.zeros(n, dtype=torch.long))
 
 
 def test_detection_entropy_is_the_most_uncertain_box():
@@ -73,10 +76,18 @@ def test_detection_entropy_is_the_most_uncertain_box():
 
 def test_entropy_ranks_the_most_uncertain_first(monkeypatch):
     adapter = FCOSAdapter()
-    preds = {'a': [0.97, 0.9], 'b': [0.52, 0.99], 'c': [], 'd': [0.2],
-             'e': [], 'f': [0.7, 0.05]}
-    scores = {k: adapter.prediction_entropy(_boxes(v))
-              for k, v in preds.items()}
+    preds = {
+        'a': [0.97, 0.9],
+        'b': [0.52, 0.99],
+        'c': [],
+        'd': [0.2],
+        'e': [],
+        'f': [0.7, 0.05]
+    }
+    scores = {
+        k: adapter.prediction_entropy(_boxes(v))
+        for k, v in preds.items()
+    }
     selector = EntropySelector()
     monkeypatch.setattr(selector, 'entropies', lambda context: scores)
     context = type('Ctx', (), dict(seed=3, logger='current'))()
@@ -85,8 +96,8 @@ def test_entropy_ranks_the_most_uncertain_first(monkeypatch):
     # images without a box in seeded random order
     assert result.ranking[:4] == ['b', 'f', 'd', 'a']
     assert sorted(result.ranking[4:]) == ['c', 'e']
-    assert result.info['num_unscored'] == 2 and set(result.scores) == set(
-        'abdf')
+    assert result.info['num_unscored'] == 2 and set(
+        result.scores) == set('abdf')
     again = selector.rank(context)
     assert again.ranking == result.ranking  # seeded
     excluded = EntropySelector(unscored='exclude')
@@ -101,10 +112,13 @@ def test_entropy_ranks_the_most_uncertain_first(monkeypatch):
 def fcos(tmp_path_factory):
     """An untrained tiny FCOS whose boxes score 0.5 before centerness
     (many predictions) and its selection context."""
-    return tiny_detector(tmp_path_factory.mktemp('fcos'),
-                         'isal_fcos_shapes.py', FCOSAdapter(), FCOS_TINY,
-                         lambda m: m.bbox_head.conv_cls.bias.zero_(),
-                         num_labeled=8)
+    return tiny_detector(
+        tmp_path_factory.mktemp('fcos'),
+        'isal_fcos_shapes.py',
+        FCOSAdapter(),
+        FCOS_TINY,
+        lambda m: m.bbox_head.conv_cls.bias.zero_(),
+        num_labeled=8)
 
 
 def test_pool_pass_visits_every_unlabeled_image_once(fcos):
@@ -126,9 +140,11 @@ def test_pool_pass_visits_every_unlabeled_image_once(fcos):
 def test_pool_pass_results_do_not_depend_on_the_batch_size(fcos):
     model, adapter, context = fcos
     with adapter.float64(model):
-        one, eight = (pool_pass(
-            context, lambda m, d: adapter.embed(m, d['inputs']),
-            batch_size=bs) for bs in (1, 8))
+        one, eight = (
+            pool_pass(
+                context,
+                lambda m, d: adapter.embed(m, d['inputs']),
+                batch_size=bs) for bs in (1, 8))
     assert sorted(one) == sorted(eight)
     for k in one:
         assert one[k].dtype == torch.float64
@@ -142,8 +158,9 @@ def _mmdet_entropy(model, adapter, context, sid):
     batch = next(iter(loader))
     data = adapter.preprocess(model, batch)
     with torch.no_grad():
-        pred = model.predict(data['inputs'], data['data_samples'],
-                             rescale=False)[0].pred_instances
+        pred = model.predict(
+            data['inputs'], data['data_samples'],
+            rescale=False)[0].pred_instances
     if len(pred.scores) == 0:
         return None
     return max(_h(float(s)) for s in pred.scores.double())
@@ -156,14 +173,18 @@ def test_entropies_equal_mmdet_predictions_per_image(which, fcos,
         model, adapter, context = fcos
     else:
         model, adapter, context = tiny_detector(
-            tmp_path_factory.mktemp('frcnn'), 'isal_faster-rcnn_shapes.py',
-            FasterRCNNAdapter(), FRCNN_TINY,
+            tmp_path_factory.mktemp('frcnn'),
+            'isal_faster-rcnn_shapes.py',
+            FasterRCNNAdapter(),
+            FRCNN_TINY,
             lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30),
             num_labeled=8)
     with adapter.float64(model):
         ours = EntropySelector(batch_size=4).entropies(context)
-        ref = {sid: _mmdet_entropy(model, adapter, context, sid)
-               for sid in sorted(ours)}
+        ref = {
+            sid: _mmdet_entropy(model, adapter, context, sid)
+            for sid in sorted(ours)
+        }
     assert sum(v is not None for v in ref.values()) >= len(ref) // 2
     for sid, value in ref.items():
         if value is None:
@@ -201,9 +222,9 @@ def test_fcos_features_are_the_pooled_towers(fcos):
 
 
 def test_faster_rcnn_features_are_the_pooled_fpn(tmp_path):
-    model, adapter, context = tiny_detector(
-        tmp_path, 'isal_faster-rcnn_shapes.py', FasterRCNNAdapter(),
-        FRCNN_TINY)
+    model, adapter, context = tiny_detector(tmp_path,
+                                            'isal_faster-rcnn_shapes.py',
+                                            FasterRCNNAdapter(), FRCNN_TINY)
     with adapter.float64(model):
         inputs = _inputs(context, adapter, model)
         ours = adapter.embed(model, inputs)
@@ -221,11 +242,14 @@ def test_classifier_features_are_the_pooled_backbone_output():
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = ImageClassifier(
-            backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=4,
-                          base_channels=4),
+            backbone=dict(
+                type='ResNet_CIFAR',
+                depth=18,
+                stem_channels=4,
+                base_channels=4),
             neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=3, in_channels=32)
-        ).eval()
+            head=dict(type='LinearClsHead', num_classes=3,
+                      in_channels=32)).eval()
     adapter = ImageClassifierAdapter()
     x = torch.randn(5, 3, 8, 8)
     with adapter.float64(model):
@@ -253,13 +277,13 @@ def test_coreset_ranks_the_greedy_picks_over_sorted_ids(budget, monkeypatch):
     # the dict order must not matter: give them in reverse
     unl_rev = dict(reversed(list(unl.items())))
     selector = CoresetSelector()
-    monkeypatch.setattr(selector, 'features',
-                        lambda context, labeled: lab if labeled else unl_rev)
+    monkeypatch.setattr(selector, 'features', lambda context, labeled: lab
+                        if labeled else unl_rev)
     result = selector.rank(_Ctx(budget))
     ids = sorted(unl)
-    picks = k_center_greedy(torch.stack([lab[k] for k in sorted(lab)]),
-                            torch.stack([unl[k] for k in ids]),
-                            min(budget or 20, 20))
+    picks = k_center_greedy(
+        torch.stack([lab[k] for k in sorted(lab)]),
+        torch.stack([unl[k] for k in ids]), min(budget or 20, 20))
     assert result.ranking == [ids[j] for j in picks]
     assert len(result.ranking) == min(budget or 20, 20)
     # the score of a pick: its distance to the chosen set when picked

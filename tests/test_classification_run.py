@@ -13,7 +13,7 @@ from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
 from mmal.structures import ALState
 from mmal.utils import ConfigError
-from conftest import tiny_cls_config
+from conftest import copy_run, select_cycle0, tiny_cls_config, train_cycle0
 
 
 def _read(path):
@@ -43,15 +43,16 @@ def test_two_cycles_record_images_and_accuracy_as_a_fraction(cls_run):
         assert c['metric'] == pytest.approx(
             c['metrics']['accuracy/top1'] / 100, rel=1e-12)
         assert 0.0 <= c['metric'] <= 1.0
-        assert c['points_per_10k_cost'] == pytest.approx(
-            1e4 * 100 * c['metric'] / images)
+        assert c['points_per_10k_cost'] == pytest.approx(1e4 * 100 *
+                                                         c['metric'] / images)
     assert cycles[0]['selected_cost'] == cycles[0]['num_selected'] == 4
     # ids: paths relative to the data root, never positions
     initial = state.pool.ids_labeled_in(0)
     selected = state.pool.ids_labeled_in(1)
     assert len(selected) == 4 and not set(selected) & set(initial)
-    assert all(i.startswith('train/') and i.endswith('.png')
-               for i in initial + selected)
+    assert all(
+        i.startswith('train/') and i.endswith('.png')
+        for i in initial + selected)
     selection = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
     assert selection['selected'] == sorted(
         selection['scores'], key=lambda k: selection['scores'][k])[:4]
@@ -64,8 +65,8 @@ def test_two_cycles_record_images_and_accuracy_as_a_fraction(cls_run):
     assert 'cycle 1: images 12 | accuracy/top1' in log
 
 
-def test_rerun_resumes_without_training(cls_run, monkeypatch):
-    work_dir, _ = cls_run
+def test_rerun_resumes_without_training(cls_run, tmp_path, monkeypatch):
+    work_dir = copy_run(cls_run[0], str(tmp_path / 'copy'))
     before = _read(osp.join(work_dir, 'al_state.json'))
 
     def boom(self):
@@ -77,12 +78,13 @@ def test_rerun_resumes_without_training(cls_run, monkeypatch):
 
 
 def test_same_seed_same_selection(cls_run, tmp_path):
+    """A new run with the same seed trains the same cycle-0 model and
+    selects the same images (cycle 0 and its selection only)."""
     work_dir, _ = cls_run
-    with contextlib.redirect_stdout(io.StringIO()):
-        ActiveLearningRunner(
-            tiny_cls_config(**{'al_cfg.num_cycles': 2}), str(tmp_path)).run()
+    cfg = tiny_cls_config()
+    train_cycle0(cfg, str(tmp_path))
+    b = select_cycle0(cfg, str(tmp_path))
     a = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
-    b = _read(osp.join(str(tmp_path), 'cycle_0', 'selection.json'))
     assert a['selected'] == b['selected']
     assert a['scores'] == pytest.approx(b['scores'], rel=1e-4, abs=1e-9)
 
@@ -93,8 +95,8 @@ def test_target_metric_is_a_fraction(cls_run, tmp_path):
     runner = ActiveLearningRunner(reach, str(tmp_path / 'a'))
     assert runner.target_reached(rec)
     above = tiny_cls_config(**{'al_cfg.target_metric': rec['metric'] + 0.01})
-    assert not ActiveLearningRunner(above,
-                                    str(tmp_path / 'b')).target_reached(rec)
+    assert not ActiveLearningRunner(above, str(
+        tmp_path / 'b')).target_reached(rec)
 
 
 def test_unlabeled_images_carry_no_label(cls_run):
@@ -103,8 +105,13 @@ def test_unlabeled_images_carry_no_label(cls_run):
     work_dir, state = cls_run
     runner = ActiveLearningRunner(tiny_cls_config(), work_dir)
     context = SelectionContext(
-        runner.cfg, state.pool, 0, seed=0, work_dir=work_dir,
-        task=runner.task, num_workers=0)
+        runner.cfg,
+        state.pool,
+        0,
+        seed=0,
+        work_dir=work_dir,
+        task=runner.task,
+        num_workers=0)
     unlabeled = next(iter(context.loader(context.unlabeled_view())))
     labeled = next(iter(context.loader(context.labeled_view())))
     assert 'gt_label' not in unlabeled['data_samples'][0]

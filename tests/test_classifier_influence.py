@@ -48,8 +48,9 @@ NUM_CLASSES = 3
 SIZE = 8  # images are SIZE x SIZE
 SCORE_THR = 0.5  # not used by classification (argmax pseudo labels)
 LOSS_WEIGHT = 0.7
-RESNET = dict(type='ResNet_CIFAR', depth=18, stem_channels=4,
-              base_channels=4)  # 32 output channels
+RESNET = dict(
+    type='ResNet_CIFAR', depth=18, stem_channels=4,
+    base_channels=4)  # 32 output channels
 ALL_WEIGHTS = ('Conv2d', 'Linear')
 
 
@@ -77,7 +78,9 @@ class ScaledLinearClsHead(LinearClsHead):
         return 2 * super().forward(feats)
 
 
-def tiny_classifier(backbone: dict, in_channels: int, loss: dict = None,
+def tiny_classifier(backbone: dict,
+                    in_channels: int,
+                    loss: dict = None,
                     head: str = 'LinearClsHead',
                     seed: int = 0) -> ImageClassifier:
     """A random ``ImageClassifier`` in eval mode: BN with random running
@@ -88,13 +91,16 @@ def tiny_classifier(backbone: dict, in_channels: int, loss: dict = None,
         model = ImageClassifier(
             backbone=backbone,
             neck=dict(type='GlobalAveragePooling'),
-            head=dict(type=head, num_classes=NUM_CLASSES,
-                      in_channels=in_channels,
-                      loss=loss or dict(type='CrossEntropyLoss',
-                                        loss_weight=LOSS_WEIGHT)),
-            data_preprocessor=dict(type='ClsDataPreprocessor',
-                                   mean=[120., 110., 100.],
-                                   std=[60., 50., 40.]))
+            head=dict(
+                type=head,
+                num_classes=NUM_CLASSES,
+                in_channels=in_channels,
+                loss=loss
+                or dict(type='CrossEntropyLoss', loss_weight=LOSS_WEIGHT)),
+            data_preprocessor=dict(
+                type='ClsDataPreprocessor',
+                mean=[120., 110., 100.],
+                std=[60., 50., 40.]))
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -107,7 +113,9 @@ def tiny_classifier(backbone: dict, in_channels: int, loss: dict = None,
     return model.eval()
 
 
-def image_batches(num: int, seed: int, labeled: bool = True,
+def image_batches(num: int,
+                  seed: int,
+                  labeled: bool = True,
                   prefix: str = 'img') -> list:
     """Collated batches of one random uint8 image each, as mmal's id loaders
     give them (``inputs``, ``data_samples``, ``sample_id``); unlabeled
@@ -115,23 +123,27 @@ def image_batches(num: int, seed: int, labeled: bool = True,
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(num):
-        img = torch.randint(0, 256, (3, SIZE, SIZE), generator=gen,
-                            dtype=torch.uint8)
+        img = torch.randint(
+            0, 256, (3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
         sample = DataSample()
         if labeled:
             sample.set_gt_label(
                 int(torch.randint(NUM_CLASSES, (1, ), generator=gen)))
-        out.append(dict(inputs=[img], data_samples=[sample],
-                        sample_id=[f'{prefix}{i}']))
+        out.append(
+            dict(
+                inputs=[img],
+                data_samples=[sample],
+                sample_id=[f'{prefix}{i}']))
     return out
 
 
 def batched(model, adapter, batches: list) -> dict:
     """All ``batches`` preprocessed and stacked into one batch, as the
     selector's fast path does (:func:`same_shape_batches`)."""
-    data = next(same_shape_batches(
-        lambda b: adapter.preprocess(model, copy.deepcopy(b)), batches,
-        len(batches), adapter.image_key))
+    data = next(
+        same_shape_batches(
+            lambda b: adapter.preprocess(model, copy.deepcopy(b)), batches,
+            len(batches), adapter.image_key))
     assert len(data['sample_id']) == len(batches)
     return data
 
@@ -154,8 +166,10 @@ def plain_loss(model, names: list, batch: dict, label: int):
     def loss_fn(theta: torch.Tensor) -> torch.Tensor:
         blocks = torch.split(theta, sizes)
         weights = {n: p.detach() for n, p in named.items()}  # θ only
-        weights.update(
-            {n: b.reshape(s) for n, b, s in zip(names, blocks, shapes)})
+        weights.update({
+            n: b.reshape(s)
+            for n, b, s in zip(names, blocks, shapes)
+        })
         logits = functional_call(model, weights, (inputs, ),
                                  dict(mode='tensor'))
         return weight * F.cross_entropy(logits, target)
@@ -173,8 +187,10 @@ def argmax_label(model, batch: dict) -> int:
 
 def random_like(params, seed: int) -> list:
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            for p in params]
+    return [
+        torch.randn(p.shape, generator=gen, dtype=torch.float64)
+        for p in params
+    ]
 
 
 def hvp_columns(hvp, like) -> torch.Tensor:
@@ -189,8 +205,10 @@ def hvp_columns(hvp, like) -> torch.Tensor:
 def conv_linear_weights(model) -> list:
     """Every conv / linear weight of ``model``, found independently of the
     adapter."""
-    return [m.weight for m in model.modules()
-            if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return [
+        m.weight for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
 
 
 def prepared(model, **kwargs) -> tuple:
@@ -237,14 +255,13 @@ def resnet():
 
 @pytest.fixture(scope='module')
 def tiny_net():
-    return tiny_classifier(dict(type='MmalTestTinyConvNet'), in_channels=2,
-                           seed=1)
+    return tiny_classifier(
+        dict(type='MmalTestTinyConvNet'), in_channels=2, seed=1)
 
 
 # -- θ = head.fc.weight: the closed form and autograd ------------------------
 @pytest.mark.parametrize('closed_form', [True, False])
-def test_head_fc_gradients_hvps_and_scores_equal_autograd(resnet,
-                                                          closed_form):
+def test_head_fc_gradients_hvps_and_scores_equal_autograd(resnet, closed_form):
     model = resnet
     adapter, names = prepared(model, closed_form=closed_form)
     assert adapter.uses_closed_form(model) is closed_form
@@ -262,6 +279,7 @@ def test_head_fc_gradients_hvps_and_scores_equal_autograd(resnet,
             batch = by_id[entry['sample_id']]
             grad = adapter.cached_gt_grad(model, entry, params)
             hvp = adapter.cached_hvp(model, entry, params)(h)
+
             def gt_loss(b=batch):
                 return adapter.gt_loss(model, copy.deepcopy(b))
 
@@ -271,11 +289,12 @@ def test_head_fc_gradients_hvps_and_scores_equal_autograd(resnet,
                            hessian_vector_product(gt_loss(), params, h)[0])
             assert_close64(hvp[0], ImageHessian(gt_loss, params)(h)[0])
             # the plain forward + F.cross_entropy through torch.func
-            loss_fn, theta = plain_loss(
-                model, names, batch, int(batch['data_samples'][0].gt_label))
+            loss_fn, theta = plain_loss(model, names, batch,
+                                        int(batch['data_samples'][0].gt_label))
             assert_close64(flatten(grad), torch.func.grad(loss_fn)(theta))
-            assert_close64(flatten(hvp),
-                           torch.func.hessian(loss_fn)(theta) @ flatten(h))
+            assert_close64(
+                flatten(hvp),
+                torch.func.hessian(loss_fn)(theta) @ flatten(h))
         check_directional_scores(model, adapter, names, unlabeled, seed=4)
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
@@ -290,10 +309,11 @@ def test_linear_param_type_alone_is_the_closed_form(resnet):
 
 NOT_CLOSED_FORM = [
     # (head loss, head type, whether the loss takes hard labels)
-    (dict(type='LabelSmoothLoss', label_smooth_val=0.2,
-          loss_weight=LOSS_WEIGHT), 'LinearClsHead', True),
-    (dict(type='CrossEntropyLoss', class_weight=[1.0, 2.0, 0.5]),
-     'LinearClsHead', True),
+    (dict(
+        type='LabelSmoothLoss', label_smooth_val=0.2,
+        loss_weight=LOSS_WEIGHT), 'LinearClsHead', True),
+    (dict(type='CrossEntropyLoss', class_weight=[1.0, 2.0,
+                                                 0.5]), 'LinearClsHead', True),
     (dict(type='CrossEntropyLoss', use_soft=True), 'LinearClsHead', False),
     (dict(type='CrossEntropyLoss', use_sigmoid=True), 'LinearClsHead', False),
     (None, 'MmalTestScaledLinearClsHead', True),
@@ -306,8 +326,12 @@ def test_other_losses_and_heads_do_not_take_the_closed_form(
     """Label smoothing, class weights, soft targets, sigmoid, or a head
     other than ``LinearClsHead``: autograd, and the numbers of the closed
     form would be wrong (where the loss runs on hard labels)."""
-    model = tiny_classifier(dict(type='MmalTestTinyConvNet'), in_channels=2,
-                            loss=loss, head=head, seed=1)
+    model = tiny_classifier(
+        dict(type='MmalTestTinyConvNet'),
+        in_channels=2,
+        loss=loss,
+        head=head,
+        seed=1)
     adapter, _ = prepared(model)
     assert not adapter.uses_closed_form(model)
     labeled = image_batches(3, seed=7)
@@ -324,8 +348,8 @@ def test_other_losses_and_heads_do_not_take_the_closed_form(
             grad = adapter.cached_gt_grad(model, entry, params)[0]
             assert_close64(
                 grad,
-                loss_grad(adapter.gt_loss(model, copy.deepcopy(batch)),
-                          params)[0])
+                loss_grad(
+                    adapter.gt_loss(model, copy.deepcopy(batch)), params)[0])
             with torch.no_grad():
                 f = model.head.pre_logits(entry['feats'])  # neck output
                 closed = softmax_ce_grad_sum(
@@ -355,20 +379,18 @@ def test_hvps_equal_the_explicit_hessian_of_the_plain_loss(tiny_net):
     model = tiny_net
     adapter, names = prepared(model, param_types=ALL_WEIGHTS)
     dim = sum(w.numel() for w in conv_linear_weights(model))
-    assert dim == 54 + 36 + 6 == sum(
-        p.numel() for _, p in adapter.parameters(model))
+    assert dim == 54 + 36 + 6 == sum(p.numel()
+                                     for _, p in adapter.parameters(model))
     batch = image_batches(1, seed=10)[0]
     with adapter.float64(model):
         params = [p for _, p in adapter.parameters(model)]
-        entry, = adapter.cache_entries(model, batched(model, adapter,
-                                                      [batch]))
+        entry, = adapter.cache_entries(model, batched(model, adapter, [batch]))
         assert 'feats' in entry
-        loss_fn, theta = plain_loss(
-            model, names, batch, int(batch['data_samples'][0].gt_label))
+        loss_fn, theta = plain_loss(model, names, batch,
+                                    int(batch['data_samples'][0].gt_label))
         H = torch.func.hessian(loss_fn)(theta)
         assert H.shape == (dim, dim)
-        cached = hvp_columns(adapter.cached_hvp(model, entry, params),
-                             params)
+        cached = hvp_columns(adapter.cached_hvp(model, entry, params), params)
         per_image = hvp_columns(
             ImageHessian(lambda: adapter.gt_loss(model, copy.deepcopy(batch)),
                          params), params)
@@ -380,7 +402,7 @@ def test_hvps_equal_the_explicit_hessian_of_the_plain_loss(tiny_net):
     assert float(torch.linalg.eigvalsh(H)[0]) < 0
 
 
-# -- LiSSA against the exact damped solve --------------------------------------
+# -- LiSSA against the exact damped solve -------------------------------------
 DAMP = 0.6
 COPIES = 60  # LiSSA's depth: every labeled image once
 
@@ -391,9 +413,16 @@ class InMemoryContext(SelectionContext):
     :class:`LabeledHessian` reads of a context."""
 
     def __init__(self, model, adapter, batches: list, seed: int = 0) -> None:
-        super().__init__(None, None, cycle=0, seed=seed, work_dir='',
-                         model=model, adapter=adapter,
-                         task=ClassificationTask(), num_workers=0)
+        super().__init__(
+            None,
+            None,
+            cycle=0,
+            seed=seed,
+            work_dir='',
+            model=model,
+            adapter=adapter,
+            task=ClassificationTask(),
+            num_workers=0)
         self.batches = {b['sample_id'][0]: b for b in batches}
 
     def labeled_view(self) -> SimpleNamespace:
@@ -441,8 +470,8 @@ def test_lissa_reaches_the_exact_damped_solve(resnet, tiny_net, theta, fast):
         problem = LabeledHessian(context, params, fast=fast, batch_size=8)
         assert isinstance(problem, HessianProblem)
         assert len(problem.sample_ids) == COPIES
-        loss_fn, theta_now = plain_loss(
-            model, names, batch, int(batch['data_samples'][0].gt_label))
+        loss_fn, theta_now = plain_loss(model, names, batch,
+                                        int(batch['data_samples'][0].gt_label))
         H = torch.func.hessian(loss_fn)(theta_now)
         H = (H + H.T) / 2  # symmetric up to rounding
         eig = torch.linalg.eigvalsh(H)
@@ -451,16 +480,16 @@ def test_lissa_reaches_the_exact_damped_solve(resnet, tiny_net, theta, fast):
         eye = torch.eye(len(H), dtype=torch.float64)
         ref = torch.linalg.solve(H + DAMP * scale * eye, scale * flatten(v))
         rho = float((1 - DAMP - eig / scale).abs().max())
-        assert rho**COPIES * float((flatten(v) - ref).norm()) < (
-            1e-11 * float(ref.abs().max()))
-        exact = ExactSolver(damp=DAMP, scale=scale,
-                            num_images=2).estimate(v, problem)
-        lissa = LiSSA(damp=DAMP, scale=scale, depth=COPIES, repeats=1,
-                      log_interval=0).estimate(v, problem)
+        assert rho**COPIES * float(
+            (flatten(v) - ref).norm()) < (1e-11 * float(ref.abs().max()))
+        exact = ExactSolver(
+            damp=DAMP, scale=scale, num_images=2).estimate(v, problem)
+        lissa = LiSSA(
+            damp=DAMP, scale=scale, depth=COPIES, repeats=1,
+            log_interval=0).estimate(v, problem)
     assert_close64(flatten(exact), ref)
     assert_close64(flatten(lissa), ref)
     # the tolerance sees the Hessian: with H 1% off the solve fails it
-    off = torch.linalg.solve(1.01 * H + DAMP * scale * eye,
-                             scale * flatten(v))
+    off = torch.linalg.solve(1.01 * H + DAMP * scale * eye, scale * flatten(v))
     with pytest.raises(AssertionError):
         assert_close64(flatten(lissa), off)

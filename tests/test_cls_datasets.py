@@ -17,8 +17,10 @@ from mmal.datasets import (CIFAR10, CIFAR100, SHAPES_CLS_CLASSES,
                            generate_shapes_classification)
 from mmal.utils.errors import ConfigError, DataError, MissingFileError
 
-CIFAR10_TRAIN = ['data_batch_1', 'data_batch_2', 'data_batch_3',
-                 'data_batch_4', 'data_batch_5']
+CIFAR10_TRAIN = [
+    'data_batch_1', 'data_batch_2', 'data_batch_3', 'data_batch_4',
+    'data_batch_5'
+]
 
 
 def _dump(path, obj):
@@ -39,15 +41,21 @@ def write_cifar10(root, per_batch=2, num_test=3, seed=0):
         for name in files:
             data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
             lab = [int(v) for v in rng.integers(0, 10, size=n)]
-            _dump(osp.join(folder, name),
-                  {'batch_label': name, 'data': data, 'labels': lab,
-                   'filenames': [f'{name}_{i}.png' for i in range(n)]})
+            _dump(
+                osp.join(folder, name), {
+                    'batch_label': name,
+                    'data': data,
+                    'labels': lab,
+                    'filenames': [f'{name}_{i}.png' for i in range(n)]
+                })
             rows.append(data)
             labels += lab
         truth[split] = (np.concatenate(rows), labels)
-    _dump(osp.join(folder, 'batches.meta'),
-          {'label_names': [f'c{i}' for i in range(10)],
-           'num_cases_per_batch': per_batch})
+    _dump(
+        osp.join(folder, 'batches.meta'), {
+            'label_names': [f'c{i}' for i in range(10)],
+            'num_cases_per_batch': per_batch
+        })
     return truth
 
 
@@ -61,13 +69,19 @@ def write_cifar100(root, num_train=4, num_test=2, seed=1):
         data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         fine = [int(v) for v in rng.integers(20, 100, size=n)]
         coarse = [int(v) for v in rng.integers(0, 20, size=n)]
-        _dump(osp.join(folder, split),
-              {'data': data, 'fine_labels': fine, 'coarse_labels': coarse,
-               'filenames': [f'{split}_{i}.png' for i in range(n)]})
+        _dump(
+            osp.join(folder, split), {
+                'data': data,
+                'fine_labels': fine,
+                'coarse_labels': coarse,
+                'filenames': [f'{split}_{i}.png' for i in range(n)]
+            })
         truth[split] = (data, fine)
-    _dump(osp.join(folder, 'meta'),
-          {'fine_label_names': [f'f{i}' for i in range(100)],
-           'coarse_label_names': [f'k{i}' for i in range(20)]})
+    _dump(
+        osp.join(folder, 'meta'), {
+            'fine_label_names': [f'f{i}' for i in range(100)],
+            'coarse_label_names': [f'k{i}' for i in range(20)]
+        })
     return truth
 
 
@@ -115,11 +129,12 @@ def test_cifar10_ids_images_labels(tmp_path, no_network_no_barrier):
     assert_matches_rows(ds, 'train', rows, labels, range(10))
     assert ds.CLASSES == CIFAR10.METAINFO['classes']  # mmpretrain's names
     test_rows, test_labels = truth['test']
-    test = CIFAR10(data_root=str(tmp_path), split='test', test_mode=True,
-                   check_md5=False)
+    test = CIFAR10(
+        data_root=str(tmp_path), split='test', test_mode=True, check_md5=False)
     assert_matches_rows(test, 'test', test_rows, test_labels, range(3))
-    assert collect_sample_ids(test) == ['test/00000', 'test/00001',
-                                        'test/00002']
+    assert collect_sample_ids(test) == [
+        'test/00000', 'test/00001', 'test/00002'
+    ]
 
 
 def test_cifar10_ids_survive_indices(tmp_path):
@@ -136,8 +151,11 @@ def test_cifar10_pipeline_and_data_prefix(tmp_path):
     from mmpretrain.datasets import PackInputs
     truth = write_cifar10(str(tmp_path / 'nested'))
     rows, labels = truth['train']
-    ds = CIFAR10(data_root=str(tmp_path), data_prefix='nested',
-                 check_md5=False, pipeline=[PackInputs()])
+    ds = CIFAR10(
+        data_root=str(tmp_path),
+        data_prefix='nested',
+        check_md5=False,
+        pipeline=[PackInputs()])
     out = ds[4]
     assert tuple(out['inputs'].shape) == (3, 32, 32)
     assert int(out['inputs'][1, 5, 17]) == row_pixel(rows[4], 5, 17, 1)
@@ -190,8 +208,10 @@ def test_cifar10_missing_data(tmp_path, no_network_no_barrier):
     assert str(tmp_path / 'partial' / 'cifar-10-batches-py' /
                'data_batch_3') in str(err.value)
     # the test split does not need the train files
-    assert len(CIFAR10(data_root=str(tmp_path / 'partial'), split='test',
-                       check_md5=False)) == 3
+    assert len(
+        CIFAR10(
+            data_root=str(tmp_path / 'partial'), split='test',
+            check_md5=False)) == 3
 
 
 def test_cifar10_never_downloads(tmp_path, no_network_no_barrier):
@@ -239,8 +259,8 @@ def test_registered_as_mmal_types(tmp_path):
     write_cifar10(str(tmp_path))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         ds = DATASETS.build(
-            dict(type='mmal.CIFAR10', data_root=str(tmp_path),
-                 check_md5=False))
+            dict(
+                type='mmal.CIFAR10', data_root=str(tmp_path), check_md5=False))
     assert isinstance(ds, CIFAR10) and len(ds) == 10
     assert DATASETS.get('mmal.CustomDataset') is CustomDataset
     assert DATASETS.get('mmal.CIFAR100') is CIFAR100
@@ -274,18 +294,20 @@ def test_custom_dataset_folder_mode(tmp_path):
     assert len(ds) == len(FILES)
     # same samples, order and labels as mmpretrain's
     ref = MMPretrainCustom(**kwargs)
-    assert [(ref.get_data_info(i)['img_path'], ref.get_data_info(i)['gt_label'])
-            for i in range(len(ref))] == \
-        [(ds.get_data_info(i)['img_path'], ds.get_data_info(i)['gt_label'])
-         for i in range(len(ds))]
+
+    def items(d):
+        return [(d.get_data_info(i)['img_path'],
+                 d.get_data_info(i)['gt_label']) for i in range(len(d))]
+
+    assert items(ref) == items(ds)
     before = ids_and_labels(ds)
 
     shutil.move(str(tmp_path / 'data'), str(tmp_path / 'moved'))
-    moved = CustomDataset(data_root=str(tmp_path / 'moved'),
-                          data_prefix='train')
+    moved = CustomDataset(
+        data_root=str(tmp_path / 'moved'), data_prefix='train')
     assert ids_and_labels(moved) == before
-    assert moved.get_data_info(0)['img_path'] != ds.get_data_info(0)[
-        'img_path']
+    assert moved.get_data_info(0)['img_path'] != ds.get_data_info(
+        0)['img_path']
     # no data_root: relative to the image prefix
     bare = CustomDataset(data_prefix=str(tmp_path / 'moved' / 'train'))
     assert [i for i, _ in ids_and_labels(bare)] == \
@@ -296,10 +318,12 @@ def test_custom_dataset_annotation_file(tmp_path):
     write_folder(str(tmp_path / 'data'))
     os.makedirs(tmp_path / 'data' / 'meta')
     listed = [('b/y1.png', 4), ('a/sub/x1.png', 2), ('c/z0.png', 0)]
-    (tmp_path / 'data' / 'meta' / 'train.txt').write_text(
-        ''.join(f'{p} {lab}\n' for p, lab in listed))
-    kwargs = dict(data_prefix='train', ann_file='meta/train.txt',
-                  metainfo=dict(classes=tuple('abcde')))
+    (tmp_path / 'data' / 'meta' / 'train.txt').write_text(''.join(
+        f'{p} {lab}\n' for p, lab in listed))
+    kwargs = dict(
+        data_prefix='train',
+        ann_file='meta/train.txt',
+        metainfo=dict(classes=tuple('abcde')))
     ds = CustomDataset(data_root=str(tmp_path / 'data'), **kwargs)
     expected = [('train/' + p, lab) for p, lab in listed]
     assert ids_and_labels(ds) == expected
@@ -310,11 +334,13 @@ def test_custom_dataset_annotation_file(tmp_path):
         data_root=str(tmp_path / 'moved'), indices=[2, 0], **kwargs)
     assert ids_and_labels(sub) == [expected[2], expected[0]]
 
-    (tmp_path / 'moved' / 'meta' / 'bad.txt').write_text(
-        'a/x0.png 0\n../../outside.png 1\n')
+    (tmp_path / 'moved' / 'meta' /
+     'bad.txt').write_text('a/x0.png 0\n../../outside.png 1\n')
     with pytest.raises(DataError) as err:
-        CustomDataset(data_root=str(tmp_path / 'moved'), data_prefix='train',
-                      ann_file='meta/bad.txt')
+        CustomDataset(
+            data_root=str(tmp_path / 'moved'),
+            data_prefix='train',
+            ann_file='meta/bad.txt')
     assert 'outside.png' in str(err.value) and 'bad.txt' in str(err.value)
 
 
@@ -344,11 +370,15 @@ def test_generator_seeded(tmp_path):
     assert all_files(c['out_dir']) != files_a
     assert a['classes'] == SHAPES_CLS_CLASSES
     assert a['num_images'] == {'train': 8, 'test': 4}
-    assert a['num_per_class'] == {'train': dict.fromkeys(a['classes'], 2),
-                                  'test': dict.fromkeys(a['classes'], 1)}
+    assert a['num_per_class'] == {
+        'train': dict.fromkeys(a['classes'], 2),
+        'test': dict.fromkeys(a['classes'], 1)
+    }
     # images differ from one another and are not flat
-    imgs = [cv2.imdecode(np.frombuffer(v, np.uint8), cv2.IMREAD_COLOR)
-            for v in files_a.values()]
+    imgs = [
+        cv2.imdecode(np.frombuffer(v, np.uint8), cv2.IMREAD_COLOR)
+        for v in files_a.values()
+    ]
     assert all(img.shape == (16, 16, 3) and img.std() > 5 for img in imgs)
     assert len({img.tobytes() for img in imgs}) == len(imgs)
 
@@ -357,12 +387,13 @@ def test_generator_idempotent_and_regenerates(tmp_path):
     out = str(tmp_path / 'shapes')
     first = generate_shapes_classification(out, **TINY)
     assert not first['skipped']
-    stamps = {p: os.stat(osp.join(out, p)).st_mtime_ns
-              for p in all_files(out)}
+    stamps = {p: os.stat(osp.join(out, p)).st_mtime_ns for p in all_files(out)}
     again = generate_shapes_classification(out, **TINY)
     assert again['skipped'] and again == dict(first, skipped=True)
-    assert {p: os.stat(osp.join(out, p)).st_mtime_ns
-            for p in all_files(out)} == stamps
+    assert {
+        p: os.stat(osp.join(out, p)).st_mtime_ns
+        for p in all_files(out)
+    } == stamps
     # other arguments: rewritten, no stale image left behind
     small = generate_shapes_classification(
         out, num_train=4, num_test=4, img_size=16)
@@ -382,14 +413,17 @@ def test_generator_refuses_foreign_folder(tmp_path):
         generate_shapes_classification(str(tmp_path), **TINY)
     assert (tmp_path / 'train' / 'mine' / 'keep.png').exists()
     with pytest.raises(ConfigError):
-        generate_shapes_classification(str(tmp_path / 'x'), classes=('blob',
-                                                                     'cross'))
+        generate_shapes_classification(
+            str(tmp_path / 'x'), classes=('blob', 'cross'))
 
 
 def test_generated_folder_loads(tmp_path):
     info = generate_shapes_classification(
-        str(tmp_path / 'shapes'), classes=('triangle', 'cross', 'circle'),
-        num_train=9, num_test=6, img_size=16)
+        str(tmp_path / 'shapes'),
+        classes=('triangle', 'cross', 'circle'),
+        num_train=9,
+        num_test=6,
+        img_size=16)
     assert info['classes'] == ('circle', 'cross', 'triangle')
     for split, n in (('train', 9), ('test', 6)):
         ds = CustomDataset(**info[split])

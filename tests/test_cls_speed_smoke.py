@@ -19,9 +19,16 @@ from mmal.testing.cls_influence_speed import (COMPARED, ClsSpeedOptions,
                                               preprocess_batch, random_items,
                                               report, run)
 from mmal.utils import ConfigError, register_all_modules
+
 RTOL = 1e-9
-OPTS = dict(small=True, num_images=4, batch_size=3, reference_images=2,
-            float64=True, threads=1, seed=3)
+OPTS = dict(
+    small=True,
+    num_images=4,
+    batch_size=3,
+    reference_images=2,
+    float64=True,
+    threads=1,
+    seed=3)
 PHASES = ('predict', 'extract_feat', 'last_closed_form', 'last_autograd',
           'last_reference', 'all_fast', 'all_reference')
 
@@ -40,17 +47,19 @@ def plain_scores(theta: str, num: int) -> dict:
         params = [model.head.fc.weight]
         adapter = ImageClassifierAdapter()
     else:
-        params = [m.weight for m in model.modules()
-                  if isinstance(m, (nn.Conv2d, nn.Linear))]
+        params = [
+            m.weight for m in model.modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))
+        ]
         adapter = ImageClassifierAdapter(param_types=('Conv2d', 'Linear'))
-    direction = [d.double() for d in direction_for(model, adapter,
-                                                   OPTS['seed'])]
+    direction = [
+        d.double() for d in direction_for(model, adapter, OPTS['seed'])
+    ]
     model.double()
     weight = float(model.head.loss_module.loss_weight)
     out = {}
     for item in random_items(OPTS['num_images'], OPTS['seed'])[:num]:
-        logits = model(preprocess_batch(model, item)['inputs'],
-                       mode='tensor')
+        logits = model(preprocess_batch(model, item)['inputs'], mode='tensor')
         loss = weight * F.cross_entropy(logits, logits.argmax(1))
         grads = torch.autograd.grad(loss, params)
         out[item['sample_id'][0]] = float(
@@ -103,8 +112,10 @@ def test_all_weights_batched_scores_equal_per_image(result):
 
 
 @pytest.mark.parametrize('bad', [
-    dict(amp=True), dict(amp=True, device='cuda', float64=True),
-    dict(reference_images=5, num_images=4), dict(num_images=0),
+    dict(amp=True),
+    dict(amp=True, device='cuda', float64=True),
+    dict(reference_images=5, num_images=4),
+    dict(num_images=0),
     dict(threads=0)
 ])
 def test_bad_options_are_config_errors(bad):

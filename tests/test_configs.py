@@ -125,10 +125,11 @@ def test_top_level_config_loads_and_resolves(name):
     assert al['selector']['type'] == SELECTOR_OF[name.split('_', 1)[0]]
 
 
-@pytest.mark.parametrize('name, other', [
-    (n[len('isal_'):], other) for n in TOP_LEVEL if n.startswith('isal_')
-    for other in SAME_MODEL
-    if other not in DETECTION_ONLY or _is_detection(n[len('isal_'):])])
+@pytest.mark.parametrize(
+    'name, other',
+    [(n[len('isal_'):], other) for n in TOP_LEVEL if n.startswith('isal_')
+     for other in SAME_MODEL
+     if other not in DETECTION_ONLY or _is_detection(n[len('isal_'):])])
 def test_selector_configs_differ_from_isal_only_in_the_selector(name, other):
     isal = _load('isal_' + name).to_dict()
     alt = _load(f'{other}_{name}').to_dict()
@@ -136,8 +137,8 @@ def test_selector_configs_differ_from_isal_only_in_the_selector(name, other):
     assert isal == alt
 
 
-@pytest.mark.parametrize('name', [
-    n[len('isal_'):] for n in TOP_LEVEL if n.startswith('isal_')])
+@pytest.mark.parametrize(
+    'name', [n[len('isal_'):] for n in TOP_LEVEL if n.startswith('isal_')])
 def test_learning_loss_configs_wrap_the_isal_model_and_add_the_hook(name):
     """Learning loss differs from ISAL in ``model`` (the same task model,
     wrapped), ``custom_hooks`` (the stop-gradient), the selector and, on
@@ -195,7 +196,7 @@ def test_large_scale_coco_is_the_papers_table_6():
     coco = _load('isal_fcos_coco.py').to_dict()
     al = resolve_al_cfg(Config(large))
     assert (al['initial_size'], al['budget'], al['num_cycles']) == (0.1, 0.1,
-                                                                     10)
+                                                                    10)
     for key in ('initial_size', 'budget', 'num_cycles'):
         large['al_cfg'].pop(key)
         coco['al_cfg'].pop(key)
@@ -216,8 +217,8 @@ DETECTOR_AL_KEYS = {
 }
 
 
-@pytest.mark.parametrize('name', [n for n in TOP_LEVEL if n.startswith(
-    'isal_')])
+@pytest.mark.parametrize('name',
+                         [n for n in TOP_LEVEL if n.startswith('isal_')])
 def test_no_config_tunes_lissa_scales_by_hand(name):
     """Every ISAL config takes the adapter's scales, raised per block by
     the scale check where the measured curvature needs it (mode 'auto')."""
@@ -298,8 +299,8 @@ def test_cifar_configs_have_the_official_settings(name, classes, initial):
     assert 11.1e6 < n < 11.3e6 and len(shapes) == 21
     assert all(len(s) in (2, 4) for s in shapes)
     assert solver.scale == [10000.0]
-    assert (al['initial_size'], al['budget'], al['num_cycles']) == (
-        initial, initial, 10)
+    assert (al['initial_size'], al['budget'],
+            al['num_cycles']) == (initial, initial, 10)
     assert cfg.optim_wrapper.optimizer == dict(
         type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4)
     assert _plain(cfg.param_scheduler) == dict(
@@ -309,7 +310,8 @@ def test_cifar_configs_have_the_official_settings(name, classes, initial):
     assert _plain(loader.dataset.pipeline) == [
         dict(type='RandomCrop', crop_size=32, padding=4),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-        dict(type='PackInputs')]
+        dict(type='PackInputs')
+    ]
     dataset = 'mmal.CIFAR100' if classes == 100 else 'mmal.CIFAR10'
     assert loader.dataset.type == dataset and loader.dataset.split == 'train'
     # the reference set is the test split, as in the official code

@@ -154,8 +154,10 @@ def test_generator_deterministic_and_skips(tmp_path, coco_data):
     assert again['num_boxes'] == a['num_boxes']
 
     from mmal.datasets.synthetic import main
-    cli = main([str(tmp_path / 'cli'), '--fmt', 'voc', '--num-train', '2',
-                '--num-val', '1', '--img-size', '32'])
+    cli = main([
+        str(tmp_path / 'cli'), '--fmt', 'voc', '--num-train', '2', '--num-val',
+        '1', '--img-size', '32'
+    ])
     split_file = tmp_path / 'cli' / 'VOC' / 'ImageSets' / 'Main' / 'train.txt'
     assert split_file.read_text().split() == ['train_000001', 'train_000002']
     assert cli['num_images'] == dict(train=2, val=1)
@@ -314,8 +316,8 @@ def _unknown_class(obj):
     (_unknown_class, "'hexagon'"),
     (None, 'does not exist'),
 ])
-def test_check_annotations_errors_name_file_and_id(voc_data, tmp_path,
-                                                   corrupt, expected):
+def test_check_annotations_errors_name_file_and_id(voc_data, tmp_path, corrupt,
+                                                   expected):
     root = copy_voc(voc_data, tmp_path / 'voc')
     stem = 'train_000003'
     if corrupt is None:

@@ -28,8 +28,8 @@ def test_another_selector_on_the_work_dir_is_refused(tmp_path):
     """The issue's case: random (box budget 1), then ISAL on its work dir."""
     _start(tmp_path, **{'al_cfg.budget_boxes': 1})
     before = _read_meta(tmp_path)
-    runner = ActiveLearningRunner(tiny_config('isal_fcos_shapes.py'),
-                                  str(tmp_path))
+    runner = ActiveLearningRunner(
+        tiny_config('isal_fcos_shapes.py'), str(tmp_path))
     with pytest.raises(WorkDirError) as err:
         runner.load_or_init_state()
     msg = str(err.value)
@@ -74,13 +74,20 @@ def test_a_changed_box_budget_is_refused(tmp_path):
 def test_settings_may_change_and_are_recorded(tmp_path):
     """num_cycles and the stop rule only change the remaining work."""
     _start(tmp_path)
-    runner, state = _start(tmp_path, **{
-        'al_cfg.num_cycles': 3,
-        'al_cfg.target_metric': 0.5
-    })
+    runner, state = _start(
+        tmp_path, **{
+            'al_cfg.num_cycles': 3,
+            'al_cfg.target_metric': 0.5
+        })
     expected = [
-        dict(cycle=0, key='al_cfg.num_cycles', **{'from': 2, 'to': 3}),
-        dict(cycle=0, key='al_cfg.target_metric', **{'from': None, 'to': 0.5})
+        dict(cycle=0, key='al_cfg.num_cycles', **{
+            'from': 2,
+            'to': 3
+        }),
+        dict(cycle=0, key='al_cfg.target_metric', **{
+            'from': None,
+            'to': 0.5
+        })
     ]
     assert state.meta['changes'] == expected
     meta = _read_meta(tmp_path)
@@ -111,8 +118,7 @@ def test_a_state_without_fingerprint_gets_one_with_a_warning(tmp_path):
     with open(osp.join(str(tmp_path), 'al.log')) as f:
         assert 'records no experiment fingerprint' in f.read()
     meta = _read_meta(tmp_path)
-    assert meta['experiment'] == experiment_fingerprint(
-        runner.cfg, runner.al)
+    assert meta['experiment'] == experiment_fingerprint(runner.cfg, runner.al)
     assert meta['changes'] == []
     with pytest.raises(WorkDirError, match='al_cfg.seed: 0 -> 1'):
         _start(tmp_path, **{'al_cfg.seed': 1})
@@ -124,12 +130,10 @@ def test_data_root_may_move_but_not_the_files_under_it(tmp_path):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'isal_fcos_voc.py'))
     al = resolve_al_cfg(cfg)
     moved = override_data_root(cfg.copy(), str(tmp_path / 'elsewhere'))
-    assert experiment_fingerprint(moved, al) == experiment_fingerprint(
-        cfg, al)
-    assert run_settings(moved, al)['data_root'] != run_settings(
-        cfg, al)['data_root']
+    assert experiment_fingerprint(moved, al) == experiment_fingerprint(cfg, al)
+    assert run_settings(moved,
+                        al)['data_root'] != run_settings(cfg, al)['data_root']
     other = cfg.copy()
     other.merge_from_dict(
         {'train_dataloader.dataset.ann_file': 'VOC2012/other.txt'})
-    assert experiment_fingerprint(other, al) != experiment_fingerprint(
-        cfg, al)
+    assert experiment_fingerprint(other, al) != experiment_fingerprint(cfg, al)

@@ -39,14 +39,22 @@ RTOL = 1e-9  # float64 comparisons: see the module docstring
 def detector(request, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('fast')
     if request.param == 'fcos':
-        return tiny_detector(work_dir, 'isal_fcos_shapes.py', FCOSAdapter(),
-                             FCOS_TINY,
-                             lambda m: m.bbox_head.conv_cls.bias.zero_(),
-                             num_labeled=8, seed=3)
-    return tiny_detector(work_dir, 'isal_faster-rcnn_shapes.py',
-                         FasterRCNNAdapter(), FRCNN_TINY,
-                         lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30),
-                         num_labeled=8, seed=3)
+        return tiny_detector(
+            work_dir,
+            'isal_fcos_shapes.py',
+            FCOSAdapter(),
+            FCOS_TINY,
+            lambda m: m.bbox_head.conv_cls.bias.zero_(),
+            num_labeled=8,
+            seed=3)
+    return tiny_detector(
+        work_dir,
+        'isal_faster-rcnn_shapes.py',
+        FasterRCNNAdapter(),
+        FRCNN_TINY,
+        lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30),
+        num_labeled=8,
+        seed=3)
 
 
 def _params(model, adapter):
@@ -90,8 +98,8 @@ def test_same_shape_batches_are_what_each_image_is_alone(
     divisor = pad_divisor(model.data_preprocessor) if by_raw_size else None
     assert divisor == (32 if by_raw_size else None)
     seen = []
-    for data in same_shape_batches(pre, items, 3, adapter.image_key,
-                                   max_pending=4, divisor=divisor):
+    for data in same_shape_batches(
+            pre, items, 3, adapter.image_key, max_pending=4, divisor=divisor):
         assert 1 <= len(data['sample_id']) <= 3
         assert data['inputs'].shape[0] == len(data['data_samples'])
         for k, sid in enumerate(data['sample_id']):
@@ -110,10 +118,9 @@ def _per_image_and_batched_scores(model, adapter, items, s):
     params = _params(model, adapter)
     ref, fast = {}, {}
     for item in items:
-        loss, num = adapter.pseudo_loss(model, copy.deepcopy(item),
-                                        SCORE_THR)
-        ref[item['sample_id'][0]] = None if loss is None else (
-            float(flat_dot(s, loss_grad(loss, params))), num)
+        loss, num = adapter.pseudo_loss(model, copy.deepcopy(item), SCORE_THR)
+        ref[item['sample_id'][0]] = None if loss is None else (float(
+            flat_dot(s, loss_grad(loss, params))), num)
     for data in same_shape_batches(
             lambda b: adapter.preprocess(model, copy.deepcopy(b)), items, 4,
             adapter.image_key):
@@ -135,16 +142,20 @@ def test_directional_scores_equal_per_image_backward(detector):
         s = [x.double() for x in _direction(params)]
         ref, fast = _per_image_and_batched_scores(model, adapter, items, s)
         other = adapter.directional_scores(
-            model, next(same_shape_batches(
-                lambda b: adapter.preprocess(model, copy.deepcopy(b)), items,
-                4, adapter.image_key)),
+            model,
+            next(
+                same_shape_batches(
+                    lambda b: adapter.preprocess(model, copy.deepcopy(b)),
+                    items, 4, adapter.image_key)),
             [x.double() for x in _direction(params, 2)], SCORE_THR)
     assert all(p.dtype == torch.float32 for p in _params(model, adapter))
     assert fast.keys() == ref.keys()
     scored = [k for k, v in ref.items() if v is not None]
     assert len(scored) >= 6
-    assert {k for k, v in fast.items() if v is None} == {
-        k for k, v in ref.items() if v is None}
+    assert {k
+            for k, v in fast.items()
+            if v is None} == {k
+                              for k, v in ref.items() if v is None}
     for k in scored:
         assert fast[k][1] == ref[k][1]  # the same pseudo boxes
         assert fast[k][0] == pytest.approx(ref[k][0], rel=RTOL)
@@ -209,8 +220,9 @@ def test_cached_loss_gradient_and_hvp_equal_the_per_image_ones(detector):
     with adapter.float64(model):
         params = _params(model, adapter)
         h = [x.double() for x in _direction(params)]
-        data = next(same_shape_batches(lambda b: adapter.preprocess(model, b),
-                                       loader, 4, adapter.image_key))
+        data = next(
+            same_shape_batches(lambda b: adapter.preprocess(model, b), loader,
+                               4, adapter.image_key))
         entries = adapter.cache_entries(model, data)
         assert all(kind in e for e in entries)  # FCOS caches the head towers
         for entry in entries:
@@ -221,11 +233,12 @@ def test_cached_loss_gradient_and_hvp_equal_the_per_image_ones(detector):
             assert float(ours.detach()) == pytest.approx(
                 float(ref.detach()), rel=RTOL)
             pairs = list(zip(loss_grad(ours, params), loss_grad(ref, params)))
-            pairs += list(zip(
-                hessian_vector_product(
-                    adapter.cached_gt_loss(model, entry), params, h),
-                hessian_vector_product(adapter.gt_loss(model, batch), params,
-                                       h)))
+            pairs += list(
+                zip(
+                    hessian_vector_product(
+                        adapter.cached_gt_loss(model, entry), params, h),
+                    hessian_vector_product(
+                        adapter.gt_loss(model, batch), params, h)))
             for a, b in pairs:  # relative to each block's largest entry
                 torch.testing.assert_close(
                     a, b, rtol=RTOL, atol=RTOL * float(b.abs().max()))
@@ -244,8 +257,9 @@ def test_tower_replay_that_differs_falls_back_to_trunk_features(
 
     monkeypatch.setattr(FCOSAdapter, '_head_from_towers', perturbed)
     loader = context.loader(context.labeled_view())
-    data = next(same_shape_batches(lambda b: adapter.preprocess(model, b),
-                                   loader, 2, adapter.image_key))
+    data = next(
+        same_shape_batches(lambda b: adapter.preprocess(model, b), loader, 2,
+                           adapter.image_key))
     entries = adapter.cache_entries(model, data)
     assert adapter._replay_ok is False
     assert all('feats' in e and 'towers' not in e for e in entries)
@@ -272,12 +286,13 @@ def _belady_misses(sequence, capacity):
 def test_planned_cache_computes_what_beladys_rule_does(capacity):
     gen = torch.Generator().manual_seed(0)
     sequence = [int(x) for x in torch.randint(0, 6, (40, ), generator=gen)]
+
     def compute(items):
         assert all(item == f'loaded {k}' for k, item in items)
         return {k: torch.full((4, ), float(k)) for k, _ in items}
 
-    cache = PlannedCache(sequence, (f'loaded {k}' for k in sequence),
-                         compute, lambda e: 16, 16 * capacity)
+    cache = PlannedCache(sequence, (f'loaded {k}' for k in sequence), compute,
+                         lambda e: 16, 16 * capacity)
     out = [int(e[0]) for e in cache]
     assert out == sequence
     assert cache.stats['computed'] == _belady_misses(sequence, capacity)
@@ -294,8 +309,8 @@ def test_planned_cache_batches_upcoming_misses():
         calls.append([k for k, _ in items])
         return {k: torch.zeros(1) for k, _ in items}
 
-    cache = PlannedCache(sequence, iter(sequence), compute, lambda e: 4,
-                         1e9, batch_size=3)
+    cache = PlannedCache(
+        sequence, iter(sequence), compute, lambda e: 4, 1e9, batch_size=3)
     assert len(list(cache)) == len(sequence)
     assert calls == [['a', 'b', 'c'], ['d', 'e', 'f'], ['g', 'h']]
 
@@ -305,6 +320,7 @@ def test_float64_context_is_undone_exactly(detector):
     float64 boxes; after: the same float32 parameters bit for bit, and
     torch / mmcv as they were."""
     import importlib
+
     from mmcv.ops import nms
     model, adapter, context = detector
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -315,7 +331,8 @@ def test_float64_context_is_undone_exactly(detector):
     with pytest.raises(Exception):  # mmcv's CPU NMS: float32 only
         nms(boxes.double(), scores.double(), 0.5)
     with adapter.float64(model):
-        assert all(v.dtype == torch.float64 for v in model.state_dict().values()
+        assert all(v.dtype == torch.float64
+                   for v in model.state_dict().values()
                    if v.is_floating_point())
         assert torch.ones(1, dtype=torch.float64).float().dtype == \
             torch.float64
@@ -329,5 +346,6 @@ def test_float64_context_is_undone_exactly(detector):
     assert importlib.import_module('mmcv.ops.nms').ext_module is ext
     assert adapter.preprocess(model, batch)['inputs'].dtype == torch.float32
     after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) and
-               before[k].dtype == after[k].dtype for k in before)
+    assert all(
+        torch.equal(before[k], after[k]) and before[k].dtype == after[k].dtype
+        for k in before)

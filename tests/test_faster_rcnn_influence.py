@@ -15,11 +15,11 @@ import os.path as osp
 import pytest
 import torch
 
-from mmal.engine import ActiveLearningRunner
 from mmal.influence import loss_grad
 from mmal.models import FasterRCNNAdapter
+from mmal.structures import ALState
 from mmal.utils.fileio import read_json
-from conftest import tiny_config
+from conftest import select_cycle0, tiny_config, train_cycle0
 from influence_reference import (FRCNN_TINY, check_gradients_against_full_loss,
                                  check_hvp_against_explicit_hessian,
                                  check_scores_against_reference, full_loss,
@@ -39,11 +39,13 @@ def _config(**extra):
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     # fc_cls x30: confident boxes from the start, so there are pseudo labels
-    return tiny_detector(tmp_path_factory.mktemp('frcnn'),
-                         'isal_faster-rcnn_shapes.py', FasterRCNNAdapter(),
-                         FRCNN_TINY,
-                         lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30),
-                         seed=7)
+    return tiny_detector(
+        tmp_path_factory.mktemp('frcnn'),
+        'isal_faster-rcnn_shapes.py',
+        FasterRCNNAdapter(),
+        FRCNN_TINY,
+        lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30),
+        seed=7)
 
 
 def _params(model, adapter):
@@ -106,10 +108,8 @@ def test_hvp_equals_explicit_hessian(setup):
     # the classification blocks have curvature; the L1 box losses do not;
     # mmdet detaches the proposals, so RPN and RoI blocks do not couple
     edges = [0] + torch.tensor(sizes).cumsum(0).tolist()
-    block = [H[edges[i]:edges[i + 1], edges[i]:edges[i + 1]]
-             for i in range(4)]
-    assert float(block[0].abs().max()) > 0 and float(
-        block[2].abs().max()) > 0
+    block = [H[edges[i]:edges[i + 1], edges[i]:edges[i + 1]] for i in range(4)]
+    assert float(block[0].abs().max()) > 0 and float(block[2].abs().max()) > 0
     assert float(block[1].abs().max()) == 0 and float(
         block[3].abs().max()) == 0
     rpn = edges[2]
@@ -121,20 +121,18 @@ def test_scores_equal_per_image_reference(setup):
     check_scores_against_reference(model, adapter, context, SCORE_THR)
 
 
-def _run(work_dir):
-    cfg = _config()
-    state = ActiveLearningRunner(cfg, str(work_dir)).run()
-    return state, read_json(osp.join(str(work_dir), 'cycle_0',
-                                      'selection.json'))
-
-
-def test_two_cycles_end_to_end_and_same_seed_same_selection(tmp_path):
-    state, sel = _run(tmp_path / 'a')
+def test_two_cycles_end_to_end_and_same_seed_same_selection(
+        frcnn_run, tmp_path):
+    """The session's two-cycle run; a new run with the same seed trains
+    the same cycle-0 model and selects the same images."""
+    state = ALState.load(osp.join(frcnn_run, 'al_state.json'))
+    sel = read_json(osp.join(frcnn_run, 'cycle_0', 'selection.json'))
     assert [r['cycle'] for r in state.cycles] == [0, 1]
     assert all('metric' in r for r in state.cycles)
     assert sel['selector'] == 'InfluenceSelector'
     assert len(sel['selected']) == 4 and sel['info']['num_scored'] > 0
-    assert len(state.pool.ids_labeled_in(1)) == 4
-    _, again = _run(tmp_path / 'b')
+    assert sorted(state.pool.ids_labeled_in(1)) == sorted(sel['selected'])
+    cfg = _config()
+    again = select_cycle0(cfg, train_cycle0(cfg, str(tmp_path / 'b')))
     assert again['selected'] == sel['selected']
     assert again['scores'] == sel['scores']

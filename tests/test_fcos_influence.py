@@ -21,18 +21,21 @@ SCORE_THR = 0.1
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     # conv_cls bias 0: predictions above the threshold from the start
-    return tiny_detector(tmp_path_factory.mktemp('infl'),
-                         'isal_fcos_shapes.py', FCOSAdapter(), FCOS_TINY,
-                         lambda m: m.bbox_head.conv_cls.bias.zero_())
+    return tiny_detector(
+        tmp_path_factory.mktemp('infl'), 'isal_fcos_shapes.py', FCOSAdapter(),
+        FCOS_TINY, lambda m: m.bbox_head.conv_cls.bias.zero_())
 
 
 def test_parameters_are_the_three_last_conv_weights(setup):
     model, adapter, _ = setup
     names = [n for n, _ in adapter.parameters(model)]
-    assert names == ['bbox_head.conv_cls.weight', 'bbox_head.conv_reg.weight',
-                     'bbox_head.conv_centerness.weight']
-    assert all(p is dict(model.named_parameters())[n]
-               for n, p in adapter.parameters(model))
+    assert names == [
+        'bbox_head.conv_cls.weight', 'bbox_head.conv_reg.weight',
+        'bbox_head.conv_centerness.weight'
+    ]
+    assert all(
+        p is dict(model.named_parameters())[n]
+        for n, p in adapter.parameters(model))
 
 
 def test_gt_loss_gradient_equals_full_model_loss(setup):
@@ -47,8 +50,7 @@ def test_hvp_equals_explicit_hessian(setup):
     H, sizes = check_hvp_against_explicit_hessian(model, adapter, batch)
     # FCOS's Hessian is block diagonal (each output has its own weights)
     cls_n = sizes[0]
-    assert float(H[:cls_n, cls_n:].abs().max()) < 1e-6 * float(
-        H.abs().max())
+    assert float(H[:cls_n, cls_n:].abs().max()) < 1e-6 * float(H.abs().max())
 
 
 def test_scores_equal_per_image_reference(setup):
@@ -58,6 +60,7 @@ def test_scores_equal_per_image_reference(setup):
 
 def test_focal_loss_wrapper_keeps_the_value_and_is_twice_differentiable():
     from mmdet.models.losses import FocalLoss
+
     from mmal.models.single_stage_adapter import TwiceDifferentiableFocalLoss
     gen = torch.Generator().manual_seed(0)
     pred = torch.randn(7, 3, generator=gen, requires_grad=True)

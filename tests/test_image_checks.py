@@ -8,17 +8,16 @@ import mmcv
 import numpy as np
 import pytest
 
-from conftest import record_training, tiny_config
-from mmal.datasets import (UndecodableImageError, check_images,
-                           image_load_cfg)
+from mmal.datasets import UndecodableImageError, check_images, image_load_cfg
 from mmal.structures import ALState
+from conftest import record_training, tiny_config
 
 LOAD = image_load_cfg([dict(type='LoadImageFromFile')])
 
 
 def _write_jpeg(path: str, seed: int = 0) -> None:
-    img = np.random.default_rng(seed).integers(0, 256, (64, 64, 3),
-                                               dtype=np.uint8)
+    img = np.random.default_rng(seed).integers(
+        0, 256, (64, 64, 3), dtype=np.uint8)
     ok, buf = cv2.imencode('.jpg', img)
     assert ok
     with open(path, 'wb') as f:
@@ -82,8 +81,9 @@ def test_error_names_every_bad_image_in_one_message(tmp_path):
 def test_drop_returns_the_bad_images(tmp_path):
     infos = _data_list(tmp_path)
     bad = check_images(infos, LOAD, policy='drop')
-    assert [(b.sample_id, b.path) for b in bad] == [
-        ('1', str(tmp_path / 'b.jpg')), ('2', str(tmp_path / 'c.jpg'))]
+    assert [(b.sample_id, b.path)
+            for b in bad] == [('1', str(tmp_path / 'b.jpg')),
+                              ('2', str(tmp_path / 'c.jpg'))]
 
 
 def test_the_cache_decodes_only_new_or_changed_files(tmp_path, decodes):
@@ -104,14 +104,16 @@ def test_the_cache_decodes_only_new_or_changed_files(tmp_path, decodes):
 
 def _dist_worker(rank: int, world: int, init_file: str, root: str) -> None:
     import torch.distributed as dist
-    dist.init_process_group('gloo', init_method=f'file://{init_file}',
-                            rank=rank, world_size=world)
+    dist.init_process_group(
+        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
     calls = []
     original = mmcv.imfrombytes
     mmcv.imfrombytes = lambda c, *a, **k: calls.append(1) or original(
         c, *a, **k)
-    infos = [dict(img_id=k, img_path=osp.join(root, f'{n}.jpg'))
-             for k, n in enumerate('abc')]
+    infos = [
+        dict(img_id=k, img_path=osp.join(root, f'{n}.jpg'))
+        for k, n in enumerate('abc')
+    ]
     bad = check_images(infos, LOAD, osp.join(root, 'cache.json'))
     with open(osp.join(root, f'rank{rank}.json'), 'w') as f:
         json.dump(dict(bad=[list(b) for b in bad], decoded=len(calls)), f)
@@ -121,8 +123,10 @@ def _dist_worker(rank: int, world: int, init_file: str, root: str) -> None:
 def test_ranks_share_the_decoding_and_agree(tmp_path):
     import torch.multiprocessing as mp
     _data_list(tmp_path)
-    mp.spawn(_dist_worker, args=(2, str(tmp_path / 'init'), str(tmp_path)),
-             nprocs=2)
+    mp.spawn(
+        _dist_worker,
+        args=(2, str(tmp_path / 'init'), str(tmp_path)),
+        nprocs=2)
     out = []
     for r in range(2):
         with open(tmp_path / f'rank{r}.json') as f:
@@ -136,12 +140,13 @@ def test_ranks_share_the_decoding_and_agree(tmp_path):
 
 def _demo_runner(work_dir: str, policy: str, **extra):
     from mmal.engine import ActiveLearningRunner
-    cfg = tiny_config('random_fcos_shapes.py', **{
-        'al_cfg.num_cycles': 1,
-        'train_cfg.max_epochs': 1,
-        'al_cfg.annotation_policy': policy,
-        **extra
-    })
+    cfg = tiny_config(
+        'random_fcos_shapes.py', **{
+            'al_cfg.num_cycles': 1,
+            'train_cfg.max_epochs': 1,
+            'al_cfg.annotation_policy': policy,
+            **extra
+        })
     return ActiveLearningRunner(cfg, work_dir)  # writes the demo data
 
 
@@ -166,8 +171,8 @@ def test_drop_keeps_undecodable_images_out_of_the_run(tmp_path, monkeypatch):
     state = runner.run()
     assert trained == ['cycle_0'] and 'metric' in state.record(0)
     dropped = state.meta['dropped_images']
-    assert [(r['id'], r['path']) for r in dropped['pool']] == [(pool_id,
-                                                                pool_path)]
+    assert [(r['id'], r['path'])
+            for r in dropped['pool']] == [(pool_id, pool_path)]
     assert 'returned no image' in dropped['pool'][0]['reason']
     for split in ('val', 'test'):  # the demo tests on its val split
         assert [(r['id'], r['path'])
@@ -187,10 +192,11 @@ def test_drop_keeps_undecodable_images_out_of_the_run(tmp_path, monkeypatch):
 
     # a labeled image that breaks later stops the rerun, naming it
     labeled_id = state.pool.labeled_ids[0]
-    _truncate(pool.get_data_info(pool.sample_ids.index(labeled_id))
-              ['img_path'])
-    with pytest.raises(ValueError, match=f"sample '{labeled_id}'.*labeled "
-                       'in cycle 0'):
+    _truncate(
+        pool.get_data_info(pool.sample_ids.index(labeled_id))['img_path'])
+    with pytest.raises(
+            ValueError, match=f"sample '{labeled_id}'.*labeled "
+            'in cycle 0'):
         _demo_runner(work_dir, 'drop', **labeled).run()
     assert trained == ['cycle_0']
 

@@ -28,9 +28,6 @@ import torch
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint, save_checkpoint
 
-from conftest import tiny_cls_config, tiny_config
-from influence_reference import (FCOS_TINY, FRCNN_TINY, assert_close64,
-                                 tiny_detector)
 from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
 from mmal.models import (FasterRCNNAdapter, FCOSAdapter,
@@ -39,11 +36,14 @@ from mmal.models import (FasterRCNNAdapter, FCOSAdapter,
 from mmal.models.precision import float64_computation
 from mmal.registry import MODELS
 from mmal.selectors import LearningLossSelector
-from mmal.structures import PoolState
+from mmal.structures import ALState, PoolState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
 from mmal.utils.errors import ConfigError
-from mmal.utils.fileio import read_json
+from conftest import (copy_run, select_cycle0, tiny_cls_config, tiny_config,
+                      train_cycle0)
+from influence_reference import (FCOS_TINY, FRCNN_TINY, assert_close64,
+                                 tiny_detector)
 
 
 # -- the ranking loss and the module ---------------------------------------
@@ -66,8 +66,8 @@ def test_ranking_loss_is_the_papers_formula():
     pred = torch.tensor([0.5, 2.0, -1.0, 0.3, 1.2], requires_grad=True)
     target = torch.tensor([3.0, 1.0, 2.0, 1.0, 0.5], requires_grad=True)
     loss = ranking_loss(pred, target)
-    assert float(loss) == pytest.approx(_by_formula(pred.tolist(),
-                                                    target.tolist()))
+    assert float(loss) == pytest.approx(
+        _by_formula(pred.tolist(), target.tolist()))
     assert float(loss) == pytest.approx((1.7 + 1.0) / 2)
     loss.backward()
     # only the active pair (0, 4) has a gradient: -(p0 - p4) / 2 pairs
@@ -77,8 +77,9 @@ def test_ranking_loss_is_the_papers_formula():
     pred, target = [3.0, 1.0, 0.5, 0.0], [2.0, 0.0, 1.0, 1.0]
     got = float(ranking_loss(torch.tensor(pred), torch.tensor(target)))
     assert got == pytest.approx(_by_formula(pred, target)) == 0.75
-    assert float(ranking_loss(torch.tensor(pred), torch.tensor(target),
-                              margin=0.2)) == pytest.approx(0.35)
+    assert float(
+        ranking_loss(torch.tensor(pred), torch.tensor(target),
+                     margin=0.2)) == pytest.approx(0.35)
     one = torch.tensor([2.0], requires_grad=True)
     zero = ranking_loss(one, torch.tensor([1.0]))
     assert float(zero) == 0 and zero.requires_grad
@@ -119,16 +120,16 @@ def _labeled_batch(model, adapter, context, num=4):
 
 @pytest.fixture(scope='module')
 def fcos(tmp_path_factory):
-    return tiny_detector(tmp_path_factory.mktemp('fcos'),
-                         'isal_fcos_shapes.py', FCOSAdapter(), FCOS_TINY,
-                         lambda m: m.bbox_head.conv_cls.bias.zero_())
+    return tiny_detector(
+        tmp_path_factory.mktemp('fcos'), 'isal_fcos_shapes.py', FCOSAdapter(),
+        FCOS_TINY, lambda m: m.bbox_head.conv_cls.bias.zero_())
 
 
 @pytest.fixture(scope='module')
 def frcnn(tmp_path_factory):
-    return tiny_detector(tmp_path_factory.mktemp('frcnn'),
-                         'isal_faster-rcnn_shapes.py', FasterRCNNAdapter(),
-                         FRCNN_TINY)
+    return tiny_detector(
+        tmp_path_factory.mktemp('frcnn'), 'isal_faster-rcnn_shapes.py',
+        FasterRCNNAdapter(), FRCNN_TINY)
 
 
 @pytest.mark.parametrize('which', ['fcos', 'frcnn'])
@@ -138,8 +139,7 @@ def test_per_image_losses_are_each_images_own_loss(which, request):
         data, items = _labeled_batch(model, adapter, context)
         feats = model.extract_feat(data['inputs'])
         got = adapter.per_image_losses(model, feats, None,
-                                       data['data_samples'],
-                                       data['sample_id'])
+                                       data['data_samples'], data['sample_id'])
         alone = torch.stack([adapter.gt_loss(model, b) for b in items])
     assert got.shape == (4, ) and not got.requires_grad
     assert float(alone.std()) > 0  # images differ: a batch mean would fail
@@ -167,8 +167,7 @@ def test_classifier_per_image_losses_are_each_images_own_loss():
         feats = task.extract_feat(inputs)
         got = adapter.per_image_losses(task, feats, None, samples)
         alone = torch.stack([
-            task.loss(inputs[i:i + 1], [samples[i]])['loss']
-            for i in range(5)
+            task.loss(inputs[i:i + 1], [samples[i]])['loss'] for i in range(5)
         ])
     assert float(alone.std()) > 0
     assert_close64(got, alone.detach())
@@ -177,10 +176,12 @@ def test_classifier_per_image_losses_are_each_images_own_loss():
 # -- the wrapped model -------------------------------------------------------
 @pytest.fixture(scope='module')
 def ll_fcos(tmp_path_factory):
-    return tiny_detector(tmp_path_factory.mktemp('ll_fcos'),
-                         'learning-loss_fcos_shapes.py', FCOSAdapter(),
-                         {f'model.{k}': v for k, v in FCOS_TINY.items()},
-                         lambda m: m.model.bbox_head.conv_cls.bias.zero_())
+    return tiny_detector(
+        tmp_path_factory.mktemp('ll_fcos'), 'learning-loss_fcos_shapes.py',
+        FCOSAdapter(), {
+            f'model.{k}': v
+            for k, v in FCOS_TINY.items()
+        }, lambda m: m.model.bbox_head.conv_cls.bias.zero_())
 
 
 def _seeded(fn, *args):
@@ -193,10 +194,12 @@ def _seeded(fn, *args):
 
 @pytest.fixture(scope='module')
 def ll_frcnn(tmp_path_factory):
-    return tiny_detector(tmp_path_factory.mktemp('ll_frcnn'),
-                         'learning-loss_faster-rcnn_shapes.py',
-                         FasterRCNNAdapter(),
-                         {f'model.{k}': v for k, v in FRCNN_TINY.items()})
+    return tiny_detector(
+        tmp_path_factory.mktemp('ll_frcnn'),
+        'learning-loss_faster-rcnn_shapes.py', FasterRCNNAdapter(), {
+            f'model.{k}': v
+            for k, v in FRCNN_TINY.items()
+        })
 
 
 @pytest.mark.parametrize('which', ['ll_fcos', 'll_frcnn'])
@@ -211,23 +214,25 @@ def test_wrapped_loss_is_task_loss_plus_ranking_loss(which, request):
         with adapter.float64(model):
             data, items = _labeled_batch(model, adapter, context)
             inputs, samples = data['inputs'], data['data_samples']
-            losses, plain = (_seeded(fn, inputs, copy.deepcopy(samples))
-                             for fn in (model.loss, task.loss))
+            losses, plain = (
+                _seeded(fn, inputs, copy.deepcopy(samples))
+                for fn in (model.loss, task.loss))
             neck = task.extract_feat(inputs)
             alone = torch.stack([
-                adapter.gt_loss(model, {k: v for k, v in b.items()
-                                        if k != 'sample_id'})
-                for b in items
+                adapter.gt_loss(model, {
+                    k: v
+                    for k, v in b.items() if k != 'sample_id'
+                }) for b in items
             ])
             expected = ranking_loss(model.loss_predictor(list(neck)), alone)
     finally:  # outside: float64_computation keeps .float() from casting
         model.loss_predictor.float()
     assert sorted(losses) == sorted([*plain, 'loss_ranking'])
     for key, value in plain.items():  # the same computation, same draws
-        assert torch.equal(torch.stack(list(losses[key])),
-                           torch.stack(list(value))) if isinstance(
-                               value, list) else torch.equal(
-                                   losses[key], value), key
+        assert torch.equal(
+            torch.stack(list(losses[key])), torch.stack(
+                list(value))) if isinstance(value, list) else torch.equal(
+                    losses[key], value), key
     assert_close64(losses['loss_ranking'], expected)
 
 
@@ -247,8 +252,9 @@ def test_the_ranking_loss_reaches_the_trunk_only_while_attached(
         model.eval()
 
     def grads(prefix):
-        return [p.grad for n, p in model.named_parameters()
-                if n.startswith(prefix)]
+        return [
+            p.grad for n, p in model.named_parameters() if n.startswith(prefix)
+        ]
 
     # every weight of the module learns (not the output bias: the ranking
     # loss depends on differences of predictions only)
@@ -256,12 +262,14 @@ def test_the_ranking_loss_reaches_the_trunk_only_while_attached(
                for g in grads('loss_predictor.levels.') +
                grads('loss_predictor.out.weight'))
     for trunk in ('model.backbone.', 'model.neck.'):
-        reached = [g is not None and bool(g.abs().sum() > 0)
-                   for g in grads(trunk)]
+        reached = [
+            g is not None and bool(g.abs().sum() > 0) for g in grads(trunk)
+        ]
         assert any(reached) != detach, trunk
     # the head is never reached by the ranking loss
-    assert not any(g is not None and bool(g.abs().sum() > 0)
-                   for g in grads('model.bbox_head.'))
+    assert not any(
+        g is not None and bool(g.abs().sum() > 0)
+        for g in grads('model.bbox_head.'))
     model.zero_grad()
 
 
@@ -284,8 +292,8 @@ def test_a_plain_checkpoint_loads_into_the_wrapped_model(ll_fcos, tmp_path):
     path = str(tmp_path / 'wrapped.pth')
     save_checkpoint({'state_dict': wrapped.state_dict()}, path)
     again = copy.deepcopy(model.model)
-    load_checkpoint(again, path, map_location='cpu',
-                    revise_keys=[(r'^model\.', '')])
+    load_checkpoint(
+        again, path, map_location='cpu', revise_keys=[(r'^model\.', '')])
     for key, value in plain.state_dict().items():
         assert torch.equal(again.state_dict()[key], value), key
 
@@ -342,12 +350,13 @@ class _Spy:
 def _plain_cls_cfg(work_dir, data_dir, max_epochs, detach_epoch):
     """The classification demo's learning-loss config for a plain Runner
     (the whole pool trained on, demo data already generated)."""
-    cfg = tiny_cls_config('learning-loss_resnet18-small_shapes-cls.py', **{
-        'train_cfg.max_epochs': max_epochs,
-        'train_cfg.val_interval': 100,
-        'custom_hooks.0.detach_epoch': detach_epoch,
-        'demo_data.num_train': 8,
-    })
+    cfg = tiny_cls_config(
+        'learning-loss_resnet18-small_shapes-cls.py', **{
+            'train_cfg.max_epochs': max_epochs,
+            'train_cfg.val_interval': 100,
+            'custom_hooks.0.detach_epoch': detach_epoch,
+            'demo_data.num_train': 8,
+        })
     override_data_root(cfg, data_dir)
     cfg.work_dir = work_dir
     cfg.pop('al_cfg')
@@ -396,7 +405,10 @@ def test_a_wrapped_fcos_trains_and_tests_in_a_plain_runner(tmp_path):
                       **{'train_cfg.max_epochs': 1})
     data = str(tmp_path / 'data')
     DetectionTask().generate_demo_data(
-        data, **{**cfg.demo_data, 'num_train': 8, 'num_val': 4})
+        data, **{
+            **cfg.demo_data, 'num_train': 8,
+            'num_val': 4
+        })
     override_data_root(cfg, data)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.pop('al_cfg')
@@ -406,13 +418,15 @@ def test_a_wrapped_fcos_trains_and_tests_in_a_plain_runner(tmp_path):
         runner.model.model.bbox_head.conv_cls.bias.zero_()
     metrics = runner.test()
     assert 'coco/bbox_mAP' in metrics
-    ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'),
-                      map_location='cpu', weights_only=False)['state_dict']
+    ckpt = torch.load(
+        osp.join(cfg.work_dir, 'epoch_1.pth'),
+        map_location='cpu',
+        weights_only=False)['state_dict']
     assert any(k.startswith('loss_predictor.') for k in ckpt)
     assert any(k.startswith('model.bbox_head.') for k in ckpt)
 
 
-# -- the selector end to end ---------------------------------------------------
+# -- the selector end to end --------------------------------------------------
 def _cycle0_context(cfg, work_dir, state, seed, subset=None):
     """Cycle 0's selection context rebuilt from a finished run: its model
     and the pool as it was before the selection."""
@@ -420,20 +434,29 @@ def _cycle0_context(cfg, work_dir, state, seed, subset=None):
     with trusted_checkpoint_loading():
         model = runner.load_model(state.record(0)['checkpoint'])
     pool = PoolState(state.pool.pool_ids,
-                     {k: 0 for k in state.pool.ids_labeled_in(0)})
+                     {k: 0
+                      for k in state.pool.ids_labeled_in(0)})
     return model, SelectionContext(
-        runner.cfg, pool, 0, seed=seed, work_dir=work_dir, model=model,
-        adapter=runner.adapter, num_workers=0, unlabeled_subset=subset)
+        runner.cfg,
+        pool,
+        0,
+        seed=seed,
+        work_dir=work_dir,
+        model=model,
+        adapter=runner.adapter,
+        num_workers=0,
+        unlabeled_subset=subset)
 
 
-def _check_run(cfg, work_dir, subset=None):
-    """Run 2 cycles; cycle 0's scores are the module's predictions on each
-    image alone, the selection the highest 4; the same seed selects the
-    same images again. Returns the selection and the context."""
-    state = ActiveLearningRunner(cfg, work_dir).run()
-    assert [r['done'] for r in state.cycles] == [
-        ['train', 'evaluate', 'select'], ['train', 'evaluate']]
-    sel = read_json(osp.join(work_dir, 'cycle_0', 'selection.json'))
+def _check_selection(cfg, work_dir, subset=None):
+    """Cycle 0's selection on the trained cycle-0 model in ``work_dir``:
+    the scores are the module's predictions on each image alone, the
+    selection the highest 4, labeled for cycle 1; the same seed selects
+    the same images again. Returns the selection and the context."""
+    sel = select_cycle0(cfg, work_dir)
+    state = ALState.load(osp.join(work_dir, 'al_state.json'))
+    assert [r['done']
+            for r in state.cycles] == [['train', 'evaluate', 'select']]
     assert sel['selector'] == 'LearningLossSelector'
     seed = cfg.al_cfg.get('seed', 0) * 1000
     model, context = _cycle0_context(cfg, work_dir, state, seed, subset)
@@ -442,8 +465,9 @@ def _check_run(cfg, work_dir, subset=None):
     view = context.unlabeled_view()
     for sid in ranked_ids:  # batch 8 vs batch 1: float32 rounding only
         batch = next(iter(context.loader(view, [sid])))
-        alone = float(model.predict_loss(
-            model.data_preprocessor(batch, False)['inputs'])[0])
+        alone = float(
+            model.predict_loss(
+                model.data_preprocessor(batch, False)['inputs'])[0])
         assert sel['scores'][sid] == pytest.approx(alone, rel=1e-4, abs=1e-5)
     ranked = sorted(ranked_ids, key=lambda i: (-sel['scores'][i], i))
     assert sel['selected'] == ranked[:4]
@@ -453,31 +477,44 @@ def _check_run(cfg, work_dir, subset=None):
     return sel, context
 
 
-def test_learning_loss_selects_the_highest_predicted_losses(tmp_path):
-    _check_run(tiny_config('learning-loss_fcos_shapes.py'),
-               str(tmp_path / 'run'))
+def test_learning_loss_selects_the_highest_predicted_losses(
+        ll_fcos_cycle0, tmp_path):
+    """On the session's trained learning-loss FCOS (cycle 0)."""
+    _check_selection(
+        tiny_config('learning-loss_fcos_shapes.py'),
+        copy_run(ll_fcos_cycle0, str(tmp_path / 'run'), rewind=True))
 
 
 def test_classification_ranks_a_seeded_unlabeled_subset(tmp_path):
-    cfg = tiny_cls_config('learning-loss_resnet18-small_shapes-cls.py', **{
-        'custom_hooks.0.detach_epoch': 1,
-        'al_cfg.unlabeled_subset': 10,
-    })
-    sel, context = _check_run(cfg, str(tmp_path / 'run'), subset=10)
+    """A learning-loss classifier trained with the stop-gradient hook
+    (detached from epoch 1 of 2) scores a seeded subset of 10."""
+    cfg = tiny_cls_config(
+        'learning-loss_resnet18-small_shapes-cls.py', **{
+            'custom_hooks.0.detach_epoch': 1,
+            'al_cfg.unlabeled_subset': 10,
+        })
+    work_dir = train_cycle0(cfg, str(tmp_path / 'run'))
+    sel, context = _check_selection(cfg, work_dir, subset=10)
     assert len(sel['scores']) == 10 < len(context.state.unlabeled_ids)
-    other = SelectionContext(context.cfg, context.state, 0,
-                             seed=context.seed + 1, work_dir='',
-                             unlabeled_subset=10)
+    other = SelectionContext(
+        context.cfg,
+        context.state,
+        0,
+        seed=context.seed + 1,
+        work_dir='',
+        unlabeled_subset=10)
     assert other.unlabeled_ids != context.unlabeled_ids
     assert len(other.unlabeled_ids) == 10
-    whole = SelectionContext(context.cfg, context.state, 0, seed=0,
-                             work_dir='')
+    whole = SelectionContext(
+        context.cfg, context.state, 0, seed=0, work_dir='')
     assert whole.unlabeled_ids == sorted(context.state.unlabeled_ids)
 
 
 def test_an_unlabeled_subset_smaller_than_the_budget_is_refused():
-    cfg = tiny_cls_config('learning-loss_resnet18-small_shapes-cls.py', **{
-        'al_cfg.unlabeled_subset': 3})
-    with pytest.raises(ConfigError, match=r'unlabeled_subset \(3\) is '
-                       r'smaller than al_cfg.budget \(4\)'):
+    cfg = tiny_cls_config('learning-loss_resnet18-small_shapes-cls.py',
+                          **{'al_cfg.unlabeled_subset': 3})
+    with pytest.raises(
+            ConfigError,
+            match=r'unlabeled_subset \(3\) is '
+            r'smaller than al_cfg.budget \(4\)'):
         ActiveLearningRunner(cfg, None)

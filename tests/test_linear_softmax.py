@@ -42,8 +42,10 @@ def _image_loss(fc, feat, label, loss_weight):
     """``W -> loss_weight * CE(fc(feat; W), label)`` for one image."""
 
     def loss(weight):
-        logits = functional_call(fc, {'weight': weight, 'bias': fc.bias},
-                                 (feat[None], ))
+        logits = functional_call(fc, {
+            'weight': weight,
+            'bias': fc.bias
+        }, (feat[None], ))
         return loss_weight * F.cross_entropy(logits, label[None])
 
     return loss
@@ -101,8 +103,7 @@ def test_hvp_matches_double_backward(seed, loss_weight):
     vec = torch.randn(C, D, dtype=torch.float64)
     ref = _ref_hvps(fc, feats, labels, vec, loss_weight)
     assert_close64(softmax_ce_hvps(feats, logits, vec, loss_weight), ref)
-    assert_close64(softmax_ce_hvp(feats, logits, vec, loss_weight),
-                   ref.sum(0))
+    assert_close64(softmax_ce_hvp(feats, logits, vec, loss_weight), ref.sum(0))
 
 
 @pytest.mark.parametrize('seed,loss_weight', CASES)
@@ -110,8 +111,7 @@ def test_directional_matches_autograd(seed, loss_weight):
     fc, feats, logits, labels = _case(seed)
     direction = torch.randn(C, D, dtype=torch.float64)
     ref = (_ref_grads(fc, feats, labels, loss_weight) * direction).sum((1, 2))
-    out = softmax_ce_directional(feats, logits, labels, direction,
-                                 loss_weight)
+    out = softmax_ce_directional(feats, logits, labels, direction, loss_weight)
     assert out.shape == (N, )
     assert_close64(out, ref)
 
@@ -139,8 +139,9 @@ def test_large_logits_stay_exact():
     assert_close64(
         softmax_ce_directional(feats, logits, labels, direction),
         (ref * direction).sum((1, 2)))
-    assert_close64(softmax_ce_hessian(feats, logits),
-                   _ref_hessian(fc, feats, labels, 1.0))
+    assert_close64(
+        softmax_ce_hessian(feats, logits),
+        _ref_hessian(fc, feats, labels, 1.0))
 
 
 def test_batch_loss_convention_of_mmpretrain():
@@ -151,8 +152,10 @@ def test_batch_loss_convention_of_mmpretrain():
     fc, feats, _, labels = _case(4)
     loss_module = losses.CrossEntropyLoss(loss_weight=1.7)
     weight = _weight(fc)
-    logits = functional_call(fc, {'weight': weight, 'bias': fc.bias},
-                             (feats, ))
+    logits = functional_call(fc, {
+        'weight': weight,
+        'bias': fc.bias
+    }, (feats, ))
     loss = loss_module(logits, labels, avg_factor=N)
     ref = N * torch.autograd.grad(loss, weight)[0]
     assert_close64(
@@ -168,8 +171,8 @@ def test_pseudo_labels_are_used_not_true_labels():
     labels[0] = (pseudo[0] + 1) % C  # at least one image disagrees
     direction = torch.randn(C, D, dtype=torch.float64)
     out = softmax_ce_directional(feats, logits, pseudo, direction)
-    assert_close64(
-        out, (_ref_grads(fc, feats, pseudo, 1.0) * direction).sum((1, 2)))
+    assert_close64(out, (_ref_grads(fc, feats, pseudo, 1.0) * direction).sum(
+        (1, 2)))
     wrong = softmax_ce_directional(feats, logits, labels, direction)
     with pytest.raises(AssertionError):
         assert_close64(wrong, out)
@@ -197,8 +200,9 @@ def test_hessian_is_symmetric_psd():
     # Shifting every class's row of W by the same vector leaves the
     # softmax unchanged: such directions are in the null space.
     shift = torch.randn(D, dtype=torch.float64).expand(C, D)
-    assert softmax_ce_hvp(feats, logits, shift).abs().max() < (
-        1e-12 * eig.max() * shift.abs().max())
+    assert softmax_ce_hvp(feats, logits,
+                          shift).abs().max() < (1e-12 * eig.max() *
+                                                shift.abs().max())
 
 
 def test_float32_inputs_stay_float32():

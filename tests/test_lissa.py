@@ -1,4 +1,5 @@
-"""LiSSA against closed forms and against a literal copy of the official update."""
+"""LiSSA against closed forms and against a literal copy of the official
+update."""
 import functools
 
 import pytest
@@ -10,7 +11,8 @@ from mmal.testing import official_lissa
 
 
 def _spd(n, gen, low=0.5, high=4.0):
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    q, _ = torch.linalg.qr(
+        torch.randn(n, n, generator=gen, dtype=torch.float64))
     eig = torch.linspace(low, high, n, dtype=torch.float64)
     return q @ torch.diag(eig) @ q.T
 
@@ -44,13 +46,16 @@ def test_fixed_point_is_damped_rescaled_inverse(block_diagonal):
     def hvp(_, h):
         return _flat_to_blocks(H @ _blocks_to_flat(h), shapes)
 
-    solver = LiSSA(damp=damp, scale=scales, depth=3000, repeats=2,
-                   log_interval=0)
+    solver = LiSSA(
+        damp=damp, scale=scales, depth=3000, repeats=2, log_interval=0)
     chains = solver.sample_chains([str(i) for i in range(5000)], seed=0)
     s = _blocks_to_flat(solver.solve(v, hvp, chains))
 
-    D = torch.diag(torch.cat([torch.full((n, ), sc, dtype=torch.float64)
-                              for n, sc in zip(sizes, scales)]))
+    D = torch.diag(
+        torch.cat([
+            torch.full((n, ), sc, dtype=torch.float64)
+            for n, sc in zip(sizes, scales)
+        ]))
     expected = torch.linalg.solve(H + damp * D, D @ _blocks_to_flat(v))
     torch.testing.assert_close(s, expected, rtol=1e-6, atol=1e-8)
     if block_diagonal:  # per block: scale_b (H_b + damp scale_b I)^-1 v_b
@@ -59,8 +64,8 @@ def test_fixed_point_is_damped_rescaled_inverse(block_diagonal):
             H0 + damp * scales[0] * torch.eye(3, dtype=torch.float64), v[0])
         torch.testing.assert_close(s[:3], exp0, rtol=1e-6, atol=1e-8)
         # and it is not the undamped inverse the update is named after
-        assert not torch.allclose(s[:3], torch.linalg.solve(H0, v[0]),
-                                  rtol=1e-2)
+        assert not torch.allclose(
+            s[:3], torch.linalg.solve(H0, v[0]), rtol=1e-2)
 
 
 F64 = dict(dtype=torch.float64)  # claims of equality are tested in float64
@@ -72,10 +77,10 @@ class _TinyHead(torch.nn.Module):
     def __init__(self):
         super().__init__()
         gen = torch.Generator().manual_seed(1)
-        self.cls = torch.nn.Parameter(
-            0.3 * torch.randn(3, 4, generator=gen, **F64))
-        self.reg = torch.nn.Parameter(
-            0.3 * torch.randn(2, 4, generator=gen, **F64))
+        self.cls = torch.nn.Parameter(0.3 *
+                                      torch.randn(3, 4, generator=gen, **F64))
+        self.reg = torch.nn.Parameter(0.3 *
+                                      torch.randn(2, 4, generator=gen, **F64))
 
     def loss(self, x, y, t):
         logits = x @ self.cls.T
@@ -99,11 +104,11 @@ def test_matches_literal_official_update_on_same_sequence():
     params = [model.cls, model.reg]
     v = [torch.zeros_like(p) for p in params]
     for sid in sorted(data)[:4]:  # reference gradient: a sum of per-image ones
-        v = [a + g for a, g in zip(v, loss_grad(model.loss(*data[sid]),
-                                                params))]
+        v = [
+            a + g for a, g in zip(v, loss_grad(model.loss(*data[sid]), params))
+        ]
     scale = [5.0, 50.0]
-    solver = LiSSA(damp=0.01, scale=scale, depth=9, repeats=3,
-                   log_interval=0)
+    solver = LiSSA(damp=0.01, scale=scale, depth=9, repeats=3, log_interval=0)
     chains = solver.sample_chains(list(data), seed=7)
 
     def hvp(sid, h):
@@ -113,14 +118,13 @@ def test_matches_literal_official_update_on_same_sequence():
     # the official loop, literally (mmal.testing.official_isal), on the
     # same chains: each step a full forward of the image's loss
     ref = official_lissa(
-        v, params,
-        [[functools.partial(model.loss, *data[sid]) for sid in c]
-         for c in chains], 0.01, scale)
+        v, params, [[functools.partial(model.loss, *data[sid]) for sid in c]
+                    for c in chains], 0.01, scale)
     assert len(ref) == 2
     for a, b in zip(ours, ref):  # float64: the same sums in another order
         assert a.dtype == torch.float64
-        torch.testing.assert_close(a, b, rtol=1e-10,
-                                   atol=1e-10 * float(b.abs().max()))
+        torch.testing.assert_close(
+            a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
     # the chains really differ from each other (independent sampling)
     assert chains[0] != chains[1]
 
@@ -141,8 +145,8 @@ def test_chains_depend_on_ids_and_seed_only():
 
 def test_divergence_is_detected_with_block_name():
     H = torch.diag(torch.tensor([100.0, 1.0]))
-    solver = LiSSA(damp=0.01, scale=[1.0, 1.0], depth=50, repeats=1,
-                   log_interval=0)
+    solver = LiSSA(
+        damp=0.01, scale=[1.0, 1.0], depth=50, repeats=1, log_interval=0)
     v = [torch.tensor([1.0]), torch.tensor([1.0])]
 
     def hvp(_, h):
@@ -178,5 +182,8 @@ def test_hvp_matches_explicit_hessian():
     ours = hessian_vector_product(model.loss(x, y, t), params, vec)
     expected = H @ _blocks_to_flat(vec)
     assert expected.dtype == torch.float64
-    torch.testing.assert_close(_blocks_to_flat(ours), expected, rtol=1e-10,
-                               atol=1e-10 * float(expected.abs().max()))
+    torch.testing.assert_close(
+        _blocks_to_flat(ours),
+        expected,
+        rtol=1e-10,
+        atol=1e-10 * float(expected.abs().max()))

@@ -33,8 +33,7 @@ from mmal.selectors.localization_stability import (pixel_noise,
 from mmal.structures import PoolState
 from mmal.utils import ConfigError
 from mmal.utils.checkpoint import trusted_checkpoint_loading
-from conftest import tiny_config
-from influence_reference import FRCNN_TINY
+from conftest import copy_run, select_cycle0, tiny_config
 
 F64 = dict(dtype=torch.float64)
 BOX = [0., 0., 10., 10.]
@@ -51,8 +50,8 @@ def boxes(*rows):
 # -- the math ----------------------------------------------------------------
 def test_box_stability_on_hand_made_boxes():
     # found exactly at every level (among other boxes): 1
-    assert box_stability(boxes(BOX), [boxes(FAR, BOX), boxes(BOX)]).tolist(
-    ) == [1.0]
+    assert box_stability(boxes(BOX),
+                         [boxes(FAR, BOX), boxes(BOX)]).tolist() == [1.0]
     # IoU 1/3 at the first level, no box at the second: (1/3 + 0) / 2
     got = box_stability(boxes(BOX), [boxes(SHIFTED, FAR), boxes()])
     assert got.dtype == torch.float64
@@ -76,9 +75,10 @@ def test_image_score_is_the_reference_score_weighted_mean():
 
 
 def _pred(rows, scores, labels):
-    return InstanceData(bboxes=torch.tensor(rows).reshape(-1, 4),
-                        scores=torch.tensor(scores),
-                        labels=torch.tensor(labels, dtype=torch.long))
+    return InstanceData(
+        bboxes=torch.tensor(rows).reshape(-1, 4),
+        scores=torch.tensor(scores),
+        labels=torch.tensor(labels, dtype=torch.long))
 
 
 def test_matching_is_class_agnostic_and_references_are_thresholded():
@@ -107,8 +107,7 @@ def _samples(*shapes):
 def test_noise_depends_on_seed_id_and_level_only():
     torch.manual_seed(0)
     a = torch.randn(1, 3, 32, 40)
-    alone = add_pixel_noise(a, _samples((32, 40)), ['a'], 16., 7, 2, MEAN,
-                            STD)
+    alone = add_pixel_noise(a, _samples((32, 40)), ['a'], 16., 7, 2, MEAN, STD)
     # in a batch padded to 40 x 48, with another image before it
     batch = torch.zeros(2, 3, 40, 48)
     batch[0] = torch.randn(3, 40, 48)
@@ -122,23 +121,23 @@ def test_noise_depends_on_seed_id_and_level_only():
     assert torch.equal(batch[1, :, :32, :40], a[0])  # inputs not changed
     n = pixel_noise('a', (3, 32, 40), 7, 2)
     assert torch.equal(n, pixel_noise('a', (3, 32, 40), 7, 2))
-    for other in (pixel_noise('a', (3, 32, 40), 7, 3),
-                  pixel_noise('b', (3, 32, 40), 7, 2),
+    for other in (pixel_noise('a', (3, 32, 40), 7,
+                              3), pixel_noise('b', (3, 32, 40), 7, 2),
                   pixel_noise('a', (3, 32, 40), 8, 2)):
         assert not torch.allclose(n, other)
 
 
 def _grey(value=128.):
     """A mid-grey image, normalised: (1, 3, 64, 64)."""
-    return ((torch.full((3, 64, 64), value, **F64) - MEAN.double()) /
-            STD.double())[None]
+    return ((torch.full(
+        (3, 64, 64), value, **F64) - MEAN.double()) / STD.double())[None]
 
 
 @pytest.mark.parametrize('sigma', [8., 24.])
 def test_noise_has_the_pixel_std_sigma(sigma):
     x = _grey()
-    noisy = add_pixel_noise(x, _samples((64, 64)), ['img'], sigma, 0, 0,
-                            MEAN, STD)
+    noisy = add_pixel_noise(x, _samples((64, 64)), ['img'], sigma, 0, 0, MEAN,
+                            STD)
     delta = (noisy - x) * STD.double()  # in pixels
     # 12288 draws: the sample std is within 3 % of sigma (~5 standard
     # errors); 128 is >= 5 sigma from 0 and 255, so clipping is negligible
@@ -166,21 +165,29 @@ def test_bad_arguments_and_a_classifier_are_refused():
         with pytest.raises(ValueError):
             LocalizationStabilitySelector(**bad)
     context = type('Ctx', (), dict(adapter=ImageClassifierAdapter()))()
-    with pytest.raises(ConfigError, match='LocalizationStabilitySelector.*'
-                       'al_cfg.selector.*al_cfg.adapter'):
+    with pytest.raises(
+            ConfigError,
+            match='LocalizationStabilitySelector.*'
+            'al_cfg.selector.*al_cfg.adapter'):
         LocalizationStabilitySelector().rank(context)
     # and before any training: the driver checks the config
-    cfg = Config(dict(al_cfg=dict(adapter=dict(
-        type='mmal.ImageClassifierAdapter'))))
+    cfg = Config(
+        dict(al_cfg=dict(adapter=dict(type='mmal.ImageClassifierAdapter'))))
     with pytest.raises(ConfigError, match='needs a detection adapter'):
         LocalizationStabilitySelector().check_config(cfg)
-    LocalizationStabilitySelector().check_config(Config(dict(al_cfg=dict(
-        adapter=dict(type='mmal.FCOSAdapter')))))
+    LocalizationStabilitySelector().check_config(
+        Config(dict(al_cfg=dict(adapter=dict(type='mmal.FCOSAdapter')))))
 
 
 def test_least_stable_first_then_the_unscored(monkeypatch):
-    results = {'a': (0.9, 2), 'b': (0.2, 1), 'c': (None, 0), 'd': (0.5, 3),
-               'e': (None, 0), 'f': (1.0, 2)}
+    results = {
+        'a': (0.9, 2),
+        'b': (0.2, 1),
+        'c': (None, 0),
+        'd': (0.5, 3),
+        'e': (None, 0),
+        'f': (1.0, 2)
+    }
     context = type('Ctx', (), dict(seed=3, logger='current'))()
     for policy, tail in (('random', {'c', 'e'}), ('exclude', set())):
         selector = LocalizationStabilitySelector(unscored=policy)
@@ -196,13 +203,15 @@ def test_least_stable_first_then_the_unscored(monkeypatch):
 
 
 # -- end to end --------------------------------------------------------------
-def _run(tmp_path_factory, name, **extra):
-    """Two cycles of a tiny demo (reference boxes >= 0.02: a 2-epoch
-    model's scores are low); the work dir and the config."""
+def _select(trained, tmp_path, name, **extra):
+    """Cycle 0's selection by config ``name`` (reference boxes >= 0.02: a
+    2-epoch model's scores are low) on a copy of the trained cycle-0 model
+    in ``trained``; the work dir and the config."""
     cfg = tiny_config(name, **{'al_cfg.selector.score_thr': 0.02, **extra})
-    work_dir = str(tmp_path_factory.mktemp(name.split('.')[0]))
+    work_dir = copy_run(
+        trained, str(tmp_path / 'run'), forget_experiment=True, rewind=True)
     with contextlib.redirect_stdout(io.StringIO()):
-        ActiveLearningRunner(cfg, work_dir).run()
+        select_cycle0(cfg, work_dir)
     return work_dir, cfg
 
 
@@ -212,10 +221,11 @@ def _read(path):
 
 
 def _check_selection(work_dir):
-    """The recorded cycle-0 selection: the least stable scored images."""
+    """The recorded cycle-0 selection: the least stable scored images,
+    labeled for cycle 1."""
     state = _read(osp.join(work_dir, 'al_state.json'))
-    assert [c['done'] for c in state['cycles']] == [
-        ['train', 'evaluate', 'select'], ['train', 'evaluate']]
+    assert [c['done']
+            for c in state['cycles']] == [['train', 'evaluate', 'select']]
     sel = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
     assert sel['selector'] == 'LocalizationStabilitySelector'
     info = sel['info']
@@ -227,6 +237,8 @@ def _check_selection(work_dir):
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     lowest = sorted(scores, key=lambda k: (scores[k], k))[:4]
     assert sel['selected'] == lowest
+    assert sorted(i for i, c in state['pool']['labeled'].items()
+                  if c == 1) == sorted(lowest)
     return state, sel
 
 
@@ -239,14 +251,23 @@ def _selection_context(work_dir, cfg, state):
     runner.adapter.prepare(model, seed=seed)
     labeled = {k: 0 for k, c in state['pool']['labeled'].items() if c == 0}
     pool = PoolState(runner.pool_view.sample_ids, labeled)
-    return SelectionContext(runner.cfg, pool, 0, seed=seed,
-                            work_dir=work_dir, model=model,
-                            adapter=runner.adapter, task=runner.task,
-                            num_workers=0, logger='silent')
+    return SelectionContext(
+        runner.cfg,
+        pool,
+        0,
+        seed=seed,
+        work_dir=work_dir,
+        model=model,
+        adapter=runner.adapter,
+        task=runner.task,
+        num_workers=0,
+        logger='silent')
 
 
-def test_fcos_two_cycles_and_the_same_selection_again(tmp_path_factory):
-    work_dir, cfg = _run(tmp_path_factory, 'stability_fcos_shapes.py')
+def test_fcos_selection_and_the_same_selection_again(fcos_cycle0, tmp_path):
+    """On the session's trained FCOS (the stability config's model is
+    ISAL's): the driver's selection, the same again, batch 1 = batch 4."""
+    work_dir, cfg = _select(fcos_cycle0, tmp_path, 'stability_fcos_shapes.py')
     state, sel = _check_selection(work_dir)
     context = _selection_context(work_dir, cfg, state)
     selector = LocalizationStabilitySelector(score_thr=0.02)
@@ -269,7 +290,8 @@ def test_fcos_two_cycles_and_the_same_selection_again(tmp_path_factory):
             value, rel=1e-9)), k
 
 
-def test_faster_rcnn_two_cycles(tmp_path_factory):
-    work_dir, _ = _run(tmp_path_factory, 'stability_faster-rcnn_shapes.py',
-                       **FRCNN_TINY)
+def test_faster_rcnn_selection(frcnn_run, tmp_path):
+    """On the session's trained Faster R-CNN (cycle 0 of its ISAL run)."""
+    work_dir, _ = _select(frcnn_run, tmp_path,
+                          'stability_faster-rcnn_shapes.py')
     _check_selection(work_dir)

@@ -6,13 +6,13 @@ from mmengine.config import Config
 
 from mmal.datasets import PoolSubsetDataset, generate_shapes_dataset
 from mmal.datasets.pool_data import (check_data_paths, data_paths, id_loader,
-                                   replace_pipeline)
+                                     replace_pipeline)
 from mmal.tasks import DetectionTask
+from mmal.utils.config_utils import override_data_root
+from conftest import REPO
 
 strip_annotations = DetectionTask().unannotated_pipeline
 with_annotations = DetectionTask().annotated_pipeline
-from mmal.utils.config_utils import override_data_root
-from conftest import REPO
 
 PIPE = [
     dict(type='LoadImageFromFile'),
@@ -24,11 +24,12 @@ PIPE = [
 
 def test_pipelines_with_and_without_annotations():
     stripped = strip_annotations(PIPE)
-    assert [t['type'] for t in stripped] == [
-        'LoadImageFromFile', 'Resize', 'PackDetInputs']
+    assert [t['type'] for t in stripped
+            ] == ['LoadImageFromFile', 'Resize', 'PackDetInputs']
     restored = with_annotations(stripped)
     assert [t['type'] for t in restored] == [
-        'LoadImageFromFile', 'LoadAnnotations', 'Resize', 'PackDetInputs']
+        'LoadImageFromFile', 'LoadAnnotations', 'Resize', 'PackDetInputs'
+    ]
     assert with_annotations(PIPE) == PIPE
     assert PIPE[2]['type'] == 'LoadAnnotations'  # inputs untouched
 
@@ -37,11 +38,19 @@ def test_replace_pipeline_and_paths_reach_wrapped_datasets():
     cfg = dict(
         type='ConcatDataset',
         datasets=[
-            dict(type='CocoDataset', data_root='/a/', ann_file='x.json',
-                 pipeline=[]),
-            dict(type='RepeatDataset', times=2,
-                 dataset=dict(type='CocoDataset', data_root='/b/',
-                              ann_file='y.json', pipeline=[]))
+            dict(
+                type='CocoDataset',
+                data_root='/a/',
+                ann_file='x.json',
+                pipeline=[]),
+            dict(
+                type='RepeatDataset',
+                times=2,
+                dataset=dict(
+                    type='CocoDataset',
+                    data_root='/b/',
+                    ann_file='y.json',
+                    pipeline=[]))
         ])
     out = replace_pipeline(cfg, PIPE)
     assert out['datasets'][0]['pipeline'] == PIPE
@@ -67,11 +76,14 @@ def test_override_data_root_moves_every_path(tmp_path):
 
 
 def test_unreadable_image_is_named_with_its_id(tmp_path):
-    info = generate_shapes_dataset(str(tmp_path), num_train=4, num_val=1,
-                                   img_size=32, seed=0)
-    ds = dict(type='CocoDataset', metainfo=dict(classes=info['classes']),
-              test_mode=True, pipeline=strip_annotations(PIPE),
-              **info['train'])
+    info = generate_shapes_dataset(
+        str(tmp_path), num_train=4, num_val=1, img_size=32, seed=0)
+    ds = dict(
+        type='CocoDataset',
+        metainfo=dict(classes=info['classes']),
+        test_mode=True,
+        pipeline=strip_annotations(PIPE),
+        **info['train'])
     view = PoolSubsetDataset(ds)
     bad = view.get_data_info(2)['img_path']
     with open(bad, 'wb') as f:

@@ -62,20 +62,32 @@ def test_state_written_before_task_neutral_names_loads(tmp_path):
     """A state file of an older mmal (detection-only keys) loads with the
     new names and the same values."""
     pool = PoolState.initial([str(i) for i in range(20)], 5, seed=0)
-    old = dict(format=1, meta=dict(seed=0), pool=pool.to_dict(), cycles=[
-        dict(cycle=0, done=['train', 'evaluate', 'select'], images=5,
-             boxes=9, mAP=0.25, metric_key='coco/bbox_mAP',
-             mAP_points_per_10k_boxes=2777.8, num_selected=2,
-             selected_boxes=4),
-        dict(cycle=1, done=['train'], images=7, boxes=13)])
+    old = dict(
+        format=1,
+        meta=dict(seed=0),
+        pool=pool.to_dict(),
+        cycles=[
+            dict(
+                cycle=0,
+                done=['train', 'evaluate', 'select'],
+                images=5,
+                boxes=9,
+                mAP=0.25,
+                metric_key='coco/bbox_mAP',
+                mAP_points_per_10k_boxes=2777.8,
+                num_selected=2,
+                selected_boxes=4),
+            dict(cycle=1, done=['train'], images=7, boxes=13)
+        ])
     path = tmp_path / 'al_state.json'
     path.write_text(json.dumps(old))
     c0, c1 = ALState.load(str(path)).cycles
     assert (c0['cost'], c0['metric'], c0['points_per_10k_cost'],
             c0['selected_cost'], c0['cost_unit']) == (9, 0.25, 2777.8, 4,
                                                       'boxes')
-    assert not {'boxes', 'mAP', 'mAP_points_per_10k_boxes',
-                'selected_boxes'} & (set(c0) | set(c1))
+    assert not {'boxes', 'mAP', 'mAP_points_per_10k_boxes', 'selected_boxes'
+                } & (
+                    set(c0) | set(c1))
     assert (c1['cost'], c1['cost_unit']) == (13, 'boxes')
 
 
@@ -101,8 +113,7 @@ def test_a_box_budget_is_spent_as_an_annotator_would():
     for budget_boxes in (1, 2, 3):  # the first image alone crosses it
         assert take_budget(ranking, 10, budget_boxes, boxes.get) == ['a']
     # images without boxes cost nothing: labeling goes on past them
-    assert take_budget(['e', 'a', 'b'], 10, 2, dict(e=0, **boxes).get) == [
-        'e', 'a'
-    ]
+    assert take_budget(['e', 'a', 'b'], 10, 2,
+                       dict(e=0, **boxes).get) == ['e', 'a']
     assert take_budget(['e', 'f'], 10, 1, dict(e=0, f=0).get) == ['e', 'f']
     assert take_budget(ranking, 2, 100, boxes.get) == ['a', 'b']  # image cap

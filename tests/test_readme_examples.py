@@ -16,22 +16,27 @@ from influence_reference import FCOS_TINY, tiny_detector
 def _block(header: str) -> str:
     with open(f'{REPO}/README.md') as f:
         text = f.read()
-    found = re.search(r'```python\n(' + re.escape(header) + r'\n.*?)```',
-                      text, re.S)
+    found = re.search(r'```python\n(' + re.escape(header) + r'\n.*?)```', text,
+                      re.S)
     assert found, f'no python block starting with {header!r} in README.md'
     return found.group(1)
 
 
 def test_the_add_a_selector_example_runs(tmp_path):
     namespace = {}
-    exec(compile(_block('# my_selectors.py'), 'README my_selectors.py',
-                 'exec'), namespace)
+    exec(
+        compile(_block('# my_selectors.py'), 'README my_selectors.py', 'exec'),
+        namespace)
     try:
         model, adapter, context = tiny_detector(
-            tmp_path, 'isal_fcos_shapes.py', FCOSAdapter(), FCOS_TINY,
-            lambda m: m.bbox_head.conv_cls.bias.zero_(), num_labeled=8)
-        selector = SELECTORS.build(dict(type='FewestBoxesSelector',
-                                        score_thr=0.275))
+            tmp_path,
+            'isal_fcos_shapes.py',
+            FCOSAdapter(),
+            FCOS_TINY,
+            lambda m: m.bbox_head.conv_cls.bias.zero_(),
+            num_labeled=8)
+        selector = SELECTORS.build(
+            dict(type='FewestBoxesSelector', score_thr=0.275))
         # float64: batched and single-image scores agree to ~1e-15, far
         # below the spread of the scores around the threshold (~1e-3)
         with adapter.float64(model):
@@ -42,8 +47,8 @@ def test_the_add_a_selector_example_runs(tmp_path):
             for item in context.loader(view, unlabeled):
                 data = adapter.preprocess(model, item)
                 pred = adapter.predict_batch(model, data)[0]
-                counts[item['sample_id'][0]] = float(
-                    (pred.scores >= 0.275).sum())
+                counts[item['sample_id'][0]] = float((pred.scores
+                                                      >= 0.275).sum())
         assert sorted(result.ranking) == unlabeled
         assert result.scores == counts
         assert len(set(counts.values())) > 1  # the order means something

@@ -14,9 +14,8 @@ import math
 import pytest
 import torch
 
-from mmal.testing.selector_speed import (BOX_PHASES, EXPECTED, PHASES,
-                                         TARGETS, TRAIN_STEPS,
-                                         SelectorSpeedOptions,
+from mmal.testing.selector_speed import (BOX_PHASES, EXPECTED, PHASES, TARGETS,
+                                         TRAIN_STEPS, SelectorSpeedOptions,
                                          build_setup, entropy_pass, report,
                                          run)
 from mmal.utils import ConfigError, register_all_modules
@@ -58,15 +57,15 @@ def test_results_are_complete(result):
     for m in res['phases'].values():
         assert m['seconds'] > 0 and m['warmup_s'] > 0 and m['peak_mib'] > 0
         assert len(m['seconds_all']) == OPTS['repeat']
-        assert m['images_per_s'] == pytest.approx(
-            OPTS['num_images'] / m['seconds'])
+        assert m['images_per_s'] == pytest.approx(OPTS['num_images'] /
+                                                  m['seconds'])
     t = {k: m['seconds'] for k, m in res['phases'].items()}
     assert set(res['targets_met']) == set(TARGETS)
     assert set(res['ratios']) == {f'{k}/plain' for k in t if k != 'plain'}
     assert res['expected'] == (EXPECTED if detects else {})
     for key in res['ratios']:
-        assert res['ratios'][key] == pytest.approx(
-            t[key.split('/')[0]] / t['plain'])
+        assert res['ratios'][key] == pytest.approx(t[key.split('/')[0]] /
+                                                   t['plain'])
     for key, target in TARGETS.items():
         assert res['targets_met'][key] == (res['ratios'][key] <= target)
     assert res['image_size'] == '64x64' and res['batch_size'] == 5
@@ -96,8 +95,8 @@ def test_entropies_cover_every_image(result):
     ids = res['unlabeled_ids']
     assert len(ids) == OPTS['num_images'] == len(set(ids))
     assert sorted(res['entropies']) == sorted(ids)
-    assert res['num_unscored'] == sum(
-        v is None for v in res['entropies'].values())
+    assert res['num_unscored'] == sum(v is None
+                                      for v in res['entropies'].values())
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -127,8 +126,8 @@ def check_entropies(config: str, work_dir: str) -> None:
     assert sorted(ours) == sorted(ref) == sorted(view.sample_ids)
     scored = [k for k, v in ref.items() if v is not None]
     assert scored, 'no image has a prediction: nothing is compared'
-    assert sorted(k for k, v in ours.items() if v is not None) == sorted(
-        scored)
+    assert sorted(k for k, v in ours.items()
+                  if v is not None) == sorted(scored)
     top = max(ref[k] for k in scored)
     assert 0 < top <= math.log(4) + 1e-12
     for key in scored:
@@ -136,9 +135,14 @@ def check_entropies(config: str, work_dir: str) -> None:
 
 
 @pytest.mark.parametrize('bad', [
-    dict(num_images=0), dict(batch_size=0), dict(repeat=0),
-    dict(img_size=8), dict(threads=0), dict(num_workers=-1),
-    dict(device='tpu'), dict(amp=True)
+    dict(num_images=0),
+    dict(batch_size=0),
+    dict(repeat=0),
+    dict(img_size=8),
+    dict(threads=0),
+    dict(num_workers=-1),
+    dict(device='tpu'),
+    dict(amp=True)
 ])
 def test_bad_options_are_config_errors(bad):
     with pytest.raises(ConfigError):

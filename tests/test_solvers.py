@@ -13,13 +13,11 @@ fixed point of LiSSA's official update; the checks:
 import pytest
 import torch
 
-from mmal.engine import ActiveLearningRunner
 from mmal.influence import ConjugateGradient, ExactSolver, LiSSA, flatten
 from mmal.models import FCOSAdapter
 from mmal.selectors import InfluenceSelector
 from mmal.selectors.labeled_hessian import LabeledHessian
-from mmal.utils.fileio import read_json
-from conftest import tiny_config
+from conftest import copy_run, select_cycle0, tiny_config, train_cycle0
 from influence_reference import (assert_close64,
                                  check_hvp_against_explicit_hessian,
                                  tiny_detector)
@@ -47,8 +45,10 @@ def _problem(n_images=5, sizes=(3, 4), negative=False):
 
 def _expected(problem, v, damp, scales):
     H = problem.mean_hessian(problem.sample_ids)
-    d = torch.cat([torch.full((t.numel(), ), s, dtype=torch.float64)
-                   for t, s in zip(v, scales)])
+    d = torch.cat([
+        torch.full((t.numel(), ), s, dtype=torch.float64)
+        for t, s in zip(v, scales)
+    ])
     return torch.linalg.solve(H + damp * torch.diag(d), d * flatten(v))
 
 
@@ -60,8 +60,7 @@ def test_exact_and_cg_solve_the_damped_scaled_system(scales):
     torch.testing.assert_close(flatten(exact), expected)
     cg = ConjugateGradient(damp=0.01, scale=scales, max_iters=50, tol=1e-10)
     ours = cg.estimate(v, problem)
-    torch.testing.assert_close(flatten(ours), expected, rtol=1e-7,
-                               atol=1e-9)
+    torch.testing.assert_close(flatten(ours), expected, rtol=1e-7, atol=1e-9)
     assert cg.info['iterations'] <= 7 + 1  # CG: at most n steps (n = 7)
     assert cg.info['relative_residual'] < 1e-9
 
@@ -70,12 +69,10 @@ def test_lissa_converges_to_the_exact_solution():
     problem, v = _problem(n_images=1)  # one fixed Hessian: no noise
     scales = [12.0, 12.0]
     exact = ExactSolver(damp=0.05, scale=scales).estimate(v, problem)
-    lissa = LiSSA(damp=0.05, scale=scales, depth=1, repeats=1,
-                  log_interval=0)
-    h = lissa.run_chain(v, lambda f, x: f(x),
-                        problem.image_hvps(['0'] * 2000))
-    torch.testing.assert_close(flatten(h), flatten(exact), rtol=1e-6,
-                               atol=1e-8)
+    lissa = LiSSA(damp=0.05, scale=scales, depth=1, repeats=1, log_interval=0)
+    h = lissa.run_chain(v, lambda f, x: f(x), problem.image_hvps(['0'] * 2000))
+    torch.testing.assert_close(
+        flatten(h), flatten(exact), rtol=1e-6, atol=1e-8)
 
 
 def test_subsets_are_seeded_and_bounded():
@@ -112,9 +109,12 @@ def test_cg_stops_on_negative_curvature():
 
 @pytest.fixture(scope='module')
 def fcos(tmp_path_factory):
-    return tiny_detector(tmp_path_factory.mktemp('solv'),
-                         'isal_fcos_shapes.py', FCOSAdapter(), SMALLER_FCOS,
-                         num_labeled=3)
+    return tiny_detector(
+        tmp_path_factory.mktemp('solv'),
+        'isal_fcos_shapes.py',
+        FCOSAdapter(),
+        SMALLER_FCOS,
+        num_labeled=3)
 
 
 def test_explicit_mean_hessian_of_a_real_head(fcos):
@@ -126,8 +126,10 @@ def test_explicit_mean_hessian_of_a_real_head(fcos):
         H_fast = fast.mean_hessian(fast.sample_ids)
         H_slow = slow.mean_hessian(slow.sample_ids)
         loader = context.loader(context.labeled_view(), fast.sample_ids)
-        explicit = [check_hvp_against_explicit_hessian(model, adapter, b)[0]
-                    for b in loader]
+        explicit = [
+            check_hvp_against_explicit_hessian(model, adapter, b)[0]
+            for b in loader
+        ]
         H_ref = sum(explicit) / len(explicit)
         assert_close64(H_slow, H_ref)
         assert_close64(H_fast, H_slow)
@@ -144,23 +146,34 @@ def test_explicit_mean_hessian_of_a_real_head(fcos):
         d = torch.full((H_ref.shape[0], ), scale, dtype=torch.float64)
         ref = torch.linalg.solve(H_ref + 0.5 * torch.diag(d), d * flatten(v))
         assert_close64(flatten(exact), ref)
-        cg = ConjugateGradient(damp=0.5, scale=scales, max_iters=200,
-                               tol=1e-12)
+        cg = ConjugateGradient(
+            damp=0.5, scale=scales, max_iters=200, tol=1e-12)
         ours = cg.estimate(v, fast)
     # CG stops at a relative residual of 1e-12; the system's condition
     # number (damp * scale = 1 - low dominates) bounds the error
     cond = float(torch.linalg.cond(H_ref + 0.5 * torch.diag(d)))
-    assert float((flatten(ours) - flatten(exact)).norm()) <= (
-        10 * cond * 1e-12 * float(flatten(exact).norm()))
+    assert float((flatten(ours) -
+                  flatten(exact)).norm()) <= (10 * cond * 1e-12 *
+                                              float(flatten(exact).norm()))
 
 
-@pytest.mark.parametrize('solver', ['mmal.ExactSolver',
-                                    'mmal.ConjugateGradient'])
-def test_a_config_selects_the_solver(tmp_path, solver):
+@pytest.fixture(scope='module')
+def smaller_cycle0(tmp_path_factory):
+    """Cycle 0 of the tiny ISAL demo with a 144-weight θ, trained and
+    evaluated (the solvers below select on copies of it)."""
+    return train_cycle0(
+        tiny_config(**SMALLER_FCOS), str(tmp_path_factory.mktemp('smaller')))
+
+
+@pytest.mark.parametrize('solver',
+                         ['mmal.ExactSolver', 'mmal.ConjugateGradient'])
+def test_a_config_selects_the_solver(smaller_cycle0, tmp_path, solver):
+    """``al_cfg.selector.solver`` picks the s_test solver of the run's
+    selection (a setting: the same trained model selects again)."""
     cfg = tiny_config(**SMALLER_FCOS)
     cfg.al_cfg.selector.solver = dict(type=solver, num_images=4)
-    ActiveLearningRunner(cfg, str(tmp_path)).run()
-    info = read_json(str(tmp_path / 'cycle_0' / 'selection.json'))['info']
+    work_dir = copy_run(smaller_cycle0, str(tmp_path / 'run'), rewind=True)
+    info = select_cycle0(cfg, work_dir)['info']
     assert info['scale_check'] is None  # LiSSA only
     assert info['solver'] == solver.split('.')[1]
     assert all(x > 0 for x in info['s_test_norm'])
@@ -169,6 +182,6 @@ def test_a_config_selects_the_solver(tmp_path, solver):
 def test_the_selector_fills_the_adapters_scales(fcos):
     _, _, context = fcos
     for kind in ('mmal.ExactSolver', 'mmal.ConjugateGradient', 'mmal.LiSSA'):
-        solver = InfluenceSelector(solver=dict(type=kind)).build_solver(
-            context)
+        solver = InfluenceSelector(solver=dict(
+            type=kind)).build_solver(context)
         assert solver.scale == [100.0, 8000.0, 5000.0]

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mmal.influence import (auto_scales, block_top_eigenvalues,
-                            hessian_vector_product, scale_report)
+from mmal.influence import (ImageHessian, auto_scales, block_top_eigenvalues,
+                            scale_report)
 
 
 def _sym(n, gen, shift=0.0):
@@ -21,8 +21,10 @@ def test_power_iteration_matches_eigvalsh_per_block():
     gen = torch.Generator().manual_seed(0)
     # per item: a positive block, and one with a dominant negative eigenvalue
     items = [(_sym(6, gen), _sym(4, gen, shift=-3.0)) for _ in range(3)]
-    like = [torch.zeros(2, 3, dtype=torch.float64),
-            torch.zeros(4, dtype=torch.float64)]
+    like = [
+        torch.zeros(2, 3, dtype=torch.float64),
+        torch.zeros(4, dtype=torch.float64)
+    ]
 
     def hvp(item, h):
         return [(item[0] @ h[0].reshape(-1)).reshape(2, 3), item[1] @ h[1]]
@@ -74,8 +76,8 @@ def test_auto_scale_rule_per_block():
     assert auto_scales([1.0] * 3, eig, 1.0) == [310.0, 21.0, 40.0]
     # no curvature measured: the configured scale
     assert auto_scales([7.0], [[0.0], [0.0]], 1.5) == [7.0]
-    for used, conf, lam in zip(auto_scales(configured, eig, 1.5),
-                               configured, (308.0, 21.0, 40.0)):
+    used_scales = auto_scales(configured, eig, 1.5)
+    for used, conf, lam in zip(used_scales, configured, (308.0, 21.0, 40.0)):
         assert used >= max(conf, 1.5 * lam)
         assert used == conf or used <= 1.1 * 1.5 * lam  # 2 digits, up
 
@@ -84,27 +86,34 @@ def test_fcos_head_spectrum_matches_explicit_hessian():
     """On a tiny FCOS, per image: power iteration against eigvalsh of each
     diagonal Hessian block, built column by column from HVPs with basis
     vectors (test_fcos_influence checks those HVPs against a Hessian of the
-    whole network)."""
+    whole network). Each image's gradient graph is built once
+    (``ImageHessian``) and shared by its power iteration and its columns."""
     import tempfile
+
     from mmal.models import FCOSAdapter
     from influence_reference import FCOS_TINY, tiny_detector
-    model, adapter, context = tiny_detector(
-        tempfile.mkdtemp(), 'isal_fcos_shapes.py', FCOSAdapter(), FCOS_TINY)
+    model, adapter, context = tiny_detector(tempfile.mkdtemp(),
+                                            'isal_fcos_shapes.py',
+                                            FCOSAdapter(), FCOS_TINY)
     params = [p for _, p in adapter.parameters(model)]
     batches = list(context.loader(context.labeled_view()))[:2]
+    hessians = [
+        ImageHessian(lambda b=b: adapter.gt_loss(model, b), params)
+        for b in batches
+    ]
 
-    def hvp(batch, h):
-        return hessian_vector_product(adapter.gt_loss(model, batch), params, h)
+    def hvp(i, h):
+        return hessians[i](h)
 
-    got = block_top_eigenvalues(hvp, batches, params, iters=300)
-    for batch, lam in zip(batches, got):
+    got = block_top_eigenvalues(hvp, range(len(batches)), params, iters=300)
+    for i, lam in enumerate(got):
         for b, p in enumerate(params):
             cols = []
             for j in range(p.numel()):
                 e = [torch.zeros_like(q) for q in params]
                 e[b].view(-1)[j] = 1.0
-                cols.append(hvp(batch, e)[b].reshape(-1))
+                cols.append(hvp(i, e)[b].reshape(-1))
             H = torch.stack(cols, 1).double()
             H = (H + H.T) / 2
-            assert lam[b] == pytest.approx(_largest_magnitude(H), rel=1e-3,
-                                           abs=1e-6), b
+            assert lam[b] == pytest.approx(
+                _largest_magnitude(H), rel=1e-3, abs=1e-6), b

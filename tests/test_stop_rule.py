@@ -1,4 +1,5 @@
-"""``al_cfg.target_metric``: stop once the evaluated metric reaches a target."""
+"""``al_cfg.target_metric``: stop once the evaluated metric reaches a
+target."""
 import os.path as osp
 
 import pytest

@@ -40,8 +40,8 @@ from mmal.engine.al_experiment import (Experiment, PlannedRun,
                                        default_experiment_name, plan_runs)
 from mmal.utils import (ConfigError, MissingFileError, UserError,
                         register_all_modules)
-from mmal.utils.distributed import LAUNCHERS, init_distributed
 from mmal.utils.config_utils import override_data_root
+from mmal.utils.distributed import LAUNCHERS, init_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,9 +63,11 @@ def parse_args() -> argparse.Namespace:
         '--experiment',
         help='experiment name: the default work dir is ./work_dirs/<name> '
         '(default: what the config names share, e.g. fcos_voc)')
-    parser.add_argument('--work-dir', help='where state, logs and '
-                        'checkpoints go (default ./work_dirs/<config name>); '
-                        'for an experiment, its folder')
+    parser.add_argument(
+        '--work-dir',
+        help='where state, logs and '
+        'checkpoints go (default ./work_dirs/<config name>); '
+        'for an experiment, its folder')
     parser.add_argument(
         '--data-root',
         help='move every dataset / evaluator path under the config\'s '
@@ -140,7 +142,9 @@ def run_experiment(args: argparse.Namespace) -> None:
     register_all_modules()
     init_distributed(args.launcher)
     Experiment(
-        plan_runs(args.configs, seeds, root), root, run_cfg,
+        plan_runs(args.configs, seeds, root),
+        root,
+        run_cfg,
         require_state=args.resume).run()
 
 
@@ -158,8 +162,8 @@ def run(args: argparse.Namespace) -> None:
                                 osp.splitext(osp.basename(config))[0])
     register_all_modules()
     init_distributed(args.launcher)
-    ActiveLearningRunner(cfg, require_state=args.resume,
-                         annotations=args.annotations).run()
+    ActiveLearningRunner(
+        cfg, require_state=args.resume, annotations=args.annotations).run()
 
 
 def main() -> None:

@@ -9,6 +9,5 @@ data_preprocessor = dict(
     std=[68.170, 65.392, 70.418])
 train_dataloader = dict(
     dataset=dict(type='mmal.CIFAR100', data_root=data_root))
-val_dataloader = dict(
-    dataset=dict(type='mmal.CIFAR100', data_root=data_root))
+val_dataloader = dict(dataset=dict(type='mmal.CIFAR100', data_root=data_root))
 test_dataloader = val_dataloader

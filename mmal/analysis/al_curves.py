@@ -97,8 +97,10 @@ def mean_curve(name: str, runs: Sequence[RunCurve]) -> MeanCurve:
 
 def mean_curves(runs: RunSet) -> 'Dict[str, MeanCurve]':
     """:func:`mean_curve` of every selector, in the run set's order."""
-    return {name: mean_curve(name, group)
-            for name, group in runs.groups.items()}
+    return {
+        name: mean_curve(name, group)
+        for name, group in runs.groups.items()
+    }
 
 
 def cost_to_reach(cost: Sequence[float], metric: Sequence[float],
@@ -185,8 +187,8 @@ class SavingResult:
 
         One seed has no spread: it cannot exclude zero.
         """
-        if len(self.per_seed) < 2 or not all(
-                s.reached for s in self.per_seed.values()):
+        if len(self.per_seed) < 2 or not all(s.reached
+                                             for s in self.per_seed.values()):
             return True
         low, high = self.spread
         return low <= 0 <= high

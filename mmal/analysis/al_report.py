@@ -34,8 +34,10 @@ def find_reference(runs: RunSet, name: Optional[str]) -> Optional[str]:
     """
     groups = list(runs.groups)
     if name is None:
-        found = [g for g in groups
-                 if runs.groups[g][0].selector in DEFAULT_REFERENCE_TYPES]
+        found = [
+            g for g in groups
+            if runs.groups[g][0].selector in DEFAULT_REFERENCE_TYPES
+        ]
         return found[0] if len(found) == 1 else None
     if name in runs.groups:
         return name
@@ -109,16 +111,22 @@ def make_report(paths: Sequence[str],
                          f'{"/".join(map(str, curve.lengths))} evaluated '
                          f'cycles; the mean covers the first '
                          f'{len(curve.cycles)}')
-    parts += ['## Curves (mean over seeds)', '',
-              curves_markdown(curves, unit, metric), '']
+    parts += [
+        '## Curves (mean over seeds)', '',
+        curves_markdown(curves, unit, metric), ''
+    ]
     results = None
     if ref is None:
-        parts += ['No random selector among the runs: pass --reference '
-                  'NAME for the savings at equal performance.']
+        parts += [
+            'No random selector among the runs: pass --reference '
+            'NAME for the savings at equal performance.'
+        ]
     else:
         results = savings(runs, curves, ref)
-        parts += ['## Savings at equal performance', '',
-                  savings_markdown(results, ref, unit, metric)]
+        parts += [
+            '## Savings at equal performance', '',
+            savings_markdown(results, ref, unit, metric)
+        ]
     markdown = '\n'.join(parts) + '\n'
     files: List[str] = []
     if out_dir is not None:

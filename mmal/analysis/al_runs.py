@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmal.engine.al_experiment import PLAN_FILE, comparison_key, compare_keys
+from mmal.engine.al_experiment import PLAN_FILE, compare_keys, comparison_key
 from mmal.engine.al_runner import STATE_FILE, is_finished
 from mmal.engine.experiment_fingerprint import FINGERPRINT_KEY
 from mmal.structures import ALState
@@ -253,9 +253,9 @@ def _check_one_experiment(runs: List[RunCurve]) -> None:
     for attr in ('cost_unit', 'metric_key'):
         values = {getattr(r, attr) for r in runs}
         if len(values) > 1:
-            raise ReportError(
-                f'the runs report different {attr}s: ' + ', '.join(
-                    f'{r.label}: {getattr(r, attr)}' for r in runs))
+            raise ReportError(f'the runs report different {attr}s: ' +
+                              ', '.join(f'{r.label}: {getattr(r, attr)}'
+                                        for r in runs))
     keyed = [r for r in runs if r.key]
     if keyed:
         try:

@@ -40,11 +40,16 @@ def plot_curves(curves: Dict[str, MeanCurve],
         for curve in curves.values():
             x = getattr(curve, attr)
             label = f'{curve.name} ({_seeds(len(curve.seeds))})'
-            (line, ) = ax.plot(x, curve.metric, marker='o', markersize=3,
-                               label=label)
+            (line, ) = ax.plot(
+                x, curve.metric, marker='o', markersize=3, label=label)
             line.set_gid(f'curve:{curve.name}')
-            ax.fill_between(x, curve.metric_min, curve.metric_max,
-                            color=line.get_color(), alpha=0.18, linewidth=0)
+            ax.fill_between(
+                x,
+                curve.metric_min,
+                curve.metric_max,
+                color=line.get_color(),
+                alpha=0.18,
+                linewidth=0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f'{metric} (%)')
         ax.grid(alpha=0.3)

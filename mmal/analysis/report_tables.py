@@ -62,9 +62,9 @@ def curves_markdown(curves: Dict[str, MeanCurve], unit: str,
                     metric: str) -> str:
     """One row per selector and cycle: mean [min, max] over seeds."""
     with_cost = unit != 'images'
-    head = ['selector', 'cycle', 'images'] + ([f'{unit}'] if with_cost else
-                                              []) + [
-        f'{metric} (%) mean [min, max]', f'10k × {metric} / {unit}', 'seeds']
+    head = ['selector', 'cycle', 'images'] + (
+        [f'{unit}'] if with_cost else []
+    ) + [f'{metric} (%) mean [min, max]', f'10k × {metric} / {unit}', 'seeds']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for curve in curves.values():
         for i, cycle in enumerate(curve.cycles):
@@ -73,8 +73,7 @@ def curves_markdown(curves: Dict[str, MeanCurve], unit: str,
                 row.append(format_number(curve.cost[i]))
             row += [
                 f'{curve.metric[i]:.2f} [{curve.metric_min[i]:.2f}, '
-                f'{curve.metric_max[i]:.2f}]',
-                f'{curve.efficiency[i]:.1f}',
+                f'{curve.metric_max[i]:.2f}]', f'{curve.efficiency[i]:.1f}',
                 str(len(curve.seeds))
             ]
             lines.append('| ' + ' | '.join(row) + ' |')
@@ -86,10 +85,11 @@ def savings_markdown(results: Sequence[SavingResult], reference: str,
     """The savings table and one sentence per selector on its spread."""
     ref = next(r for r in results if r.name == reference)
     seeds = sorted({s for r in results for s in r.per_seed})
-    head = ['selector', f'{unit} to reach the target (mean curve)',
-            'saving (mean curve)',
-            'per seed ' + ' / '.join(map(str, seeds)), 'spread [min, max]',
-            'spread includes zero']
+    head = [
+        'selector', f'{unit} to reach the target (mean curve)',
+        'saving (mean curve)', 'per seed ' + ' / '.join(map(str, seeds)),
+        'spread [min, max]', 'spread includes zero'
+    ]
     lines = [
         f'Target: {reference}\'s final mean {metric}, '
         f'{ref.mean.target:.2f}, reached with '
@@ -103,11 +103,10 @@ def savings_markdown(results: Sequence[SavingResult], reference: str,
             for s in seeds)
         row = [
             res.name + (' (reference)' if is_ref else ''),
-            format_number(res.mean.cost) if res.mean.reached else
-            'not reached',
+            format_number(res.mean.cost)
+            if res.mean.reached else 'not reached',
             format_saving(res.mean, unit), per_seed,
-            _spread_cell(res),
-            '-' if is_ref else
+            _spread_cell(res), '-' if is_ref else
             ('n/a (1 seed)' if len(res.per_seed) == 1 else
              'yes' if res.spread_includes_zero else 'no')
         ]
@@ -167,9 +166,11 @@ def curves_csv(curves: Dict[str, MeanCurve]) -> str:
     for c in curves.values():
         for i, cycle in enumerate(c.cycles):
             rows.append([
-                c.name, int(cycle), len(c.seeds), c.images[i], c.cost[i],
-                c.cost_min[i], c.cost_max[i], c.metric[i], c.metric_min[i],
-                c.metric_max[i], c.efficiency[i]
+                c.name,
+                int(cycle),
+                len(c.seeds), c.images[i], c.cost[i], c.cost_min[i],
+                c.cost_max[i], c.metric[i], c.metric_min[i], c.metric_max[i],
+                c.efficiency[i]
             ])
     return _csv(CURVE_COLUMNS, rows)
 
@@ -195,7 +196,7 @@ def _csv(columns: Sequence[str], rows: List[list]) -> str:
     writer.writerow(columns)
     for row in rows:
         writer.writerow([
-            f'{v:.6g}' if isinstance(v, float) else v for v in
-            [float(x) if hasattr(x, 'dtype') else x for x in row]
+            f'{v:.6g}' if isinstance(v, float) else v
+            for v in [float(x) if hasattr(x, 'dtype') else x for x in row]
         ])
     return buf.getvalue()

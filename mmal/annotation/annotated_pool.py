@@ -18,8 +18,7 @@ from mmal.utils.errors import DataError, MissingFileError
 from mmal.utils.fileio import atomic_write_json, read_json
 
 #: Image file extensions a folder pool takes.
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
-                    '.webp')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def read_coco(path: str, what: str) -> Dict[str, Any]:
@@ -36,8 +35,7 @@ def read_coco(path: str, what: str) -> Dict[str, Any]:
     except ValueError as e:
         detail = str(e) if path in str(e) else f'{path}: {e}'
         raise DataError(f'{what}: not valid JSON: {detail}') from e
-    if not isinstance(coco, dict) or not isinstance(coco.get('images'),
-                                                    list):
+    if not isinstance(coco, dict) or not isinstance(coco.get('images'), list):
         raise DataError(f'{what}: {path} is not a COCO file (a JSON object '
                         'with an "images" list)')
     return coco
@@ -128,8 +126,8 @@ def build_pool(classes: Sequence[str],
             except DataError as e:
                 unreadable.append(str(e))
                 continue
-            extra.append(dict(id=next_id, file_name=name, width=width,
-                              height=height))
+            extra.append(
+                dict(id=next_id, file_name=name, width=width, height=height))
             next_id += 1
         if unreadable and policy != 'drop':
             raise DataError(
@@ -137,8 +135,10 @@ def build_pool(classes: Sequence[str],
                 '; '.join(unreadable[:10]) + '. Remove them, or set '
                 'al_cfg.annotation_policy="drop" to leave them out')
         for msg in unreadable:
-            print_log(f'left out of the pool: {msg}', 'current',
-                      level=logging.WARNING)
+            print_log(
+                f'left out of the pool: {msg}',
+                'current',
+                level=logging.WARNING)
     images += extra
     for key in ('id', 'file_name'):
         seen, dup = set(), []

@@ -49,8 +49,9 @@ def read_class_labels(path: str, classes: Sequence[str],
     index = {name: i for i, name in enumerate(classes)}
     out: Dict[str, int] = {}
     if osp.isdir(path):
-        unknown = sorted(d for d in os.listdir(path)
-                         if osp.isdir(osp.join(path, d)) and d not in index)
+        unknown = sorted(
+            d for d in os.listdir(path)
+            if osp.isdir(osp.join(path, d)) and d not in index)
         if unknown:
             raise DataError(f'{what}: {path} has folders {unknown} that are '
                             f'not among the classes {list(classes)}')
@@ -78,10 +79,11 @@ def read_class_labels(path: str, classes: Sequence[str],
     return out
 
 
-def build_class_pool(classes: Sequence[str], image_dir: str,
-                     labeled_ann_file: str,
-                     unlabeled_ann_file: Optional[str] = None
-                     ) -> List[Dict[str, Any]]:
+def build_class_pool(
+        classes: Sequence[str],
+        image_dir: str,
+        labeled_ann_file: str,
+        unlabeled_ann_file: Optional[str] = None) -> List[Dict[str, Any]]:
     """The pool: ``id`` (= ``file_name``, relative to ``image_dir``) and
     ``label`` (class index, :data:`UNLABELED` when not labeled) per image,
     labeled first.
@@ -98,11 +100,15 @@ def build_class_pool(classes: Sequence[str], image_dir: str,
         if prefix.startswith('..'):
             raise DataError(f'{what}: the folder {labeled_ann_file} must lie '
                             f'under al_cfg.annotation.image_dir {image_dir}')
-        labels = {f'{prefix}/{k}' if prefix != '.' else k: v
-                  for k, v in labels.items()}
+        labels = {
+            f'{prefix}/{k}' if prefix != '.' else k: v
+            for k, v in labels.items()
+        }
     if unlabeled_ann_file:
-        rest = [p[0] for p in _read_lines(
-            unlabeled_ann_file, 'al_cfg.annotation.unlabeled_ann_file')]
+        rest = [
+            p[0] for p in _read_lines(unlabeled_ann_file,
+                                      'al_cfg.annotation.unlabeled_ann_file')
+        ]
     else:
         rest = [p for p in folder_images(image_dir) if p not in labels]
     twice = sorted(set(rest) & set(labels))
@@ -115,13 +121,15 @@ def build_class_pool(classes: Sequence[str], image_dir: str,
 def write_class_pool(path: str, pool: List[Dict[str, Any]]) -> None:
     """``pool.txt`` (atomically): ``path label`` per image."""
     os.makedirs(osp.dirname(path), exist_ok=True)
-    atomic_write_text(path, ''.join(f'{im["file_name"]} {im["label"]}\n'
-                                    for im in pool))
+    atomic_write_text(
+        path, ''.join(f'{im["file_name"]} {im["label"]}\n' for im in pool))
 
 
 def read_class_pool(path: str) -> List[Dict[str, Any]]:
-    return [dict(id=p, file_name=p, label=int(lab))
-            for p, lab in _read_lines(path, 'the pool file')]
+    return [
+        dict(id=p, file_name=p, label=int(lab))
+        for p, lab in _read_lines(path, 'the pool file')
+    ]
 
 
 def class_pool_dataset(ds_cfg: dict, pool_file: str, image_dir: str,
@@ -139,43 +147,63 @@ def class_pool_dataset(ds_cfg: dict, pool_file: str, image_dir: str,
 
 def write_class_export(out_dir: str, images: Sequence[Dict[str, Any]],
                        predictions: Dict[str, Dict[str, Any]],
-                       scores: Dict[str, Optional[float]],
-                       classes: Sequence[str], image_root: str,
-                       manifest: Dict[str, Any]) -> Dict[str, str]:
+                       scores: Dict[str,
+                                    Optional[float]], classes: Sequence[str],
+                       image_root: str, manifest: Dict[str,
+                                                       Any]) -> Dict[str, str]:
     """The export of a classification selection: ``labels_predicted.txt``
     (``path predicted_class``, the import format), ``images.txt``,
     ``scores.csv`` (with the predicted class and its probability),
     ``label_studio_tasks.json`` (``choices`` predictions) and
     ``manifest.json`` (last)."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {k: osp.join(out_dir, f) for k, f in (
-        ('labels', 'labels_predicted.txt'), ('list', 'images.txt'),
-        ('scores', 'scores.csv'), ('label_studio', 'label_studio_tasks.json'),
-        ('manifest', 'manifest.json'))}
-    atomic_write_text(paths['labels'], ''.join(
-        f'{im["file_name"]} {classes[predictions[im["id"]]["label"]]}\n'
-        for im in images))
-    atomic_write_text(paths['list'], ''.join(
-        osp.join(image_root, im['file_name']) + '\n' for im in images))
+    paths = {
+        k: osp.join(out_dir, f)
+        for k, f in (('labels', 'labels_predicted.txt'),
+                     ('list', 'images.txt'), ('scores', 'scores.csv'),
+                     ('label_studio', 'label_studio_tasks.json'),
+                     ('manifest', 'manifest.json'))
+    }
+    atomic_write_text(
+        paths['labels'], ''.join(
+            f'{im["file_name"]} {classes[predictions[im["id"]]["label"]]}\n'
+            for im in images))
+    atomic_write_text(
+        paths['list'],
+        ''.join(osp.join(image_root, im['file_name']) + '\n' for im in images))
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(['rank', 'file_name', 'sample_id', 'score',
-                     'predicted_class', 'probability'])
+    writer.writerow([
+        'rank', 'file_name', 'sample_id', 'score', 'predicted_class',
+        'probability'
+    ])
     for rank, im in enumerate(images):
         pred, score = predictions[im['id']], scores.get(im['id'])
-        writer.writerow([rank + 1, im['file_name'], im['id'],
-                         '' if score is None else repr(float(score)),
-                         classes[pred['label']], repr(pred['score'])])
+        writer.writerow([
+            rank + 1, im['file_name'], im['id'],
+            '' if score is None else repr(float(score)),
+            classes[pred['label']],
+            repr(pred['score'])
+        ])
     atomic_write_text(paths['scores'], buf.getvalue())
-    tasks = [dict(
-        data=dict(image=osp.join(image_root, im['file_name'])),
-        predictions=[dict(
-            model_version=f'mmal cycle {manifest.get("cycle")}',
-            score=predictions[im['id']]['score'],
-            result=[dict(type='choices', from_name='label', to_name='image',
-                         value=dict(choices=[
-                             classes[predictions[im['id']]['label']]]))])])
-        for im in images]
+    tasks = [
+        dict(
+            data=dict(image=osp.join(image_root, im['file_name'])),
+            predictions=[
+                dict(
+                    model_version=f'mmal cycle {manifest.get("cycle")}',
+                    score=predictions[im['id']]['score'],
+                    result=[
+                        dict(
+                            type='choices',
+                            from_name='label',
+                            to_name='image',
+                            value=dict(choices=[
+                                classes[predictions[im['id']]['label']]
+                            ]))
+                    ])
+            ]) for im in images
+    ]
     atomic_write_json(paths['label_studio'], tasks)
     atomic_write_json(paths['manifest'], dict(manifest, files=paths))
     return paths
@@ -202,9 +230,8 @@ def read_class_import(path: str, selection: Dict[str, Dict[str, Any]],
     out: Dict[str, int] = {}
     foreign = []
     for rel, label in given.items():
-        name = rel if rel in selection else (
-            by_base[osp.basename(rel)][0]
-            if len(by_base.get(osp.basename(rel), [])) == 1 else '')
+        name = rel if rel in selection else (by_base[osp.basename(
+            rel)][0] if len(by_base.get(osp.basename(rel), [])) == 1 else '')
         if not name:
             foreign.append(rel)
         else:
@@ -212,8 +239,9 @@ def read_class_import(path: str, selection: Dict[str, Dict[str, Any]],
     if foreign:
         raise DataError(f'{where}: {len(foreign)} images are not in the '
                         f'selection: {foreign[:_LISTED]}')
-    missing = sorted(set(selection) - {n for n in selection
-                                       if selection[n]['id'] in out})
+    missing = sorted(
+        set(selection) - {n
+                          for n in selection if selection[n]['id'] in out})
     if missing:
         raise DataError(f'{where}: {len(missing)} selected images have no '
                         f'label: {missing[:_LISTED]}')

@@ -49,19 +49,24 @@ def coco_predictions(images: Sequence[Dict[str, Any]],
     anns = []
     for im in images:
         pred = predictions.get(str(im['id']), {})
-        for box, score, label in zip(pred.get('bboxes', []),
-                                     pred.get('scores', []),
-                                     pred.get('labels', [])):
+        for box, score, label in zip(
+                pred.get('bboxes', []), pred.get('scores', []),
+                pred.get('labels', [])):
             x1, y1, x2, y2 = (float(v) for v in box)
-            anns.append(dict(
-                id=len(anns) + 1, image_id=im['id'],
-                category_id=int(label) + 1,
-                bbox=[x1, y1, x2 - x1, y2 - y1],
-                area=(x2 - x1) * (y2 - y1), iscrowd=0,
-                score=float(score)))
+            anns.append(
+                dict(
+                    id=len(anns) + 1,
+                    image_id=im['id'],
+                    category_id=int(label) + 1,
+                    bbox=[x1, y1, x2 - x1, y2 - y1],
+                    area=(x2 - x1) * (y2 - y1),
+                    iscrowd=0,
+                    score=float(score)))
     return dict(
-        images=[{k: im[k] for k in ('id', 'file_name', 'width', 'height')}
-                for im in images],
+        images=[{
+            k: im[k]
+            for k in ('id', 'file_name', 'width', 'height')
+        } for im in images],
         annotations=anns,
         categories=[dict(id=i + 1, name=n) for i, n in enumerate(classes)])
 
@@ -85,29 +90,40 @@ def label_studio_tasks(coco: Dict[str, Any], image_root: str,
         result = []
         for ann in by_image.get(im['id'], []):
             x, y, bw, bh = ann['bbox']
-            result.append(dict(
-                id=f'{im["id"]}_{ann["id"]}', type='rectanglelabels',
-                from_name='label', to_name='image', original_width=w,
-                original_height=h, image_rotation=0, score=ann['score'],
-                value=dict(x=100 * x / w, y=100 * y / h, width=100 * bw / w,
-                           height=100 * bh / h, rotation=0,
-                           rectanglelabels=[names[ann['category_id']]])))
+            result.append(
+                dict(
+                    id=f'{im["id"]}_{ann["id"]}',
+                    type='rectanglelabels',
+                    from_name='label',
+                    to_name='image',
+                    original_width=w,
+                    original_height=h,
+                    image_rotation=0,
+                    score=ann['score'],
+                    value=dict(
+                        x=100 * x / w,
+                        y=100 * y / h,
+                        width=100 * bw / w,
+                        height=100 * bh / h,
+                        rotation=0,
+                        rectanglelabels=[names[ann['category_id']]])))
         scores = [r['score'] for r in result]
-        tasks.append(dict(
-            data=dict(image=osp.join(image_root, im['file_name'])),
-            predictions=[dict(model_version=model_version,
-                              score=max(scores) if scores else 0.0,
-                              result=result)]))
+        tasks.append(
+            dict(
+                data=dict(image=osp.join(image_root, im['file_name'])),
+                predictions=[
+                    dict(
+                        model_version=model_version,
+                        score=max(scores) if scores else 0.0,
+                        result=result)
+                ]))
     return tasks
 
 
-def write_export(out_dir: str,
-                 images: Sequence[Dict[str, Any]],
+def write_export(out_dir: str, images: Sequence[Dict[str, Any]],
                  predictions: Dict[str, Dict[str, list]],
-                 scores: Dict[str, Optional[float]],
-                 classes: Sequence[str],
-                 image_root: str,
-                 manifest: Dict[str, Any]) -> Dict[str, str]:
+                 scores: Dict[str, Optional[float]], classes: Sequence[str],
+                 image_root: str, manifest: Dict[str, Any]) -> Dict[str, str]:
     """Write every file of an export (see the module doc) into ``out_dir``.
 
     Each file is written atomically, the manifest last: an export is
@@ -117,25 +133,30 @@ def write_export(out_dir: str,
         dict: What -> path of each file written.
     """
     os.makedirs(out_dir, exist_ok=True)
-    paths = {k: osp.join(out_dir, f) for k, f in (
-        ('coco', COCO_FILE), ('label_studio', LABEL_STUDIO_FILE),
-        ('list', LIST_FILE), ('scores', SCORES_FILE),
-        ('manifest', MANIFEST_FILE))}
+    paths = {
+        k: osp.join(out_dir, f)
+        for k, f in (('coco', COCO_FILE), ('label_studio', LABEL_STUDIO_FILE),
+                     ('list', LIST_FILE), ('scores', SCORES_FILE),
+                     ('manifest', MANIFEST_FILE))
+    }
     coco = coco_predictions(images, predictions, classes)
     atomic_write_json(paths['coco'], coco)
     atomic_write_json(
         paths['label_studio'],
         label_studio_tasks(coco, image_root,
                            f'mmal cycle {manifest.get("cycle")}'))
-    atomic_write_text(paths['list'], ''.join(
-        osp.join(image_root, im['file_name']) + '\n' for im in images))
+    atomic_write_text(
+        paths['list'],
+        ''.join(osp.join(image_root, im['file_name']) + '\n' for im in images))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(['rank', 'file_name', 'sample_id', 'score'])
     for rank, im in enumerate(images):
         score = scores.get(str(im['id']))
-        writer.writerow([rank + 1, im['file_name'], im['id'],
-                         '' if score is None else repr(float(score))])
+        writer.writerow([
+            rank + 1, im['file_name'], im['id'],
+            '' if score is None else repr(float(score))
+        ])
     atomic_write_text(paths['scores'], buf.getvalue())
     atomic_write_json(paths['manifest'], dict(manifest, files=paths))
     return paths

@@ -29,8 +29,11 @@ class AnnotationFormat(metaclass=abc.ABCMeta):
     pool_file: str = ''
 
     @abc.abstractmethod
-    def build_pool(self, classes: Sequence[str], image_dir: str,
-                   labeled: str, unlabeled: Optional[str],
+    def build_pool(self,
+                   classes: Sequence[str],
+                   image_dir: str,
+                   labeled: str,
+                   unlabeled: Optional[str],
                    policy: str = 'error') -> Pool:
         """The pool from the user's files (never modified); ``policy``:
         ``al_cfg.annotation_policy`` for images that cannot be read."""
@@ -65,9 +68,9 @@ class AnnotationFormat(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def write_export(self, out_dir: str, images: List[Dict[str, Any]],
                      predictions: Dict[str, Any],
-                     scores: Dict[str, Optional[float]],
-                     classes: Sequence[str], image_root: str,
-                     manifest: Dict[str, Any]) -> None:
+                     scores: Dict[str,
+                                  Optional[float]], classes: Sequence[str],
+                     image_root: str, manifest: Dict[str, Any]) -> None:
         """Write ``to_annotate/`` (the manifest last)."""
 
     @abc.abstractmethod
@@ -88,7 +91,11 @@ class CocoDetectionFormat(AnnotationFormat):
 
     pool_file = 'pool.json'
 
-    def build_pool(self, classes, image_dir, labeled, unlabeled,
+    def build_pool(self,
+                   classes,
+                   image_dir,
+                   labeled,
+                   unlabeled,
                    policy='error'):
         return build_pool(classes, image_dir, labeled, unlabeled, policy)
 
@@ -116,22 +123,26 @@ class CocoDetectionFormat(AnnotationFormat):
             backend_args=ds_cfg.get('backend_args'))
 
     def predictor(self, adapter, score_thr):
+
         def predict(model: nn.Module, data: Dict) -> List[Dict]:
             out = []
             for sample in adapter.unwrap(model).predict(
                     data['inputs'], data['data_samples'], rescale=True):
                 pred = sample.pred_instances
                 keep = pred.scores >= score_thr
-                out.append(dict(bboxes=pred.bboxes[keep].tolist(),
-                                scores=pred.scores[keep].tolist(),
-                                labels=pred.labels[keep].tolist()))
+                out.append(
+                    dict(
+                        bboxes=pred.bboxes[keep].tolist(),
+                        scores=pred.scores[keep].tolist(),
+                        labels=pred.labels[keep].tolist()))
             return out
+
         return predict
 
     def write_export(self, out_dir, images, predictions, scores, classes,
                      image_root, manifest):
-        write_export(out_dir, images, predictions, scores, classes,
-                     image_root, manifest)
+        write_export(out_dir, images, predictions, scores, classes, image_root,
+                     manifest)
 
     def read_labels(self, path, selection, classes, cycle, policy, logger):
         return read_labels(path, selection, classes, cycle, policy, logger)
@@ -147,7 +158,11 @@ class ClassListFormat(AnnotationFormat):
 
     pool_file = 'pool.txt'
 
-    def build_pool(self, classes, image_dir, labeled, unlabeled,
+    def build_pool(self,
+                   classes,
+                   image_dir,
+                   labeled,
+                   unlabeled,
                    policy='error'):
         # images are decoded by the run's image checks (same policy)
         return build_class_pool(classes, image_dir, labeled, unlabeled)
@@ -168,9 +183,13 @@ class ClassListFormat(AnnotationFormat):
         return class_pool_dataset(ds_cfg, pool_file, image_dir, classes)
 
     def predictor(self, adapter, score_thr):
+
         def predict(model: nn.Module, data: Dict) -> List[Dict]:
-            return [dict(label=int(p.argmax()), score=float(p.max()))
-                    for p in adapter.predict_batch(model, data)]
+            return [
+                dict(label=int(p.argmax()), score=float(p.max()))
+                for p in adapter.predict_batch(model, data)
+            ]
+
         return predict
 
     def write_export(self, out_dir, images, predictions, scores, classes,
@@ -182,8 +201,9 @@ class ClassListFormat(AnnotationFormat):
         return read_class_import(path, selection, classes, cycle)
 
     def merge_labels(self, pool, labels):
-        return [dict(im, label=labels.get(im['id'], im['label']))
-                for im in pool]
+        return [
+            dict(im, label=labels.get(im['id'], im['label'])) for im in pool
+        ]
 
 
 #: ``BaseTask.annotation_format`` -> format.
@@ -191,4 +211,3 @@ FORMATS: Dict[str, Callable[[], AnnotationFormat]] = {
     'coco_detection': CocoDetectionFormat,
     'class_list': ClassListFormat,
 }
-

@@ -21,7 +21,6 @@ from .annotated_pool import read_coco
 
 _LISTED = 10
 
-
 #: The prefix Label Studio gives the files uploaded to it
 #: (``1a2b3c4d-image.jpg``).
 _UPLOAD_PREFIX = re.compile(r'^[0-9a-f]{8}-')
@@ -51,8 +50,10 @@ def match_file_name(file_name: str, selected: Dict[str, Any],
     return ''
 
 
-def read_labels(path: str, selection: Dict[str, Dict[str, Any]],
-                classes: Sequence[str], cycle: int,
+def read_labels(path: str,
+                selection: Dict[str, Dict[str, Any]],
+                classes: Sequence[str],
+                cycle: int,
                 policy: str = 'error',
                 logger: Any = 'current') -> Dict[str, List[Dict[str, Any]]]:
     """The labels of an import, by sample id, after every check.
@@ -83,8 +84,8 @@ def read_labels(path: str, selection: Dict[str, Dict[str, Any]],
     ids: Dict[Any, str] = {}  # the file's image id -> selected file name
     foreign = []
     for im in coco['images']:
-        name = match_file_name(str(im.get('file_name', '')), selection,
-                               by_base)
+        name = match_file_name(
+            str(im.get('file_name', '')), selection, by_base)
         if not name:
             foreign.append(im.get('file_name'))
         else:
@@ -101,7 +102,9 @@ def read_labels(path: str, selection: Dict[str, Dict[str, Any]],
     cats = {c.get('id'): c.get('name') for c in coco.get('categories', [])}
     cat_id = {name: i + 1 for i, name in enumerate(classes)}
     labels: Dict[str, List[Dict[str, Any]]] = {
-        str(selection[n]['id']): [] for n in selection}
+        str(selection[n]['id']): []
+        for n in selection
+    }
     problems: List[Tuple[str, str]] = []
     for ann in coco.get('annotations', []):
         name = ids.get(ann.get('image_id'))
@@ -121,15 +124,18 @@ def read_labels(path: str, selection: Dict[str, Dict[str, Any]],
             box = [x, y, x + w, y + h]
         except (TypeError, ValueError):
             box = ann.get('bbox')
-        what = check_instance(dict(bbox=box), image['width'],
-                              image['height'], None)
+        what = check_instance(
+            dict(bbox=box), image['width'], image['height'], None)
         if what:
             problems.append((name, f'annotation {ann.get("id")} of {name}, '
                              f'bbox {ann.get("bbox")}: {"; ".join(what)}'))
             continue
-        labels[str(image['id'])].append(dict(
-            bbox=[x, y, w, h], category_id=cat_id[cat], area=w * h,
-            iscrowd=int(ann.get('iscrowd', 0))))
+        labels[str(image['id'])].append(
+            dict(
+                bbox=[x, y, w, h],
+                category_id=cat_id[cat],
+                area=w * h,
+                iscrowd=int(ann.get('iscrowd', 0))))
     if problems and policy == 'error':
         raise DataError(f'{where}: {len(problems)} invalid boxes '
                         '(al_cfg.annotation_policy=\'error\'): ' +
@@ -146,7 +152,9 @@ def merge_labels(pool: Dict[str, Any],
     Annotation ids are renumbered 1..N."""
     keep = [a for a in pool['annotations'] if str(a['image_id']) not in labels]
     ids = {str(im['id']): im['id'] for im in pool['images']}
-    new = [dict(a, image_id=ids[sid]) for sid, anns in labels.items()
-           for a in anns]
+    new = [
+        dict(a, image_id=ids[sid]) for sid, anns in labels.items()
+        for a in anns
+    ]
     anns = [dict(a, id=i + 1) for i, a in enumerate(keep + new)]
     return dict(pool, annotations=anns)

@@ -129,8 +129,7 @@ def _find_problems(dataset: Any) -> List[_Problem]:
                     'xml_path') else ''
                 problems.append(
                     _Problem(
-                        'instance', pos, k,
-                        f'{where}: instance #{k} box '
+                        'instance', pos, k, f'{where}: instance #{k} box '
                         f'{_fmt_box(box) if box is not None else None}'
                         f'{frame} '
                         f'(label {inst.get("bbox_label")!r}): ' +
@@ -138,12 +137,12 @@ def _find_problems(dataset: Any) -> List[_Problem]:
         # classification datasets: an integer gt_label out of range (-1:
         # not labeled yet, annotation mode's pool file)
         label = info.get('gt_label')
-        if (num_classes is not None and isinstance(label, int)
-                and label != -1 and not 0 <= label < num_classes):
+        if (num_classes is not None and isinstance(label, int) and label != -1
+                and not 0 <= label < num_classes):
             problems.append(
-                _Problem('image', pos, None,
-                         f'{where}: gt_label {label} not in '
-                         f'range({num_classes})'))
+                _Problem(
+                    'image', pos, None, f'{where}: gt_label {label} not in '
+                    f'range({num_classes})'))
         if info.get('xml_path') and classes is not None:
             for obj in _xml_unknown_objects(info['xml_path'], classes,
                                             backend_args):
@@ -188,10 +187,10 @@ def _summary(problems: List[str], header: str) -> str:
     return f'{header}\n{listed}{tail}'
 
 
-def check_annotations(dataset: Any,
-                      policy: str = 'error',
-                      logger: Optional[Union[MMLogger, str]] = None
-                      ) -> List[str]:
+def check_annotations(
+        dataset: Any,
+        policy: str = 'error',
+        logger: Optional[Union[MMLogger, str]] = None) -> List[str]:
     """Check the annotations of a fully initialised detection dataset.
 
     For every sample (``dataset.get_data_info(i)``) it reports:

@@ -125,8 +125,8 @@ class _LocalCIFARMixin:
                             f'{type(entry).__name__}.')
         return entry
 
-    def _read_batch(self, filename: str, md5: Optional[str], first_index: int
-                    ) -> Tuple[np.ndarray, List[int]]:
+    def _read_batch(self, filename: str, md5: Optional[str],
+                    first_index: int) -> Tuple[np.ndarray, List[int]]:
         """Images ``(N, 32, 32, 3)`` uint8 (HWC) and labels of one batch
         file whose first sample has index ``first_index`` in the split."""
         entry = self._read_pickle(filename, md5)
@@ -243,4 +243,3 @@ class CIFAR100(_LocalCIFARMixin, _MMPretrainCIFAR100):
     """
 
     label_key = 'fine_labels'
-

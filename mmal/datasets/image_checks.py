@@ -17,8 +17,8 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import (Any, Dict, Iterable, List, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from typing import (Any, Dict, Iterable, List, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import mmcv
 from mmengine.fileio import FileClient, LocalBackend, get, get_file_backend
@@ -138,8 +138,7 @@ def _read_cache(cache_file: Optional[str], logger: Any) -> dict:
     try:
         data = read_json(cache_file)
     except ValueError as e:
-        print_log(f'{e}: decoding every image again', logger,
-                  logging.WARNING)
+        print_log(f'{e}: decoding every image again', logger, logging.WARNING)
         return {}
     if not isinstance(data, dict) or data.get('format') != CACHE_FORMAT:
         return {}
@@ -263,7 +262,8 @@ def check_images(dataset: Any,
                     len(mine),
                     f'decoding the {what} images',
                     logger,
-                    interval=max(1000, len(mine) // 10)))
+                    interval=max(1000,
+                                 len(mine) // 10)))
 
     shares = gather_or_raise(decode_share, 'the image check')
     world = len(shares)
@@ -281,8 +281,8 @@ def check_images(dataset: Any,
     sync()
     bad = []
     for sid, path in samples:
-        reason = next((known[(k, path)] for k in by_key
-                       if known[(k, path)] is not None), None)
+        reason = next((known[(k, path)]
+                       for k in by_key if known[(k, path)] is not None), None)
         if reason is not None:
             bad.append(BadImage(sid, path, reason))
     print_log(
@@ -295,6 +295,6 @@ def check_images(dataset: Any,
     if bad and policy == 'drop':
         print_log(
             undecodable_message({what: bad},
-                                'left out (annotation_policy="drop")'),
-            logger, logging.WARNING)
+                                'left out (annotation_policy="drop")'), logger,
+            logging.WARNING)
     return bad

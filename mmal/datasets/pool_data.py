@@ -9,8 +9,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.dataset import pseudo_collate
 from torch.utils.data import DataLoader, Dataset
 
-from .pool_subset import PoolSubsetDataset
 from mmal.utils.errors import MissingFileError
+from .pool_subset import PoolSubsetDataset
 
 _WRAPPER_KEYS = ('dataset', 'datasets')
 
@@ -51,8 +51,10 @@ def data_paths(ds_cfg: dict) -> Dict[str, str]:
         paths['ann_file'] = ann if osp.isabs(ann) else osp.join(root, ann)
     for key in _WRAPPER_KEYS:
         inner = ds_cfg.get(key)
-        for i, sub in enumerate(inner if isinstance(inner, list) else
-                                [inner] if isinstance(inner, dict) else []):
+        subs = (
+            inner if isinstance(inner, list) else
+            [inner] if isinstance(inner, dict) else [])
+        for i, sub in enumerate(subs):
             for k, v in data_paths(sub).items():
                 paths[f'{key}[{i}].{k}'] = v
     return paths
@@ -84,8 +86,7 @@ def check_data_paths(cfg: Config, keys: Sequence[str]) -> None:
 
 def dataset_pipeline(ds_cfg: dict) -> Optional[List[dict]]:
     """The pipeline of a dataset config, or of the one a wrapper holds."""
-    while 'pipeline' not in ds_cfg and isinstance(ds_cfg.get('dataset'),
-                                                  dict):
+    while 'pipeline' not in ds_cfg and isinstance(ds_cfg.get('dataset'), dict):
         ds_cfg = ds_cfg['dataset']
     return ds_cfg.get('pipeline')
 

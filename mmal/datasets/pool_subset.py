@@ -212,9 +212,8 @@ def boxes_per_sample(dataset: Any) -> Dict[str, int]:
     out = {}
     for pos in range(len(dataset)):
         info = dataset.get_data_info(pos)
-        out[sample_id(info)] = sum(
-            1 for inst in info.get('instances') or []
-            if not inst.get('ignore_flag', 0))
+        out[sample_id(info)] = sum(1 for inst in info.get('instances') or []
+                                   if not inst.get('ignore_flag', 0))
     return out
 
 

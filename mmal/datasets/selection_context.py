@@ -101,8 +101,9 @@ class SelectionContext:
             size = self.unlabeled_subset
             if size is not None and size < len(ids):
                 rng = np.random.default_rng([self.seed, 3])
-                ids = sorted(ids[i] for i in rng.choice(
-                    len(ids), size=size, replace=False))
+                ids = sorted(
+                    ids[i]
+                    for i in rng.choice(len(ids), size=size, replace=False))
             self._unlabeled_ids = ids
         return self._unlabeled_ids
 
@@ -120,8 +121,9 @@ class SelectionContext:
                exclude: Optional[Sequence[str]] = None) -> PoolSubsetDataset:
         if key not in self._views:
             pipe = eval_pipeline(self.cfg)
-            pipe = (self.task.annotated_pipeline(pipe) if annotations else
-                    self.task.unannotated_pipeline(pipe))
+            pipe = (
+                self.task.annotated_pipeline(pipe)
+                if annotations else self.task.unannotated_pipeline(pipe))
             ds_cfg = replace_pipeline(ds_cfg, pipe)
             ds_cfg['test_mode'] = True
             self._views[key] = PoolSubsetDataset(
@@ -145,8 +147,8 @@ class SelectionContext:
         """The validation split with annotations (ISAL's reference set)."""
         split = 'val' if self.cfg.get('val_dataloader') else 'test'
         loader = self.cfg.get(f'{split}_dataloader')
-        return self._build('val', as_plain_dict(loader['dataset']), None,
-                           True, self.exclude_ids.get(split))
+        return self._build('val', as_plain_dict(loader['dataset']), None, True,
+                           self.exclude_ids.get(split))
 
     def loader(self,
                view: PoolSubsetDataset,
@@ -162,9 +164,12 @@ class SelectionContext:
         adapter's image ids."""
         adapter, model = self.adapter, self.model
         divisor = pad_divisor(adapter.unwrap(model).data_preprocessor)
-        return same_shape_batches(lambda b: adapter.preprocess(model, b),
-                                  items, batch_size, adapter.image_key,
-                                  divisor=divisor)
+        return same_shape_batches(
+            lambda b: adapter.preprocess(model, b),
+            items,
+            batch_size,
+            adapter.image_key,
+            divisor=divisor)
 
     def cache_entries(self, items: Iterable[Dict],
                       batch_size: int) -> Iterator[Dict]:

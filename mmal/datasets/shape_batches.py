@@ -85,11 +85,14 @@ def same_shape_batches(preprocess: Callable[[Dict], Dict],
                 inputs=torch.cat([g[0] for g in group]),
                 data_samples=[g[1] for g in group],
                 sample_id=[g[2] for g in group])
-        data = preprocess(dict(inputs=[g[0] for g in group],
-                               data_samples=[g[1] for g in group]))
-        return dict(inputs=data['inputs'],
-                    data_samples=list(data['data_samples']),
-                    sample_id=[g[2] for g in group])
+        data = preprocess(
+            dict(
+                inputs=[g[0] for g in group],
+                data_samples=[g[1] for g in group]))
+        return dict(
+            inputs=data['inputs'],
+            data_samples=list(data['data_samples']),
+            sample_id=[g[2] for g in group])
 
     for item in items:
         if len(item['inputs']) != 1:

@@ -92,15 +92,16 @@ def _shape_mask(rng: np.random.Generator, label: int, x0: int, y0: int,
     ``(size, size)`` uint8 mask."""
     mask = np.zeros((size, size), np.uint8)
     if label == 0:  # square
-        cv2.rectangle(mask, (x0, y0), (x0 + side - 1, y0 + side - 1), 255,
-                      thickness=-1)
+        cv2.rectangle(
+            mask, (x0, y0), (x0 + side - 1, y0 + side - 1), 255, thickness=-1)
     elif label == 1:  # circle
         r = (side - 1) // 2
         cv2.circle(mask, (x0 + r, y0 + r), r, 255, thickness=-1)
     else:  # triangle: apex somewhere on the top edge, base at the bottom
         apex = x0 + int(rng.integers(0, side))
-        pts = np.array([[apex, y0], [x0, y0 + side - 1],
-                        [x0 + side - 1, y0 + side - 1]], np.int32)
+        pts = np.array(
+            [[apex, y0], [x0, y0 + side - 1], [x0 + side - 1, y0 + side - 1]],
+            np.int32)
         cv2.fillPoly(mask, [pts], 255)
     return mask
 
@@ -115,8 +116,9 @@ def _iou(a: List[float], b: List[float]) -> float:
     return inter / (area - inter)
 
 
-def _make_image(rng: np.random.Generator, size: int, max_objects: int
-                ) -> Tuple[np.ndarray, List[Tuple[int, List[int]]]]:
+def _make_image(
+        rng: np.random.Generator, size: int,
+        max_objects: int) -> Tuple[np.ndarray, List[Tuple[int, List[int]]]]:
     """One image and its objects ``[(label, [x1, y1, x2, y2]), ...]`` with
     ``x2, y2`` exclusive pixel bounds."""
     img = _background(rng, size)
@@ -137,8 +139,12 @@ def _make_image(rng: np.random.Generator, size: int, max_objects: int
         label = int(rng.integers(len(SHAPES_CLASSES)))
         mask = _shape_mask(rng, label, x0, y0, side, size)
         ys, xs = np.nonzero(mask)
-        bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1,
-                int(ys.max()) + 1]
+        bbox = [
+            int(xs.min()),
+            int(ys.min()),
+            int(xs.max()) + 1,
+            int(ys.max()) + 1
+        ]
         img[mask > 0] = _colour(rng, label)
         objects.append((label, bbox))
     return img, objects
@@ -149,8 +155,8 @@ def _write_jpeg(path: str, img: np.ndarray) -> None:
         raise OSError(f'Could not write {path}')
 
 
-def _voc_xml(stem: str, size: int, objects: List[Tuple[int, List[int]]]
-             ) -> ET.ElementTree:
+def _voc_xml(stem: str, size: int,
+             objects: List[Tuple[int, List[int]]]) -> ET.ElementTree:
     root = ET.Element('annotation')
     ET.SubElement(root, 'folder').text = 'JPEGImages'
     ET.SubElement(root, 'filename').text = f'{stem}.jpg'
@@ -267,8 +273,8 @@ def generate_shapes_dataset(out_dir: str,
 
     num_images, num_boxes = {}, {}
     next_img_id, next_ann_id = 1, 1
-    for split_idx, (split, n) in enumerate(
-        (('train', num_train), ('val', num_val))):
+    splits = (('train', num_train), ('val', num_val))
+    for split_idx, (split, n) in enumerate(splits):
         rng = np.random.default_rng([seed, split_idx])
         images, annotations, stems = [], [], []
         boxes = 0

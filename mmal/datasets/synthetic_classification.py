@@ -57,24 +57,24 @@ def _cross_mask(rng: np.random.Generator, x0: int, y0: int, side: int,
 
 def _random_colour(rng: np.random.Generator) -> Tuple[int, int, int]:
     """A saturated BGR colour of any hue."""
-    r, g, b = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.5, 1.0),
-                                  rng.uniform(0.35, 1.0))
+    r, g, b = colorsys.hsv_to_rgb(
+        rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.35, 1.0))
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def _make_image(rng: np.random.Generator, name: str,
-                size: int) -> np.ndarray:
+def _make_image(rng: np.random.Generator, name: str, size: int) -> np.ndarray:
     """One ``(size, size, 3)`` uint8 BGR image of the shape ``name``."""
     img = _background(rng, size)
-    side = int(rng.integers(max(4, round(_SIDE_RANGE[0] * size)),
-                            round(_SIDE_RANGE[1] * size) + 1))
+    side = int(
+        rng.integers(
+            max(4, round(_SIDE_RANGE[0] * size)),
+            round(_SIDE_RANGE[1] * size) + 1))
     x0 = int(rng.integers(0, size - side + 1))
     y0 = int(rng.integers(0, size - side + 1))
     if name == 'cross':
         mask = _cross_mask(rng, x0, y0, side, size)
     else:
-        mask = _shape_mask(rng, SHAPES_CLASSES.index(name), x0, y0, side,
-                           size)
+        mask = _shape_mask(rng, SHAPES_CLASSES.index(name), x0, y0, side, size)
     img[mask > 0] = _random_colour(rng)
     noisy = img + rng.normal(0, _NOISE_STD, size=img.shape)
     return np.clip(noisy, 0, 255).astype(np.uint8)
@@ -109,8 +109,10 @@ def _result(out_dir: str, meta: dict, skipped: bool) -> dict:
         out_dir=out_dir,
         classes=tuple(meta['classes']),
         num_images=dict(meta['num_images']),
-        num_per_class={s: dict(v)
-                       for s, v in meta['num_per_class'].items()},
+        num_per_class={
+            s: dict(v)
+            for s, v in meta['num_per_class'].items()
+        },
         skipped=skipped)
     for split in _SPLITS:
         out[split] = dict(data_root=out_dir, data_prefix=split)
@@ -186,8 +188,8 @@ def generate_shapes_classification(
     else:
         foreign = [
             osp.join(out_dir, s) for s in _SPLITS
-            if osp.isdir(osp.join(out_dir, s)) and os.listdir(
-                osp.join(out_dir, s))
+            if osp.isdir(osp.join(out_dir, s))
+            and os.listdir(osp.join(out_dir, s))
         ]
         if foreign:
             raise DataError(
@@ -200,8 +202,8 @@ def generate_shapes_classification(
 
     num_images: Dict[str, int] = {}
     num_per_class: Dict[str, Dict[str, int]] = {}
-    for split_idx, (split, n) in enumerate(zip(_SPLITS,
-                                               (num_train, num_test))):
+    for split_idx, (split,
+                    n) in enumerate(zip(_SPLITS, (num_train, num_test))):
         rng = np.random.default_rng([seed, split_idx])
         labels = rng.permutation(np.arange(n) % len(names))
         for name in names:

@@ -61,8 +61,8 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
         value = out[key]
         if value is None:  # initial_size in annotation mode
             continue
-        if not (isinstance(value, int) and value > 0 or isinstance(
-                value, float) and 0 < value <= 1):
+        if not (isinstance(value, int) and value > 0
+                or isinstance(value, float) and 0 < value <= 1):
             raise ConfigError(
                 f'al_cfg.{key} must be a positive integer (images) or a '
                 f'fraction of the pool in (0, 1] (a float), got {value!r} in '

@@ -37,8 +37,7 @@ PLAN_FILE = 'experiment.json'
 #: data (datasets without their pipelines), the metric and the sizes.
 COMPARED_KEYS = ('demo_data', 'train_dataloader.dataset',
                  'test_dataloader.dataset', 'test_evaluator',
-                 'al_cfg.initial_size', 'al_cfg.budget',
-                 'al_cfg.budget_boxes')
+                 'al_cfg.initial_size', 'al_cfg.budget', 'al_cfg.budget_boxes')
 
 
 def comparison_key(experiment: Dict[str, Any]) -> Dict[str, Any]:
@@ -126,8 +125,8 @@ def plan_runs(configs: Sequence[str], seeds: Sequence[int],
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f'--seeds lists a seed twice: {list(seeds)}')
     return [
-        PlannedRun(c, n, int(s), osp.join(root, n, f'seed_{s}'))
-        for s in seeds for c, n in zip(configs, names)
+        PlannedRun(c, n, int(s), osp.join(root, n, f'seed_{s}')) for s in seeds
+        for c, n in zip(configs, names)
     ]
 
 
@@ -184,8 +183,11 @@ class Experiment:
             atomic_write_json(
                 osp.join(self.root, PLAN_FILE),
                 dict(runs=[
-                    dict(config=r.config, name=r.name, seed=r.seed,
-                         work_dir=osp.relpath(r.work_dir, self.root))
+                    dict(
+                        config=r.config,
+                        name=r.name,
+                        seed=r.seed,
+                        work_dir=osp.relpath(r.work_dir, self.root))
                     for r in self.runs
                 ]))
         sync()
@@ -212,18 +214,20 @@ class Experiment:
                 f'--resume given but no run of the experiment in {self.root} '
                 'has started')
         self.write_plan()
-        self.log(f'experiment {self.root}: {len(self.runs)} runs ('
-                 + ', '.join(r.label for r in self.runs) + ')')
+        self.log(f'experiment {self.root}: {len(self.runs)} runs (' +
+                 ', '.join(r.label for r in self.runs) + ')')
         initial: Dict[int, tuple] = {}  # seed -> (first run, its ids)
         for i, run in enumerate(self.runs, 1):
             cfg = self.load_cfg(run)
             status = broadcast_from_master(self.status(run, cfg))
             prefix = f'[{i}/{len(self.runs)}] {run.label}'
             if status == 'finished':
-                self.log(f'{prefix}: finished before, skipped ({run.work_dir})')
+                self.log(
+                    f'{prefix}: finished before, skipped ({run.work_dir})')
             else:
-                self.log(f'{prefix}: ' + ('starting' if status == 'new' else
-                                          'resuming') + f' in {run.work_dir}')
+                self.log(f'{prefix}: ' +
+                         ('starting' if status == 'new' else 'resuming') +
+                         f' in {run.work_dir}')
                 start = time.perf_counter()
                 ActiveLearningRunner(cfg).run()
                 self.log(f'{prefix}: done in '
@@ -232,8 +236,8 @@ class Experiment:
         self.log(f'experiment {self.root}: every run finished; report with\n'
                  f'  python tools/analysis_tools/al_report.py {self.root}')
 
-    def check_initial_set(self, run: PlannedRun,
-                          initial: Dict[int, tuple]) -> None:
+    def check_initial_set(self, run: PlannedRun, initial: Dict[int,
+                                                               tuple]) -> None:
         """The runs of one seed start from the same labeled images.
 
         Raises:
@@ -253,4 +257,3 @@ class Experiment:
                 f'images; e.g. {only[:5]} only in the former): the runs of '
                 f'seed {run.seed} would not start together. Was one of them '
                 'started with other data or another initial_size?')
-

@@ -3,9 +3,9 @@ import copy
 import gc
 import glob
 import itertools
+import logging
 import os
 import os.path as osp
-import logging
 import re
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -22,8 +22,8 @@ from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
 from mmal.structures import ALState, PoolState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
-from mmal.utils.distributed import (broadcast_from_master, is_master,
-                                    is_distributed, sync)
+from mmal.utils.distributed import (broadcast_from_master, is_distributed,
+                                    is_master, sync)
 from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
                                WorkDirError)
 from mmal.utils.fileio import atomic_write_json, read_json
@@ -290,9 +290,10 @@ class ActiveLearningRunner:
                     f'{len(pool_ids)}). Use a new --work-dir for a new '
                     'dataset.')
             self._record_settings(state, experiment)
-            self.log(f'resuming from {self.state_path}: '
-                     f'{state.pool.num_labeled} labeled images, finished '
-                     f'steps {[(r["cycle"], r["done"]) for r in state.cycles]}')
+            self.log(
+                f'resuming from {self.state_path}: '
+                f'{state.pool.num_labeled} labeled images, finished '
+                f'steps {[(r["cycle"], r["done"]) for r in state.cycles]}')
             return state
         if self.require_state:
             raise MissingFileError(
@@ -309,8 +310,8 @@ class ActiveLearningRunner:
             meta={
                 'config': self.cfg.filename,
                 fingerprint.FINGERPRINT_KEY: experiment,
-                fingerprint.SETTINGS_KEY:
-                fingerprint.run_settings(self.cfg, self.al),
+                fingerprint.SETTINGS_KEY: fingerprint.run_settings(
+                    self.cfg, self.al),
                 fingerprint.CHANGES_KEY: []
             })
         self.save_state(state)
@@ -357,8 +358,9 @@ class ActiveLearningRunner:
             self.save_state(state)
             return
         # the changes apply from the first cycle with a step still to do
-        cycle = next((r['cycle'] for r in state.cycles
-                      if 'select' not in r['done']), len(state.cycles))
+        cycle = next(
+            (r['cycle'] for r in state.cycles if 'select' not in r['done']),
+            len(state.cycles))
         changes = fingerprint.record_setting_changes(state.meta, settings,
                                                      cycle)
         for change in changes:
@@ -375,9 +377,10 @@ class ActiveLearningRunner:
             self.cfg,
             ('train_dataloader', 'val_dataloader', 'test_dataloader'))
         self.check_experiment()  # before the image checks touch the state
-        self.image_drops = check_run_images(
-            self.cfg, self.work_dir, self.state_path,
-            self.al['annotation_policy'], self.logger)
+        self.image_drops = check_run_images(self.cfg, self.work_dir,
+                                            self.state_path,
+                                            self.al['annotation_policy'],
+                                            self.logger)
         self._pool_view = self._costs = None  # built without the dropped
         self.vis = ALVisualizer(self.cfg, self.work_dir, self.name)
         reason = None
@@ -409,7 +412,8 @@ class ActiveLearningRunner:
         stop = dict(
             reason=reason,
             cycle=cycle,
-            **{k: self.al[k] for k in STOP_SETTINGS})
+            **{k: self.al[k]
+               for k in STOP_SETTINGS})
         if state.meta.get('stop') != stop:
             state.meta['stop'] = stop
             self.save_state(state)
@@ -511,8 +515,9 @@ class ActiveLearningRunner:
                 candidates.append(f.read().strip())
         saved = glob.glob(osp.join(cdir, 'epoch_*.pth')) + glob.glob(
             osp.join(cdir, 'iter_*.pth'))
-        saved.sort(key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]),
-                   reverse=True)
+        saved.sort(
+            key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]),
+            reverse=True)
         candidates += [p for p in saved if p not in candidates]
         for path in candidates:
             if not osp.isfile(path):
@@ -564,7 +569,11 @@ class ActiveLearningRunner:
         with open(ckpt_file) as f:
             checkpoint = f.read().strip()
         state.mark_done(
-            cycle, 'train', checkpoint=checkpoint, images=images, cost=cost,
+            cycle,
+            'train',
+            checkpoint=checkpoint,
+            images=images,
+            cost=cost,
             cost_unit=unit)
         self.save_state(state)
         return runner
@@ -578,8 +587,10 @@ class ActiveLearningRunner:
             self.log(f'cycle {cycle}: no test split (test_dataloader=None): '
                      'not evaluated')
             rec = state.record(cycle)
-            self._log_scalars(cycle, labeled_images=rec.get('images'),
-                              labeled_cost=rec.get('cost'))
+            self._log_scalars(
+                cycle,
+                labeled_images=rec.get('images'),
+                labeled_cost=rec.get('cost'))
             return {}
         if runner is None:
             cfg = self._runner_cfg(cycle, 'eval')
@@ -589,8 +600,10 @@ class ActiveLearningRunner:
             cfg.resume = False
             runner = self.build_runner(cfg)
         raw = runner.test()
-        metrics = {k: float(v) for k, v in raw.items()
-                   if isinstance(v, (int, float))}
+        metrics = {
+            k: float(v)
+            for k, v in raw.items() if isinstance(v, (int, float))
+        }
         rec = state.record(cycle)
         key = self.task.metric_key(metrics, self.al['metric_key'])
         if key in metrics:
@@ -664,8 +677,8 @@ class ActiveLearningRunner:
             selected_cost=self.cost(selected),
             **({} if seconds is None else dict(selection_seconds=seconds)))
         self.save_state(state)
-        self._log_scalars(cycle, selection_time_s=seconds,
-                          selected_images=len(selected))
+        self._log_scalars(
+            cycle, selection_time_s=seconds, selected_images=len(selected))
         cost = ('' if self.task.cost_is_images else
                 f' ({state.record(cycle)["selected_cost"]} '
                 f'{self.task.cost_unit})')
@@ -736,8 +749,10 @@ class ActiveLearningRunner:
     def log_summary(self, state: ALState) -> None:
         unit = self.task.cost_unit
         with_cost = not self.task.cost_is_images
-        lines = ['cycle | images | ' + (f'{unit} | ' if with_cost else '') +
-                 f'metric (%) | 10k x metric / {unit}']
+        lines = [
+            'cycle | images | ' + (f'{unit} | ' if with_cost else '') +
+            f'metric (%) | 10k x metric / {unit}'
+        ]
         for rec in state.cycles:
             if 'metric' not in rec:
                 continue
@@ -755,7 +770,8 @@ def points_per_10k(metric: float, cost: int) -> Optional[float]:
     return 1e4 * 100 * metric / cost if cost else None
 
 
-def is_finished(meta: dict, cycles: Sequence[dict],
+def is_finished(meta: dict,
+                cycles: Sequence[dict],
                 al: Optional[dict] = None) -> bool:
     """Whether a run's state says it has nothing left to do.
 

@@ -43,8 +43,8 @@ def vis_backends_of(cfg: Any) -> List[dict]:
     it), else a top-level ``vis_backends``, else mmengine's local files.
     """
     visualizer = cfg.get('visualizer') or {}
-    backends = visualizer.get('vis_backends') if isinstance(
-        visualizer, dict) else None
+    backends = visualizer.get('vis_backends') if isinstance(visualizer,
+                                                            dict) else None
     if backends is None:
         backends = cfg.get('vis_backends')
     if not backends:

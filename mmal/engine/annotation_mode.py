@@ -81,22 +81,27 @@ def selection_images(fmt: AnnotationFormat, pool_file: str,
 
 
 def export_selection(context: 'SelectionContext', fmt: AnnotationFormat,
-                     selected: List[str],
-                     scores: Dict[str, Optional[float]], pool_file: str,
-                     classes: List[str], out_dir: str, image_root: str,
-                     score_thr: float, manifest: Dict[str, Any]) -> None:
+                     selected: List[str], scores: Dict[str, Optional[float]],
+                     pool_file: str, classes: List[str], out_dir: str,
+                     image_root: str, score_thr: float,
+                     manifest: Dict[str, Any]) -> None:
     """Predict the pre-annotations of ``selected`` (every process, its
     share), then write the export (rank 0); the others wait."""
     from mmal.selectors import pool_pass
-    preds = pool_pass(context, fmt.predictor(context.adapter, score_thr),
-                      ids=selected,
-                      desc='pre-annotations of the selected images')
+    preds = pool_pass(
+        context,
+        fmt.predictor(context.adapter, score_thr),
+        ids=selected,
+        desc='pre-annotations of the selected images')
     if is_master():
         images = selection_images(fmt, pool_file, selected)
-        fmt.write_export(out_dir, images, preds, scores, classes, image_root,
-                         dict(manifest, selected=list(selected),
-                              file_names=[im['file_name'] for im in images],
-                              pre_annotation_score_thr=score_thr))
+        fmt.write_export(
+            out_dir, images, preds, scores, classes, image_root,
+            dict(
+                manifest,
+                selected=list(selected),
+                file_names=[im['file_name'] for im in images],
+                pre_annotation_score_thr=score_thr))
     sync()
 
 
@@ -133,12 +138,13 @@ class AnnotationMode:
             answering the pending export (``--annotations``).
     """
 
-    def __init__(self, runner: 'ActiveLearningRunner', cfg: Dict[str, Any],
+    def __init__(self,
+                 runner: 'ActiveLearningRunner',
+                 cfg: Dict[str, Any],
                  annotations: Optional[str] = None) -> None:
         self.runner = runner
         self.cfg = cfg
-        self.annotations = (osp.abspath(annotations)
-                            if annotations else None)
+        self.annotations = (osp.abspath(annotations) if annotations else None)
         # set by check_annotations_arg, which every run calls first
         self.annotations_sha256: Optional[str] = None
         self.format = annotation_format(runner.task)
@@ -172,11 +178,13 @@ class AnnotationMode:
                     f'{self.pool_file} does not: the work dir is not from '
                     'an annotation-mode run')
             if is_master():
-                self.format.write_pool(self.pool_file, self.format.build_pool(
-                    self.classes, self.cfg['image_dir'],
-                    self.cfg['labeled_ann_file'],
-                    self.cfg['unlabeled_ann_file'],
-                    self.runner.al['annotation_policy']))
+                self.format.write_pool(
+                    self.pool_file,
+                    self.format.build_pool(
+                        self.classes, self.cfg['image_dir'],
+                        self.cfg['labeled_ann_file'],
+                        self.cfg['unlabeled_ann_file'],
+                        self.runner.al['annotation_policy']))
             sync()
         cfg = self.runner.cfg
         cfg.train_dataloader['dataset'] = self.format.dataset(
@@ -229,8 +237,7 @@ class AnnotationMode:
                 f'listed in {self.export_dir(cycle)} (images.txt; the '
                 'pre-annotations for CVAT and Label Studio are there too, '
                 'see README "Your own unlabeled images"). Label them, then '
-                'continue with\n  ' +
-                self.continue_command())
+                'continue with\n  ' + self.continue_command())
             return False
         self.import_labels(state, cycle, record)
         return True
@@ -243,9 +250,14 @@ class AnnotationMode:
         model = runner.adapter.prepare(
             runner.load_model(state.record(cycle)['checkpoint']))
         context = SelectionContext(
-            runner.cfg, state.pool, cycle, seed=0,
-            work_dir=runner.cycle_dir(cycle), model=model,
-            adapter=runner.adapter, task=runner.task,
+            runner.cfg,
+            state.pool,
+            cycle,
+            seed=0,
+            work_dir=runner.cycle_dir(cycle),
+            model=model,
+            adapter=runner.adapter,
+            task=runner.task,
             num_workers=runner.al['num_workers'],
             annotation_policy=runner.al['annotation_policy'],
             logger=runner.logger)
@@ -254,11 +266,12 @@ class AnnotationMode:
             record.get('scores', {}), self.pool_file, self.classes,
             self.export_dir(cycle), self.cfg['image_root'],
             self.cfg['pre_annotation_score_thr'],
-            dict(cycle=cycle, selector=record.get('selector'),
-                 continue_with=self.continue_command()))
+            dict(
+                cycle=cycle,
+                selector=record.get('selector'),
+                continue_with=self.continue_command()))
 
-    def import_labels(self, state: ALState, cycle: int,
-                      record: Dict) -> None:
+    def import_labels(self, state: ALState, cycle: int, record: Dict) -> None:
         """Check the annotation file against cycle ``cycle``'s export, then
         merge it into the pool file and record the labels (nothing is
         written when a check fails)."""
@@ -266,9 +279,9 @@ class AnnotationMode:
         selected = list(record['selected'])
         images = selection_images(self.format, self.pool_file, selected)
         labels = self.format.read_labels(
-            self.annotations, {im['file_name']: im for im in images},
-            self.classes, cycle, runner.al['annotation_policy'],
-            runner.logger)
+            self.annotations, {im['file_name']: im
+                               for im in images}, self.classes, cycle,
+            runner.al['annotation_policy'], runner.logger)
         pool = self.format.merge_labels(
             self.format.read_pool(self.pool_file), labels)
         if is_master():  # the pool file first: a crash before the state
@@ -276,11 +289,14 @@ class AnnotationMode:
         sync()
         runner._pool_view = runner._costs = None  # the new annotations
         state.pool.label(selected, cycle + 1)
-        state.mark_done(cycle, 'select', num_selected=len(selected),
-                        selected_cost=runner.cost(selected),
-                        annotations=self.annotations,
-                        annotations_sha256=self.annotations_sha256
-                        or file_sha256(self.annotations))
+        state.mark_done(
+            cycle,
+            'select',
+            num_selected=len(selected),
+            selected_cost=runner.cost(selected),
+            annotations=self.annotations,
+            annotations_sha256=self.annotations_sha256
+            or file_sha256(self.annotations))
         runner.save_state(state)
         runner.log(f'cycle {cycle}: imported {self.annotations}: '
                    f'{len(selected)} images, '
@@ -295,16 +311,19 @@ class AnnotationMode:
         if self.annotations is None:
             return
         self.annotations_sha256 = digest = file_sha256(self.annotations)
-        done = [r for r in state.cycles
-                if r.get('annotations_sha256') == digest]
+        done = [
+            r for r in state.cycles if r.get('annotations_sha256') == digest
+        ]
         if done:
             self.runner.log(f'{self.annotations} was imported at cycle '
                             f'{done[-1]["cycle"]} already; ignoring it')
             self.annotations = None
             return
-        waiting = [r['cycle'] for r in state.cycles
-                   if 'select' not in r['done'] and osp.isfile(
-                       osp.join(self.export_dir(r['cycle']), MANIFEST_FILE))]
+        waiting = [
+            r['cycle'] for r in state.cycles
+            if 'select' not in r['done'] and osp.isfile(
+                osp.join(self.export_dir(r['cycle']), MANIFEST_FILE))
+        ]
         if not waiting:
             raise WorkDirError(
                 f'--annotations {self.annotations}: no export of '

@@ -45,9 +45,8 @@ TRAIN_CFG_SETTINGS = ('val_interval', 'val_begin', 'dynamic_intervals')
 SELECTOR_SETTINGS = ('solver', 'fast_path', 'batch_size', 'cache_mb',
                      'scale_check', 'num_workers')
 #: ``al_cfg`` keys that may change between reruns.
-AL_SETTINGS = ('num_cycles', 'target_metric', 'target_tolerance',
-               'metric_key', 'validate_during_training', 'annotation_policy',
-               'num_workers')
+AL_SETTINGS = ('num_cycles', 'target_metric', 'target_tolerance', 'metric_key',
+               'validate_during_training', 'annotation_policy', 'num_workers')
 #: Config keys that may change between reruns.
 CFG_SETTINGS = ('data_root', 'train_dataloader.batch_size',
                 'train_dataloader.num_workers')
@@ -110,15 +109,13 @@ def experiment_fingerprint(cfg: Config, al: Dict[str, Any]) -> Dict[str, Any]:
     if isinstance(out['train_cfg'], dict):
         out['train_cfg'] = {
             k: v
-            for k, v in out['train_cfg'].items()
-            if k not in TRAIN_CFG_SETTINGS
+            for k, v in out['train_cfg'].items() if k not in TRAIN_CFG_SETTINGS
         }
     out.update({f'al_cfg.{k}': al[k] for k in AL_DEFINING})
     out['al_cfg.adapter'] = al['adapter']
     out['al_cfg.selector'] = {
         k: v
-        for k, v in dict(al['selector']).items()
-        if k not in SELECTOR_SETTINGS
+        for k, v in dict(al['selector']).items() if k not in SELECTOR_SETTINGS
     }
     return _relative_to_root(to_plain(out), cfg.get('data_root'))
 
@@ -200,10 +197,12 @@ def record_setting_changes(meta: Dict[str, Any], settings: Dict[str, Any],
         also appended to ``meta['changes']``, and ``meta['settings']``
         becomes ``settings``.
     """
-    changes = [
-        {'cycle': cycle, 'key': key, 'from': old, 'to': new}
-        for key, old, new in differences(meta.get(SETTINGS_KEY, {}), settings)
-    ]
+    changes = [{
+        'cycle': cycle,
+        'key': key,
+        'from': old,
+        'to': new
+    } for key, old, new in differences(meta.get(SETTINGS_KEY, {}), settings)]
     meta.setdefault(CHANGES_KEY, []).extend(changes)
     meta[SETTINGS_KEY] = settings
     return changes

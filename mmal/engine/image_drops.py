@@ -41,8 +41,8 @@ from mmal.utils.fileio import atomic_write_json
 CACHE_FILE = 'image_checks.json'
 STATE_KEY = 'dropped_images'
 #: Split name -> dataloader key; the pool is the training dataset.
-SPLITS = dict(pool='train_dataloader', val='val_dataloader',
-              test='test_dataloader')
+SPLITS = dict(
+    pool='train_dataloader', val='val_dataloader', test='test_dataloader')
 _EVALUATORS = dict(val='val_evaluator', test='test_evaluator')
 
 
@@ -66,7 +66,8 @@ def _build_plain(ds_cfg: dict) -> Any:
     return dataset
 
 
-def find_undecodable(cfg: Config, cache_file: str,
+def find_undecodable(cfg: Config,
+                     cache_file: str,
                      logger: Any = 'current') -> Dict[str, List[BadImage]]:
     """Decode every image of the pool, val and test splits of a config.
 
@@ -91,13 +92,17 @@ def find_undecodable(cfg: Config, cache_file: str,
         ds_cfg = as_plain_dict(loader['dataset'])
         loads = _split_load_cfgs(cfg, split, ds_cfg)
         if not loads:
-            print_log(f'{key}: no LoadImageFromFile in its pipeline; its '
-                      'images are not decoded before cycle 0', logger)
+            print_log(
+                f'{key}: no LoadImageFromFile in its pipeline; its '
+                'images are not decoded before cycle 0', logger)
             continue
         memo = repr((ds_cfg, loads))
         if memo not in done:
             done[memo] = check_images(
-                _build_plain(ds_cfg), loads, cache_file, logger=logger,
+                _build_plain(ds_cfg),
+                loads,
+                cache_file,
+                logger=logger,
                 what=split)
         if done[memo]:
             found[split] = done[memo]
@@ -105,8 +110,7 @@ def find_undecodable(cfg: Config, cache_file: str,
 
 
 def _as_records(images: Sequence[BadImage]) -> List[dict]:
-    return [dict(id=b.sample_id, path=b.path, reason=b.reason)
-            for b in images]
+    return [dict(id=b.sample_id, path=b.path, reason=b.reason) for b in images]
 
 
 def _as_bad(records: Dict[str, List[dict]]) -> Dict[str, List[BadImage]]:
@@ -123,8 +127,10 @@ def _merge(previous: Dict[str, List[dict]],
     for split in SPLITS:
         records = list(previous.get(split, []))
         known = {r['id'] for r in records}
-        records += [r for r in _as_records(found.get(split, []))
-                    if r['id'] not in known]
+        records += [
+            r for r in _as_records(found.get(split, []))
+            if r['id'] not in known
+        ]
         if records:
             merged[split] = records
     return merged
@@ -158,9 +164,9 @@ def _leave_pool(state: ALState, dropped: Dict[str, List[dict]],
     if is_master():
         state.save(state_path)
     sync()
-    print_log(f'{len(new)} unlabeled image(s) taken out of the pool of '
-              f'{state_path}: {[r["id"] for r in new]}', logger,
-              logging.WARNING)
+    print_log(
+        f'{len(new)} unlabeled image(s) taken out of the pool of '
+        f'{state_path}: {[r["id"] for r in new]}', logger, logging.WARNING)
 
 
 def _filtered_ann_file(ann_file: str, drop: set, out_file: str,
@@ -205,10 +211,10 @@ class ImageDrops:
             the same file without the dropped images}.
     """
 
-    def __init__(self,
-                 dropped: Optional[Dict[str, List[dict]]] = None,
-                 ann_files: Optional[Dict[str, Dict[str, str]]] = None
-                 ) -> None:
+    def __init__(
+            self,
+            dropped: Optional[Dict[str, List[dict]]] = None,
+            ann_files: Optional[Dict[str, Dict[str, str]]] = None) -> None:
         self.dropped = dict(dropped or {})
         self.ann_files = dict(ann_files or {})
 
@@ -245,14 +251,14 @@ class ImageDrops:
                 exclude_ids=ids,
                 annotation_policy=None)
             runner_cfg[key] = loader
-            evaluators = copy.deepcopy(
-                _evaluator_list(runner_cfg.get(ev_key)))
+            evaluators = copy.deepcopy(_evaluator_list(runner_cfg.get(ev_key)))
             for ev in evaluators:
                 if ev.get('ann_file') in self.ann_files.get(split, {}):
                     ev['ann_file'] = self.ann_files[split][ev['ann_file']]
             if evaluators:
-                runner_cfg[ev_key] = (evaluators[0] if isinstance(
-                    runner_cfg[ev_key], dict) else evaluators)
+                runner_cfg[ev_key] = (
+                    evaluators[0]
+                    if isinstance(runner_cfg[ev_key], dict) else evaluators)
 
 
 def check_run_images(cfg: Config,
@@ -304,8 +310,8 @@ def check_run_images(cfg: Config,
                 continue
             out = osp.join(work_dir, 'image_checks',
                            f'{split}_{osp.basename(ann_file)}')
-            if _filtered_ann_file(ann_file, drop, out,
-                                  ev.get('backend_args'), logger):
+            if _filtered_ann_file(ann_file, drop, out, ev.get('backend_args'),
+                                  logger):
                 ann_files.setdefault(split, {})[ann_file] = out
     if dropped:
         print_log(

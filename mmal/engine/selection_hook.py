@@ -109,27 +109,35 @@ class SelectionHook(Hook):
         pool_file = osp.join(out_dir, fmt.pool_file)
         classes = dataset_classes(ds)
         if is_master():
-            fmt.write_pool(pool_file, fmt.build_pool(
-                classes, image_dir, labeled_file, self.unlabeled_ann_file))
+            fmt.write_pool(
+                pool_file,
+                fmt.build_pool(classes, image_dir, labeled_file,
+                               self.unlabeled_ann_file))
         sync()
         cfg = copy.deepcopy(runner.cfg)
-        cfg.train_dataloader['dataset'] = fmt.dataset(ds, pool_file,
-                                                      image_dir, classes)
+        cfg.train_dataloader['dataset'] = fmt.dataset(ds, pool_file, image_dir,
+                                                      classes)
         from mmal.datasets import PoolSubsetDataset
         pool_ids = PoolSubsetDataset(
             dict(cfg.train_dataloader['dataset'], pipeline=[])).sample_ids
         state = PoolState(pool_ids)
-        state.label(fmt.initial_labeled_ids(labeled_file,
-                                            fmt.read_pool(pool_file)), 0)
+        state.label(
+            fmt.initial_labeled_ids(labeled_file, fmt.read_pool(pool_file)), 0)
         model = runner.model
         was_training = model.training
         model.eval()
         self.adapter.prepare(model, seed=self.seed)
         context = SelectionContext(
-            cfg, state, cycle=0, seed=self.seed, work_dir=out_dir,
-            model=model, adapter=self.adapter,
+            cfg,
+            state,
+            cycle=0,
+            seed=self.seed,
+            work_dir=out_dir,
+            model=model,
+            adapter=self.adapter,
             task=task,
-            num_workers=self.num_workers, logger=runner.logger,
+            num_workers=self.num_workers,
+            logger=runner.logger,
             budget=self.budget)
         result = self.selector.rank(context)
         selected = broadcast_from_master(
@@ -137,8 +145,10 @@ class SelectionHook(Hook):
         export_selection(
             context, fmt, selected, result.scores, pool_file, classes, out_dir,
             self.image_root or image_dir, self.score_thr,
-            dict(selector=type(self.selector).__name__,
-                 checkpoint_epoch=runner.epoch))
+            dict(
+                selector=type(self.selector).__name__,
+                checkpoint_epoch=runner.epoch))
         model.train(was_training)
-        print_log(f'SelectionHook: {len(selected)} images to label, listed '
-                  f'in {out_dir}', runner.logger)
+        print_log(
+            f'SelectionHook: {len(selected)} images to label, listed '
+            f'in {out_dir}', runner.logger)

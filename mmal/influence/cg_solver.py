@@ -6,8 +6,8 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
-from .hessian_problem import HessianProblem
 from .damped_solver import MeanHessianSolver, flatten, unflatten
+from .hessian_problem import HessianProblem
 
 
 @INFLUENCE_SOLVERS.register_module()
@@ -73,7 +73,9 @@ class ConjugateGradient(MeanHessianSolver):
                 print_log(
                     f'ConjugateGradient: non-positive curvature '
                     f'{curvature:.3g} at iteration {it}; stopping (raise '
-                    'damp)', problem.logger, level=30)
+                    'damp)',
+                    problem.logger,
+                    level=30)
                 break
             alpha = rr / curvature
             y = y + alpha * p

@@ -28,7 +28,8 @@ class DampedSolver(metaclass=abc.ABCMeta):
             every block.
     """
 
-    def __init__(self, damp: float = 0.01,
+    def __init__(self,
+                 damp: float = 0.01,
                  scale: Union[float, Sequence[float]] = 1.0) -> None:
         if not 0 <= damp < 1:
             raise ValueError(f'{type(self).__name__} damp must be in [0, 1), '

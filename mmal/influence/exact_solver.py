@@ -5,8 +5,8 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
-from .hessian_problem import HessianProblem
 from .damped_solver import MeanHessianSolver, flatten, unflatten
+from .hessian_problem import HessianProblem
 
 
 @INFLUENCE_SOLVERS.register_module()
@@ -48,8 +48,9 @@ class ExactSolver(MeanHessianSolver):
                 f'{self.max_dim} (the explicit Hessian costs {dim} HVPs per '
                 'image); use mmal.LiSSA or mmal.ConjugateGradient')
         ids = self.images(problem)
-        print_log(f's_test (exact): Hessian {dim}x{dim} on {len(ids)} '
-                  'labeled images', problem.logger)
+        print_log(
+            f's_test (exact): Hessian {dim}x{dim} on {len(ids)} '
+            'labeled images', problem.logger)
         H = problem.mean_hessian(ids)
         d = self.scale_vector(v)
         s = torch.linalg.solve(H + self.damp * torch.diag(d), d * flatten(v))

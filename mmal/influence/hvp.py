@@ -18,12 +18,12 @@ def loss_grad(loss: torch.Tensor,
     """
     grads = torch.autograd.grad(
         loss, list(params), create_graph=create_graph, allow_unused=True)
-    return [torch.zeros_like(p) if g is None else g
-            for g, p in zip(grads, params)]
+    return [
+        torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)
+    ]
 
 
-def hessian_vector_product(loss: torch.Tensor,
-                           params: Sequence[torch.Tensor],
+def hessian_vector_product(loss: torch.Tensor, params: Sequence[torch.Tensor],
                            vec: Sequence[torch.Tensor]) -> List[torch.Tensor]:
     """``H v`` with ``H`` the Hessian of ``loss`` w.r.t. ``params``.
 
@@ -67,12 +67,14 @@ class ImageHessian:
 
     def __call__(self, vec: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         if self._grads is None:
-            self._grads = loss_grad(self.loss_fn(), self.params,
-                                    create_graph=True)
+            self._grads = loss_grad(
+                self.loss_fn(), self.params, create_graph=True)
         dot = flat_dot(self._grads, [v.detach() for v in vec])
         if not dot.requires_grad:  # the loss is linear (or constant) in θ
             return [torch.zeros_like(p) for p in self.params]
         grads = torch.autograd.grad(
             dot, self.params, retain_graph=True, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g
-                for g, p in zip(grads, self.params)]
+        return [
+            torch.zeros_like(p) if g is None else g
+            for g, p in zip(grads, self.params)
+        ]

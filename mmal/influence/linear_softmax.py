@@ -45,8 +45,8 @@ def _check_inputs(feats: torch.Tensor,
             'linear_softmax: feats must be (N, D) and logits (N, C) with the '
             f'same N, got {tuple(feats.shape)} and {tuple(logits.shape)}')
     num_classes = logits.shape[1]
-    if weight_like is not None and tuple(weight_like.shape) != (
-            num_classes, feats.shape[1]):
+    if weight_like is not None and tuple(
+            weight_like.shape) != (num_classes, feats.shape[1]):
         raise ValueError(
             f'linear_softmax: {name} must be (C, D) = '
             f'{(num_classes, feats.shape[1])}, got {tuple(weight_like.shape)}')
@@ -178,8 +178,8 @@ def softmax_ce_directional(feats: torch.Tensor,
     Returns:
         Tensor: (N,) directional derivatives, one per image.
     """
-    _check_inputs(feats, logits, labels, weight_like=direction,
-                  name='direction')
+    _check_inputs(
+        feats, logits, labels, weight_like=direction, name='direction')
     res = softmax_ce_residuals(logits, labels)
     return loss_weight * (res * (feats @ direction.T)).sum(dim=1)
 

@@ -11,9 +11,8 @@ from mmengine.logging import print_log
 
 from mmal.registry import INFLUENCE_SOLVERS
 from mmal.utils.distributed import gather_or_raise, shard
-from .hessian_problem import HessianProblem, ItemHvpFn
 from .damped_solver import DampedSolver
-
+from .hessian_problem import HessianProblem, ItemHvpFn
 
 
 def _apply(hvp: Callable, h: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -30,7 +29,9 @@ class DivergenceError(RuntimeError):
         detail (str): Where it diverged, without the advice (for logs).
     """
 
-    def __init__(self, message: str, blocks: Sequence[int] = (),
+    def __init__(self,
+                 message: str,
+                 blocks: Sequence[int] = (),
                  detail: str = '') -> None:
         super().__init__(message)
         self.blocks = [int(b) for b in blocks]
@@ -110,10 +111,9 @@ class LiSSA(DampedSolver):
                 'chains diverged)', first['blocks'], first['detail'])
         return self.average(results)
 
-    def run_chains(self, v: Sequence[torch.Tensor],
-                   problem: HessianProblem
-                   ) -> Tuple[List[Optional[List[torch.Tensor]]],
-                              List[Dict[str, Any]]]:
+    def run_chains(
+        self, v: Sequence[torch.Tensor], problem: HessianProblem
+    ) -> Tuple[List[Optional[List[torch.Tensor]]], List[Dict[str, Any]]]:
         """Every chain of :meth:`estimate`, diverged ones included.
 
         A diverged chain stops at the step where a block passed the bound;
@@ -136,8 +136,8 @@ class LiSSA(DampedSolver):
 
         def my_chains():
             mine = shard(range(len(chains)))
-            hvps = iter(problem.image_hvps(
-                [sid for r in mine for sid in chains[r]]))
+            hvps = iter(
+                problem.image_hvps([sid for r in mine for sid in chains[r]]))
             out = {}
             for r in mine:
                 steps = itertools.islice(hvps, len(chains[r]))
@@ -146,8 +146,11 @@ class LiSSA(DampedSolver):
                                        problem.block_names, problem.logger)
                     out[r] = [t.cpu() for t in h]
                 except DivergenceError as e:
-                    out[r] = dict(chain=r, blocks=e.blocks, message=str(e),
-                                  detail=e.detail)
+                    out[r] = dict(
+                        chain=r,
+                        blocks=e.blocks,
+                        message=str(e),
+                        detail=e.detail)
                     for _ in steps:  # the next chain's images come next
                         pass
             return out
@@ -157,8 +160,11 @@ class LiSSA(DampedSolver):
             gathered.update(part)
         ordered = [gathered[r] for r in range(len(chains))]
         diverged = [x for x in ordered if isinstance(x, dict)]
-        results = [None if isinstance(x, dict) else
-                   [t.to(y.device) for t, y in zip(x, v)] for x in ordered]
+        results = [
+            None
+            if isinstance(x, dict) else [t.to(y.device) for t, y in zip(x, v)]
+            for x in ordered
+        ]
         return results, diverged
 
     def sample_chains(self, sample_ids: Sequence[str],
@@ -238,8 +244,10 @@ class LiSSA(DampedSolver):
         steps = 0
         for step, item in enumerate(chain):
             hv = hvp_fn(item, h)
-            h = [vb + (1 - self.damp) * hb - hvb / sb
-                 for vb, hb, hvb, sb in zip(v, h, hv, scales)]
+            h = [
+                vb + (1 - self.damp) * hb - hvb / sb
+                for vb, hb, hvb, sb in zip(v, h, hv, scales)
+            ]
             self._check(h, v_norms, names, scales, index, step)
             steps = step + 1
             if self.log_interval and steps % self.log_interval == 0:
@@ -254,8 +262,9 @@ class LiSSA(DampedSolver):
         return h
 
     @staticmethod
-    def average(chain_results: Sequence[Sequence[torch.Tensor]]
-                ) -> List[torch.Tensor]:
+    def average(
+            chain_results: Sequence[Sequence[torch.Tensor]]
+    ) -> List[torch.Tensor]:
         """Mean of the chains' results, summed in the given (chain) order."""
         total = [torch.zeros_like(t) for t in chain_results[0]]
         for h in chain_results:
@@ -274,8 +283,8 @@ class LiSSA(DampedSolver):
                              f'(|v| = {vn:.4g}, bound {bound:.4g}, scale '
                              f'{sb})'))
         if over:
-            detail = (f'LiSSA diverged in chain {chain}, step {step}, '
-                      + '; '.join(msg for _, msg in over))
+            detail = (f'LiSSA diverged in chain {chain}, step {step}, ' +
+                      '; '.join(msg for _, msg in over))
             raise DivergenceError(
                 detail + '. The step '
                 'h <- v + (1 - damp) h - H h / scale grows along an '

@@ -35,7 +35,8 @@ def select_parameters(model: nn.Module,
     return out
 
 
-def flat_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+def flat_dot(a: Sequence[torch.Tensor],
+             b: Sequence[torch.Tensor]) -> torch.Tensor:
     """Inner product of two lists of tensors block by block, summed.
 
     Args:

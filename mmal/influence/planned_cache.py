@@ -30,10 +30,13 @@ class PlannedCache:
             taken among the next ``4 * batch_size`` positions.
     """
 
-    def __init__(self, sequence: Sequence[Hashable], loaded: Iterable,
-                 compute: Callable[[List[Tuple[Hashable, Any]]],
-                                   Dict[Hashable, Any]],
-                 size: Callable[[Any], int], max_bytes: float,
+    def __init__(self,
+                 sequence: Sequence[Hashable],
+                 loaded: Iterable,
+                 compute: Callable[[List[Tuple[Hashable, Any]]], Dict[Hashable,
+                                                                      Any]],
+                 size: Callable[[Any], int],
+                 max_bytes: float,
                  batch_size: int = 1) -> None:
         self.sequence = list(sequence)
         self.loaded = iter(loaded)
@@ -46,8 +49,8 @@ class PlannedCache:
             self.positions[key].append(pos)
         self.entries: Dict[Hashable, Any] = {}
         self.bytes: Dict[Hashable, int] = {}
-        self.stats = dict(hits=0, misses=0, computed=0, evicted=0,
-                          peak_bytes=0)
+        self.stats = dict(
+            hits=0, misses=0, computed=0, evicted=0, peak_bytes=0)
 
     def next_use(self, key: Hashable, pos: int) -> float:
         """First position >= ``pos`` that reads ``key`` (inf: never)."""
@@ -88,12 +91,15 @@ class PlannedCache:
     def _evict(self, pos: int, keep: Hashable) -> None:
         """Drop entries never read again, then the furthest-needed ones
         while over budget (never ``keep``, which is being returned)."""
-        for k in [k for k in self.entries if k != keep and
-                  self.next_use(k, pos) == NEVER]:
+        for k in [
+                k for k in self.entries
+                if k != keep and self.next_use(k, pos) == NEVER
+        ]:
             self._drop(k)
         total = sum(self.bytes.values())
         order = sorted((k for k in self.entries if k != keep),
-                       key=lambda k: self.next_use(k, pos), reverse=True)
+                       key=lambda k: self.next_use(k, pos),
+                       reverse=True)
         for k in order:
             if total <= self.max_bytes:
                 break

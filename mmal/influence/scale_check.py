@@ -57,8 +57,8 @@ class ScaleCheck:
         if mode not in SCALE_MODES:
             raise ValueError(f'scale_check mode must be one of {SCALE_MODES}, '
                              f'got {mode!r}')
-        if (int(num_images) < 0 or int(iters) < 1 or margin < 1
-                or growth <= 1 or int(max_retries) < 0):
+        if (int(num_images) < 0 or int(iters) < 1 or margin < 1 or growth <= 1
+                or int(max_retries) < 0):
             raise ValueError(
                 'scale_check needs num_images >= 0, iters >= 1, margin >= 1, '
                 f'growth > 1, max_retries >= 0; got num_images={num_images}, '
@@ -97,14 +97,17 @@ class ScaleCheck:
             if not is_master():
                 return None
             return block_top_eigenvalues(
-                lambda hess, h: hess(h), problem.image_hvps(ids), like,
-                iters=self.iters, seed=problem.seed)
+                lambda hess, h: hess(h),
+                problem.image_hvps(ids),
+                like,
+                iters=self.iters,
+                seed=problem.seed)
 
         return gather_or_raise(first_process, 'LiSSA scale check')[0]
 
-    def estimate(self, solver: LiSSA, v: Sequence[torch.Tensor],
-                 problem: HessianProblem
-                 ) -> Tuple[List[torch.Tensor], Optional[dict], dict]:
+    def estimate(
+        self, solver: LiSSA, v: Sequence[torch.Tensor], problem: HessianProblem
+    ) -> Tuple[List[torch.Tensor], Optional[dict], dict]:
         """``s_test`` by ``solver`` with scales chosen as ``mode`` says.
 
         Sets ``solver.scale`` to the scales used. Collective (as
@@ -131,12 +134,18 @@ class ScaleCheck:
         names = list(problem.block_names)
         configured = solver.block_scales(len(v))
         eig = self.measure(problem, v)
-        scales = (auto_scales(configured, eig, self.margin)
-                  if eig and self.mode == 'auto' else list(configured))
+        scales = (
+            auto_scales(configured, eig, self.margin)
+            if eig and self.mode == 'auto' else list(configured))
         report = None
         record: Dict[str, Any] = dict(
-            mode=self.mode, block_names=names, configured=configured,
-            measured=None, used=None, retries=0, diverged=[])
+            mode=self.mode,
+            block_names=names,
+            configured=configured,
+            measured=None,
+            used=None,
+            retries=0,
+            diverged=[])
         if eig:
             report = scale_report(eig, scales, solver.damp, names)
             record['measured'] = block_radius(eig)
@@ -149,26 +158,31 @@ class ScaleCheck:
                 record.update(used=list(scales), retries=attempt)
                 return solver.average(results), report, record
             blocks = sorted({b for d in diverged for b in d['blocks']})
-            record['diverged'].append(dict(
-                scales=list(scales), blocks=[names[b] for b in blocks],
-                chains=[d['chain'] for d in diverged]))
+            record['diverged'].append(
+                dict(
+                    scales=list(scales),
+                    blocks=[names[b] for b in blocks],
+                    chains=[d['chain'] for d in diverged]))
             if attempt == self.max_retries:
                 break
-            scales = [s * self.growth if b in blocks else s
-                      for b, s in enumerate(scales)]
+            scales = [
+                s * self.growth if b in blocks else s
+                for b, s in enumerate(scales)
+            ]
             print_log(
                 f'LiSSA: {len(diverged)} chain(s) diverged in block(s) '
                 f'{[names[b] for b in blocks]} at scales '
                 f'{record["diverged"][-1]["scales"]} (first: '
                 f'{diverged[0]["detail"]}); running every chain again with '
                 f'scales {scales} (retry {attempt + 1} of '
-                f'{self.max_retries})', problem.logger, level=logging.WARNING)
-        raise DivergenceError(self._give_up(record, report, diverged[0]),
-                              blocks)
+                f'{self.max_retries})',
+                problem.logger,
+                level=logging.WARNING)
+        raise DivergenceError(
+            self._give_up(record, report, diverged[0]), blocks)
 
-    def _log_check(self, report: dict, num: int,
-                   configured: Sequence[float], scales: Sequence[float],
-                   logger: Any) -> None:
+    def _log_check(self, report: dict, num: int, configured: Sequence[float],
+                   scales: Sequence[float], logger: Any) -> None:
         top = [round(x, 4) for x in report['max_eigenvalue']]
         low = [round(x, 4) for x in report['min_eigenvalue']]
         rule = f', margin {self.margin}' if self.mode == 'auto' else ''
@@ -178,13 +192,15 @@ class ScaleCheck:
             f'scales {report["safe_scale"]}, configured {list(configured)}, '
             f'used {list(scales)} (mode {self.mode!r}{rule})', logger)
         for msg in report['warnings']:
-            print_log('LiSSA scale check: ' + msg, logger,
-                      level=logging.WARNING)
+            print_log(
+                'LiSSA scale check: ' + msg, logger, level=logging.WARNING)
 
     def _give_up(self, record: dict, report: Optional[dict],
                  last: dict) -> str:
         names = record['block_names']
-        hit = sorted({n for a in record['diverged'] for n in a['blocks']},
+        hit = sorted({n
+                      for a in record['diverged']
+                      for n in a['blocks']},
                      key=names.index)
         tried = '; '.join(
             f'{n!r} at scales '

@@ -43,16 +43,17 @@ def block_top_eigenvalues(hvp_fn: ItemHvpFn,
     out = []
     for i, item in enumerate(items):
         gen = torch.Generator().manual_seed(seed * 100003 + i)
-        x = [torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)
-             for t in like]
+        x = [
+            torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)
+            for t in like
+        ]
         x = [b / b.norm().clamp_min(1e-30) for b in x]
         lam = [0.0] * len(x)
         for _ in range(iters):
             hx = [t.detach() for t in hvp_fn(item, x)]
             lam = [float((a * b).sum()) for a, b in zip(x, hx)]
             norms = [b.norm() for b in hx]
-            x = [b / n if n > 0 else a
-                 for a, b, n in zip(x, hx, norms)]
+            x = [b / n if n > 0 else a for a, b, n in zip(x, hx, norms)]
         out.append(lam)
     return out
 
@@ -126,8 +127,10 @@ def auto_scales(configured: Sequence[float],
     Returns:
         list[float]: The scale of each block.
     """
-    return [max(float(c), round_up(margin * r))
-            for c, r in zip(configured, block_radius(eigenvalues))]
+    return [
+        max(float(c), round_up(margin * r))
+        for c, r in zip(configured, block_radius(eigenvalues))
+    ]
 
 
 def block_radius(eigenvalues: Sequence[Sequence[float]]) -> List[float]:

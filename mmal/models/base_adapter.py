@@ -200,7 +200,7 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
             finally:
                 self.input_dtype = before
 
-    # -- the contract: what a subclass provides --------------------------------
+    # -- the contract: what a subclass provides -------------------------------
     # ``feats`` are the trunk's outputs (θ-free, computed without autograd),
     # ``outs`` the head outputs that depend on θ; both hold tensors whose
     # first dimension is the image (see :func:`image_slice`).
@@ -294,7 +294,7 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
         data = self.preprocess(model, batch)
         feats = self.extract_features(model, data['inputs'])
         return self.loss(model, feats, self.head_forward(model, feats), batch,
-                          data['data_samples'])
+                         data['data_samples'])
 
     def pseudo_loss(self, model: nn.Module, batch: Dict,
                     score_thr: float) -> Tuple[Optional[torch.Tensor], int]:
@@ -357,18 +357,17 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
                 outs = self.head_forward(model, feats)
             with probe.paused(), torch.no_grad():
                 preds = self.predict(model, feats, detach(outs), samples)
-            for i, (sid, sample) in enumerate(zip(data['sample_id'],
-                                                  samples)):
-                nums.append(self.set_pseudo_labels(sample, preds[i],
-                                                   score_thr))
+            for i, (sid, sample) in enumerate(zip(data['sample_id'], samples)):
+                nums.append(
+                    self.set_pseudo_labels(sample, preds[i], score_thr))
                 if nums[-1] == 0:
                     continue
                 probe.tag = i  # layers called by this loss alone: image i
                 with torch.enable_grad():
                     losses.append(
                         self.loss(model, image_slice(feats, i),
-                                   image_slice(outs, i),
-                                   dict(sample_id=[sid]), [sample]))
+                                  image_slice(outs, i), dict(sample_id=[sid]),
+                                  [sample]))
             values = probe.contract(sum(losses), 'batch') if losses else {}
         return [(values.get(i, 0.0) if num else None, num)
                 for i, num in enumerate(nums)]
@@ -391,13 +390,13 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
             outs = self.head_forward(model, feats)
             return self.predict(model, feats, outs, data['data_samples'])
 
-    def per_image_losses(self,
-                         model: nn.Module,
-                         feats: Any,
-                         outs: Any,
-                         data_samples: Sequence,
-                         sample_ids: Optional[Sequence[str]] = None
-                         ) -> torch.Tensor:
+    def per_image_losses(
+            self,
+            model: nn.Module,
+            feats: Any,
+            outs: Any,
+            data_samples: Sequence,
+            sample_ids: Optional[Sequence[str]] = None) -> torch.Tensor:
         """Each image's own training loss on its labels, without autograd.
 
         What learning loss learns to predict. A detector's batch loss is
@@ -420,16 +419,18 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
         model = self.unwrap(model)
         with torch.no_grad():
             feats = detach(feats)
-            outs = (self.head_forward(model, feats)
-                    if outs is None else detach(outs))
+            outs = (
+                self.head_forward(model, feats)
+                if outs is None else detach(outs))
             values = []
             for i, sample in enumerate(data_samples):
-                batch = (dict(sample_id=[sample_ids[i]]) if sample_ids else
-                         dict(data_samples=[sample]))
+                batch = (
+                    dict(sample_id=[sample_ids[i]]) if sample_ids else dict(
+                        data_samples=[sample]))
                 values.append(
                     self.loss(model, image_slice(feats, i),
-                              image_slice(outs, i), batch,
-                              [sample]).reshape(()))
+                              image_slice(outs, i), batch, [sample]).reshape(
+                                  ()))
         return torch.stack(values)
 
     def prediction_entropy(self, pred: Any) -> Optional[float]:
@@ -498,5 +499,5 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
         model = self.unwrap(model)
         feats = entry['feats']
         return self.loss(model, feats, self.head_forward(model, feats),
-                          dict(sample_id=[entry['sample_id']]),
-                          [entry['sample']])
+                         dict(sample_id=[entry['sample_id']]),
+                         [entry['sample']])

@@ -4,8 +4,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from mmal.influence import (HvpFn, softmax_ce_directional,
-                            softmax_ce_grad_sum, softmax_ce_hvp)
+from mmal.influence import (HvpFn, softmax_ce_directional, softmax_ce_grad_sum,
+                            softmax_ce_hvp)
 from mmal.registry import AL_ADAPTERS
 from mmal.utils.tensor_utils import per_image_entries
 from .base_adapter import BaseModelAdapter
@@ -151,13 +151,13 @@ class ImageClassifierAdapter(BaseModelAdapter):
         loss, _ = model.parse_losses(losses)
         return loss
 
-    def per_image_losses(self,
-                         model: nn.Module,
-                         feats: Any,
-                         outs: Optional[torch.Tensor],
-                         data_samples: Sequence,
-                         sample_ids: Optional[Sequence[str]] = None
-                         ) -> torch.Tensor:
+    def per_image_losses(
+            self,
+            model: nn.Module,
+            feats: Any,
+            outs: Optional[torch.Tensor],
+            data_samples: Sequence,
+            sample_ids: Optional[Sequence[str]] = None) -> torch.Tensor:
         """Each image's training loss from the head's logits (B, C).
 
         ``feats`` is the neck's output (``model.extract_feat``), whatever
@@ -172,13 +172,14 @@ class ImageClassifierAdapter(BaseModelAdapter):
         with torch.no_grad():
             outs = bare.head(feats) if outs is None else outs.detach()
             loss_module = getattr(bare.head, 'loss_module', None)
-            if loss_module is not None and all(
-                    'gt_score' not in s for s in data_samples):
+            if loss_module is not None and all('gt_score' not in s
+                                               for s in data_samples):
                 labels = torch.cat(
                     [s.gt_label.reshape(-1) for s in data_samples])
                 if labels.numel() == len(data_samples):
                     values = loss_module(
-                        outs, labels.to(outs.device),
+                        outs,
+                        labels.to(outs.device),
                         reduction_override='none')
                     if values.shape == (len(data_samples), ):
                         return values
@@ -231,8 +232,10 @@ class ImageClassifierAdapter(BaseModelAdapter):
             return super().cached_gt_grad(model, entry, params)
         f, logits = entry['linear']
         label = entry['sample'].gt_label.reshape(1).to(logits.device)
-        return [softmax_ce_grad_sum(f, logits, label,
-                                    self._loss_weight(self.unwrap(model)))]
+        return [
+            softmax_ce_grad_sum(f, logits, label,
+                                self._loss_weight(self.unwrap(model)))
+        ]
 
     def cached_hvp(self, model: nn.Module, entry: Dict,
                    params: Sequence[torch.Tensor]) -> HvpFn:

@@ -54,10 +54,9 @@ def infer_in_channels(module: nn.Module, name: str) -> List[int]:
             return [last]
     if isinstance(out, int):
         return [out]
-    raise ValueError(
-        f'cannot tell the output channels of {name!r} '
-        f'({type(module).__name__}): set in_channels of '
-        'mmal.LearningLossModel to one value per feature map')
+    raise ValueError(f'cannot tell the output channels of {name!r} '
+                     f'({type(module).__name__}): set in_channels of '
+                     'mmal.LearningLossModel to one value per feature map')
 
 
 class _Recorder:
@@ -169,8 +168,8 @@ class LearningLossModel(BaseModel):
         # initialisation (init_weights, later) then draws what it draws
         # without the module, so a seed gives the plain config's task model
         with torch.random.fork_rng(devices=[]):
-            self.loss_predictor = LossPredictionModule(
-                in_channels, hidden_channels)
+            self.loss_predictor = LossPredictionModule(in_channels,
+                                                       hidden_channels)
         self.margin = float(margin)
         self.loss_weight = float(loss_weight)
         self.detach_features = bool(detach_features)
@@ -219,8 +218,9 @@ class LearningLossModel(BaseModel):
         for name in dict.fromkeys(names):
             rec.outputs[name] = []
             module = self.model.get_submodule(name)
-            handles.append(module.register_forward_hook(
-                lambda m, i, o, name=name: rec.outputs[name].append(o)))
+            handles.append(
+                module.register_forward_hook(
+                    lambda m, i, o, name=name: rec.outputs[name].append(o)))
         extract = self.model.extract_feat
 
         def recorded_extract(*args, **kwargs):
@@ -250,11 +250,11 @@ class LearningLossModel(BaseModel):
         return feats
 
     # -- BaseModel ----------------------------------------------------------
-    def forward(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[list] = None,
-                mode: str = 'tensor') -> Union[Dict[str, torch.Tensor], list,
-                                               Any]:
+    def forward(
+            self,
+            inputs: torch.Tensor,
+            data_samples: Optional[list] = None,
+            mode: str = 'tensor') -> Union[Dict[str, torch.Tensor], list, Any]:
         """``'loss'``: the task's losses and ``loss_ranking``;
         ``'predict'`` / ``'tensor'``: the task model's own."""
         if mode == 'loss':
@@ -285,8 +285,8 @@ class LearningLossModel(BaseModel):
         pred = self.loss_predictor(self._features(rec))
         head_calls = rec.outputs.get(self._head_module or '', [])
         outs = head_calls[0] if len(head_calls) == 1 else None
-        target = self.adapter.per_image_losses(
-            self.model, detach(rec.trunk), outs, data_samples)
+        target = self.adapter.per_image_losses(self.model, detach(rec.trunk),
+                                               outs, data_samples)
         losses['loss_ranking'] = self.loss_weight * ranking_loss(
             pred, target.to(pred.device), self.margin)
         return losses

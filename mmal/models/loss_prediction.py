@@ -97,5 +97,5 @@ def ranking_loss(pred: torch.Tensor,
     target = target.detach().to(pred.dtype)
     diff_pred = (pred - pred.flip(0))[:half]
     diff_target = (target - target.flip(0))[:half]
-    return torch.clamp(-torch.sign(diff_target) * diff_pred + margin,
-                       min=0).mean()
+    return torch.clamp(
+        -torch.sign(diff_target) * diff_pred + margin, min=0).mean()

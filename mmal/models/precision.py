@@ -43,8 +43,7 @@ class _NmsInFloat32:
     def nms(self, boxes: torch.Tensor, scores: torch.Tensor, *args,
             **kwargs) -> torch.Tensor:
         return self._ext.nms(
-            boxes.to(torch.float32), scores.to(torch.float32), *args,
-            **kwargs)
+            boxes.to(torch.float32), scores.to(torch.float32), *args, **kwargs)
 
 
 @contextlib.contextmanager

@@ -112,7 +112,7 @@ class SingleStageAdapter(DetectionAdapter):
             *outs, batch_img_metas=metas, rescale=False)
 
     def loss(self, model: nn.Module, feats, outs, batch: Dict,
-              samples) -> torch.Tensor:
+             samples) -> torch.Tensor:
         gts, gts_ignore, metas = unpack_gt_instances(samples)
         with self.loss_scope(batch):
             losses = model.bbox_head.loss_by_feat(*outs, gts, metas,
@@ -142,21 +142,24 @@ class SingleStageAdapter(DetectionAdapter):
                 f'{self.towers} (mmdet AnchorFreeHead / AnchorHead style); '
                 f'{type(head).__name__} has none')
         with torch.no_grad():
-            towers = self._record_towers(
-                head, self.extract_features(model, inputs))[1]
+            towers = self._record_towers(head,
+                                         self.extract_features(model,
+                                                               inputs))[1]
         return torch.cat([
             torch.stack([x.mean(dim=(2, 3)) for x in towers[name]]).mean(0)
             for name in self.towers
-        ], dim=1)
+        ],
+                         dim=1)
 
     # -- caching the towers' outputs ------------------------------------------
     def _record_towers(self, head: nn.Module, feats):
         """The head's outputs and its towers' per-level outputs."""
         record = {name: _RecordLevels() for name in self.towers}
-        with _swap_towers(head, {
-                name: nn.ModuleList([*getattr(head, name), rec])
-                for name, rec in record.items()
-        }):
+        with _swap_towers(
+                head, {
+                    name: nn.ModuleList([*getattr(head, name), rec])
+                    for name, rec in record.items()
+                }):
             outs = head(feats)
         return outs, {name: rec.levels for name, rec in record.items()}
 
@@ -167,8 +170,10 @@ class SingleStageAdapter(DetectionAdapter):
 
     def _head_from_towers(self, head: nn.Module,
                           towers: Dict[str, List[torch.Tensor]]):
-        replay = {name: nn.ModuleList([_ReplayLevels(levels)])
-                  for name, levels in towers.items()}
+        replay = {
+            name: nn.ModuleList([_ReplayLevels(levels)])
+            for name, levels in towers.items()
+        }
         first = towers[self.towers[0]]
         with _swap_towers(head, replay):
             return head(list(first))
@@ -204,8 +209,8 @@ class SingleStageAdapter(DetectionAdapter):
         model = self.unwrap(model)
         outs = self._head_from_towers(model.bbox_head, entry['towers'])
         return self.loss(model, None, outs,
-                          dict(sample_id=[entry['sample_id']]),
-                          [entry['sample']])
+                         dict(sample_id=[entry['sample_id']]),
+                         [entry['sample']])
 
 
 def _flat(obj) -> List[torch.Tensor]:

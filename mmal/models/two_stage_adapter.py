@@ -70,7 +70,7 @@ class TwoStageAdapter(DetectionAdapter):
         return model.roi_head.predict(feats, proposals, samples, rescale=False)
 
     def loss(self, model: nn.Module, feats, outs, batch: Dict,
-              samples: List) -> torch.Tensor:
+             samples: List) -> torch.Tensor:
         """RPN + RoI training loss of the image(s) in ``samples``."""
         rpn_samples = copy.deepcopy(samples)
         for s in rpn_samples:  # the RPN is class-agnostic
@@ -78,12 +78,10 @@ class TwoStageAdapter(DetectionAdapter):
         gts, gts_ignore, metas = unpack_gt_instances(rpn_samples)
         proposal_cfg = model.train_cfg.get('rpn_proposal', model.test_cfg.rpn)
         with self.loss_scope(batch):
-            losses = model.rpn_head.loss_by_feat(*outs, gts, metas,
-                                                 gts_ignore)
+            losses = model.rpn_head.loss_by_feat(*outs, gts, metas, gts_ignore)
             with torch.no_grad():  # mmdet detaches the proposals too
                 proposals = model.rpn_head.predict_by_feat(
-                    *detach(outs), batch_img_metas=metas,
-                    cfg=proposal_cfg)
+                    *detach(outs), batch_img_metas=metas, cfg=proposal_cfg)
             losses.update(model.roi_head.loss(feats, proposals, samples))
         loss, _ = model.parse_losses(losses)
         return loss

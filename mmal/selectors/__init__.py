@@ -14,9 +14,8 @@ from .score_order import UNSCORED_POLICIES, order_by_score
 
 __all__ = [
     'BaseSelector', 'SelectionResult', 'InfluenceSelector', 'RandomSelector',
-    'EntropySelector', 'CoresetSelector', 'LearningLossSelector',
-    'pool_pass', 'k_center_greedy',
-    'order_by_score', 'UNSCORED_POLICIES', 'LocalizationStabilitySelector',
-    'add_pixel_noise', 'box_stability', 'localization_stability',
-    'prediction_stability'
+    'EntropySelector', 'CoresetSelector', 'LearningLossSelector', 'pool_pass',
+    'k_center_greedy', 'order_by_score', 'UNSCORED_POLICIES',
+    'LocalizationStabilitySelector', 'add_pixel_noise', 'box_stability',
+    'localization_stability', 'prediction_stability'
 ]

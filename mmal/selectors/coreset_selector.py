@@ -57,7 +57,8 @@ class CoresetSelector(BaseSelector):
 
         which = 'labeled' if labeled else 'unlabeled'
         return pool_pass(
-            context, embed,
+            context,
+            embed,
             view=context.labeled_view() if labeled else None,
             batch_size=self.batch_size,
             desc=f'core-set features of {which} images')
@@ -69,22 +70,35 @@ class CoresetSelector(BaseSelector):
         pass_s = time.time() - start
         ids = sorted(unlabeled)
         u = torch.stack([unlabeled[i] for i in ids])
-        lab = (torch.stack([labeled[i] for i in sorted(labeled)])
-               if labeled else u.new_zeros((0, u.shape[1])))
+        lab = (
+            torch.stack([labeled[i] for i in sorted(labeled)])
+            if labeled else u.new_zeros((0, u.shape[1])))
         num = min(context.budget or len(ids), len(ids))
         start = time.time()
         picks, radii = k_center_greedy(
-            lab, u, num, device=context.device, chunk_mb=self.chunk_mb,
-            logger=context.logger, return_distances=True)
+            lab,
+            u,
+            num,
+            device=context.device,
+            chunk_mb=self.chunk_mb,
+            logger=context.logger,
+            return_distances=True)
         greedy_s = time.time() - start
-        info = dict(num_labeled=len(labeled), num_unlabeled=len(ids),
-                    dim=int(u.shape[1]), num_picks=len(picks),
-                    features_s=pass_s, greedy_s=greedy_s)
+        info = dict(
+            num_labeled=len(labeled),
+            num_unlabeled=len(ids),
+            dim=int(u.shape[1]),
+            num_picks=len(picks),
+            features_s=pass_s,
+            greedy_s=greedy_s)
         print_log(
             f'core-set: {len(picks)} picks among {len(ids)} unlabeled '
             f'images ({info["dim"]}-d, {len(labeled)} labeled); features '
             f'{pass_s:.1f}s, greedy {greedy_s:.1f}s', context.logger)
         return SelectionResult(
             ranking=[ids[j] for j in picks],
-            scores={ids[j]: float(r) for j, r in zip(picks, radii)},
+            scores={
+                ids[j]: float(r)
+                for j, r in zip(picks, radii)
+            },
             info=info)

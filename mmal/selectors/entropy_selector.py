@@ -61,18 +61,22 @@ class EntropySelector(BaseSelector):
                 for p in adapter.predict_batch(model, data)
             ]
 
-        return pool_pass(context, batch_entropy, batch_size=self.batch_size,
-                         desc='entropy of unlabeled images')
+        return pool_pass(
+            context,
+            batch_entropy,
+            batch_size=self.batch_size,
+            desc='entropy of unlabeled images')
 
     def rank(self, context: SelectionContext) -> SelectionResult:
         start = time.time()
         scores = self.entropies(context)
-        ranking = order_by_score(scores, context.seed, descending=True,
-                                 unscored=self.unscored)
+        ranking = order_by_score(
+            scores, context.seed, descending=True, unscored=self.unscored)
         scored = {k: v for k, v in scores.items() if v is not None}
-        info = dict(num_scored=len(scored),
-                    num_unscored=len(scores) - len(scored),
-                    pass_s=time.time() - start)
+        info = dict(
+            num_scored=len(scored),
+            num_unscored=len(scores) - len(scored),
+            pass_s=time.time() - start)
         print_log(
             f'entropy: scored {len(scored)} images, {info["num_unscored"]} '
             f'without prediction (policy {self.unscored!r}) in '

@@ -8,8 +8,7 @@ import torch
 from mmengine.logging import print_log
 
 from mmal.datasets import PoolSubsetDataset, SelectionContext
-from mmal.influence import (DampedSolver, LiSSA, ScaleCheck, flat_dot,
-                            loss_grad)
+from mmal.influence import DampedSolver, LiSSA, ScaleCheck, flat_dot, loss_grad
 from mmal.registry import INFLUENCE_SOLVERS, SELECTORS
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.progress import track_progress
@@ -115,17 +114,18 @@ class InfluenceSelector(BaseSelector):
     # Each pass is sharded over the processes (``shard``: every
     # world_size-th id, no padding) and combined in a fixed order, so the
     # result does not depend on the number of processes.
-    def reference_gradient(self, context: SelectionContext,
-                           params: Sequence[torch.Tensor]
-                           ) -> List[torch.Tensor]:
+    def reference_gradient(
+            self, context: SelectionContext,
+            params: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """``v``: sum of per-image loss gradients over the reference set."""
-        view = (context.validation_view() if self.reference == 'val' else
-                context.labeled_view())
+        view = (
+            context.validation_view()
+            if self.reference == 'val' else context.labeled_view())
         ids = list(view.sample_ids)
         if self.reference_max_images and len(ids) > self.reference_max_images:
             rng = np.random.default_rng([context.seed, 1])
-            pick = rng.choice(len(ids), self.reference_max_images,
-                              replace=False)
+            pick = rng.choice(
+                len(ids), self.reference_max_images, replace=False)
             ids = sorted(ids[i] for i in pick)
 
         def partial_sum():  # float64: the same sum however it is split
@@ -133,8 +133,7 @@ class InfluenceSelector(BaseSelector):
             acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
             for grads in track_progress(
                     self._gt_grads(context, view, mine, params), len(mine),
-                    f'reference gradient ({self.reference})',
-                    context.logger):
+                    f'reference gradient ({self.reference})', context.logger):
                 acc = [a + g.detach().double() for a, g in zip(acc, grads)]
             return [a.cpu() for a in acc]
 
@@ -147,10 +146,10 @@ class InfluenceSelector(BaseSelector):
             cfg['scale'] = list(context.adapter.lissa_scale)
         return INFLUENCE_SOLVERS.build(cfg)
 
-    def _gt_grads(self, context: SelectionContext, view: PoolSubsetDataset,
-                  ids: Sequence[str],
-                  params: Sequence[torch.Tensor]
-                  ) -> Iterator[List[torch.Tensor]]:
+    def _gt_grads(
+            self, context: SelectionContext, view: PoolSubsetDataset,
+            ids: Sequence[str],
+            params: Sequence[torch.Tensor]) -> Iterator[List[torch.Tensor]]:
         """The ground-truth loss gradient of each image of ``ids`` (any
         order)."""
         adapter, model = context.adapter, context.model
@@ -166,7 +165,10 @@ class InfluenceSelector(BaseSelector):
                 params: Sequence[torch.Tensor]) -> LabeledHessian:
         """The labeled set's Hessians, on this selector's path."""
         return LabeledHessian(
-            context, params, fast=self.fast_path, batch_size=self.batch_size,
+            context,
+            params,
+            fast=self.fast_path,
+            batch_size=self.batch_size,
             cache_bytes=self.cache_mb * 2**20)
 
     def s_test(self, context: SelectionContext, params: Sequence[torch.Tensor],
@@ -181,27 +183,26 @@ class InfluenceSelector(BaseSelector):
         problem = self.hessian(context, params)
         self.last_scale_report = self.last_lissa_scales = None
         if isinstance(solver, LiSSA):
-            check = self.scale_check or ScaleCheck(mode='fixed',
-                                                   num_images=0)
+            check = self.scale_check or ScaleCheck(mode='fixed', num_images=0)
             s, self.last_scale_report, self.last_lissa_scales = (
                 check.estimate(solver, v, problem))
         else:
             s = solver.estimate(v, problem)
         self.last_cache_stats = problem.cache_stats
-        self.last_solver = dict(name=type(solver).__name__,
-                                **getattr(solver, 'info', {}))
+        self.last_solver = dict(
+            name=type(solver).__name__, **getattr(solver, 'info', {}))
         return s
 
-    def score(self, context: SelectionContext,
-              params: Sequence[torch.Tensor],
+    def score(self, context: SelectionContext, params: Sequence[torch.Tensor],
               s_test: Sequence[torch.Tensor]) -> Dict[str, Optional[float]]:
         """Influence ``-s_test · G_z'`` of each unlabeled image.
 
         Fast path: images of equal padded shape are batched; one pass
         gives the predictions (pseudo labels) and each image's loss
         derivative along ``s_test``, from a backward to the θ layers'
-        outputs only (:meth:`BaseModelAdapter.directional_scores`). Reference path: per
-        image, the pseudo-label loss and its gradient by backward.
+        outputs only (:meth:`BaseModelAdapter.directional_scores`).
+        Reference path: per image, the pseudo-label loss and its gradient by
+        backward.
 
         Returns:
             dict: id -> influence (None: no pseudo box).
@@ -227,8 +228,8 @@ class InfluenceSelector(BaseSelector):
             loader = context.loader(view, mine)
             scores: Dict[str, Optional[float]] = {}
             for sid, value in track_progress(
-                    (batched if self.fast_path else per_image)(loader),
-                    len(mine), 'scoring unlabeled images', context.logger):
+                (batched if self.fast_path else per_image)(loader), len(mine),
+                    'scoring unlabeled images', context.logger):
                 scores[sid] = None if value is None else -value
             return scores
 
@@ -277,5 +278,5 @@ class InfluenceSelector(BaseSelector):
               seed: int) -> List[str]:
         """Scored ids by influence ascending, then the unscored per policy
         (:func:`order_by_score`)."""
-        return order_by_score(scores, seed, descending=False,
-                              unscored=self.unscored)
+        return order_by_score(
+            scores, seed, descending=False, unscored=self.unscored)

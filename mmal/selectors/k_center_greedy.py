@@ -73,7 +73,8 @@ def squared_norms(x: torch.Tensor) -> torch.Tensor:
     return torch.einsum('ij,ij->i', x, x)
 
 
-def initial_min_distances(labeled: torch.Tensor, unlabeled: torch.Tensor,
+def initial_min_distances(labeled: torch.Tensor,
+                          unlabeled: torch.Tensor,
                           chunk_mb: float = 256.0) -> torch.Tensor:
     """Squared distance of each unlabeled point to its nearest labeled one.
 
@@ -95,15 +96,18 @@ def initial_min_distances(labeled: torch.Tensor, unlabeled: torch.Tensor,
         ``unlabeled``; ``+inf`` everywhere when m = 0.
     """
     n, m = unlabeled.shape[0], labeled.shape[0]
-    out = torch.full((n, ), math.inf, dtype=unlabeled.dtype,
+    out = torch.full((n, ),
+                     math.inf,
+                     dtype=unlabeled.dtype,
                      device=unlabeled.device)
     if m == 0 or n == 0:
         return out
     budget = max(1, int(chunk_mb * 2**20) // unlabeled.element_size())
     cols = min(m, budget)  # labeled rows per block
     rows = min(n, max(1, budget // cols))  # unlabeled rows per block
-    buffer = torch.empty(rows * cols, dtype=unlabeled.dtype,
-                         device=unlabeled.device)  # reused by every block
+    buffer = torch.empty(
+        rows * cols, dtype=unlabeled.dtype,
+        device=unlabeled.device)  # reused by every block
     sq_labeled = squared_norms(labeled)
     for i in range(0, n, rows):
         u = unlabeled[i:i + rows]
@@ -113,8 +117,12 @@ def initial_min_distances(labeled: torch.Tensor, unlabeled: torch.Tensor,
             block = buffer[:u.shape[0] * lab.shape[0]].view(
                 u.shape[0], lab.shape[0])
             # ||l||² - 2 u·l; ||u||² is the same along a row: added after
-            torch.addmm(sq_labeled[j:j + cols].unsqueeze(0), u, lab.T,
-                        alpha=-2, out=block)
+            torch.addmm(
+                sq_labeled[j:j + cols].unsqueeze(0),
+                u,
+                lab.T,
+                alpha=-2,
+                out=block)
             torch.minimum(best, block.amin(dim=1), out=best)
         best.add_(squared_norms(u)).clamp_min_(0)
     return out
@@ -178,20 +186,20 @@ def greedy_picks(unlabeled: torch.Tensor,
         dist.add_(sq_norms[j]).clamp_min_(0)
         torch.minimum(min_sq_dist, dist, out=min_sq_dist)
         min_sq_dist[j] = -math.inf
-        if logger is not None and ((step + 1) % every == 0
-                                   or step + 1 == num):
+        if logger is not None and ((step + 1) % every == 0 or step + 1 == num):
             print_log(f'k-center greedy: {step + 1}/{num} picks', logger)
     return picks, picked_sq_dist
 
 
-def k_center_greedy(labeled: torch.Tensor,
-                    unlabeled: torch.Tensor,
-                    num: int,
-                    device: Optional[Union[str, torch.device]] = None,
-                    chunk_mb: float = 256.0,
-                    logger=None,
-                    return_distances: bool = False
-                    ) -> Union[List[int], Tuple[List[int], List[float]]]:
+def k_center_greedy(
+    labeled: torch.Tensor,
+    unlabeled: torch.Tensor,
+    num: int,
+    device: Optional[Union[str, torch.device]] = None,
+    chunk_mb: float = 256.0,
+    logger=None,
+    return_distances: bool = False
+) -> Union[List[int], Tuple[List[int], List[float]]]:
     """Pick ``num`` unlabeled points by k-center greedy (core-set).
 
     Let ``min_dist[j]`` be the Euclidean distance of unlabeled point ``j``

@@ -4,10 +4,10 @@ from typing import Iterator, List, Sequence
 import torch
 
 from mmal.datasets import SelectionContext
-from mmal.influence import HvpFn, ImageHessian, PlannedCache, flatten, unflatten
-from mmal.utils.tensor_utils import tensor_bytes
+from mmal.influence import (HvpFn, ImageHessian, PlannedCache, flatten,
+                            unflatten)
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
-
+from mmal.utils.tensor_utils import tensor_bytes
 
 
 class LabeledHessian:
@@ -64,8 +64,8 @@ class LabeledHessian:
                     lambda b=batch: adapter.gt_loss(model, b), self.params)
             return
         cache = PlannedCache(
-            list(ids), loader, self._compute, tensor_bytes,
-            self.cache_bytes, self.batch_size)
+            list(ids), loader, self._compute, tensor_bytes, self.cache_bytes,
+            self.batch_size)
         self.cache_stats.append(cache.stats)  # live: filled as it runs
         for entry in cache:
             yield adapter.cached_hvp(model, entry, self.params)
@@ -89,18 +89,24 @@ class LabeledHessian:
         stream = self.image_hvps(mine * uses)
 
         def apply(h: List[torch.Tensor]) -> List[torch.Tensor]:
+
             def partial():
-                acc = [torch.zeros_like(p, dtype=torch.float64)
-                       for p in self.params]
+                acc = [
+                    torch.zeros_like(p, dtype=torch.float64)
+                    for p in self.params
+                ]
                 for _ in mine:
-                    acc = [a + x.double() for a, x in
-                           zip(acc, next(stream)(h))]
+                    acc = [
+                        a + x.double() for a, x in zip(acc,
+                                                       next(stream)(h))
+                    ]
                 return [a.cpu() for a in acc]
 
             total = as_float64_sum(
-                gather_or_raise(partial, 'Hessian-vector product'),
-                [torch.zeros(p.shape, dtype=torch.float64)
-                 for p in self.params])
+                gather_or_raise(partial, 'Hessian-vector product'), [
+                    torch.zeros(p.shape, dtype=torch.float64)
+                    for p in self.params
+                ])
             return [t / len(ids) for t in total]
 
         return apply
@@ -124,8 +130,8 @@ class LabeledHessian:
                     acc[:, j] += flatten(hess(unflatten(e, like)))
             return [acc]
 
-        H = as_float64_sum(gather_or_raise(partial, 'explicit Hessian'),
-                           [torch.zeros(n, n, dtype=torch.float64)])[0]
+        H = as_float64_sum(
+            gather_or_raise(partial, 'explicit Hessian'),
+            [torch.zeros(n, n, dtype=torch.float64)])[0]
         H = H / len(ids)
         return (H + H.T) / 2  # exact up to rounding; symmetric for solve
-

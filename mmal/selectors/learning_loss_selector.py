@@ -23,8 +23,9 @@ def _is_learning_loss_type(model_type: Any) -> bool:
     if isinstance(model_type, type):
         return any(c.__name__ == 'LearningLossModel'
                    for c in model_type.__mro__)
-    return isinstance(model_type, str) and model_type.split(
-        '.')[-1] == MODEL_TYPE.split('.')[-1]
+    return isinstance(
+        model_type,
+        str) and model_type.split('.')[-1] == MODEL_TYPE.split('.')[-1]
 
 
 @SELECTORS.register_module()
@@ -82,8 +83,11 @@ class LearningLossSelector(BaseSelector):
         def batch_losses(_: nn.Module, data: Dict) -> list:
             return model.predict_loss(data['inputs']).tolist()
 
-        return pool_pass(context, batch_losses, batch_size=self.batch_size,
-                         desc='learning loss: predicted losses')
+        return pool_pass(
+            context,
+            batch_losses,
+            batch_size=self.batch_size,
+            desc='learning loss: predicted losses')
 
     def rank(self, context: SelectionContext) -> SelectionResult:
         start = time.time()

@@ -31,10 +31,10 @@ from .score_order import check_unscored_policy, order_by_score
 NOISE_LEVELS = (8, 16, 24, 32, 40, 48)
 
 
-# -- the math on boxes ---------------------------------------------------------
-def box_stability(ref_boxes: torch.Tensor,
-                  noisy_boxes_per_level: Sequence[torch.Tensor]
-                  ) -> torch.Tensor:
+# -- the math on boxes --------------------------------------------------------
+def box_stability(
+        ref_boxes: torch.Tensor,
+        noisy_boxes_per_level: Sequence[torch.Tensor]) -> torch.Tensor:
     """Stability ``S_B`` of each reference box.
 
     For each noise level, the box of the noisy image that overlaps the
@@ -62,9 +62,9 @@ def box_stability(ref_boxes: torch.Tensor,
     return total / len(noisy_boxes_per_level)
 
 
-def localization_stability(ref_boxes: torch.Tensor, ref_scores: torch.Tensor,
-                           noisy_boxes_per_level: Sequence[torch.Tensor]
-                           ) -> Optional[float]:
+def localization_stability(
+        ref_boxes: torch.Tensor, ref_scores: torch.Tensor,
+        noisy_boxes_per_level: Sequence[torch.Tensor]) -> Optional[float]:
     """Localization stability of an image (the paper's ``S_I``).
 
     ``S_I = sum_B score_B * S_B / sum_B score_B`` over the reference boxes
@@ -92,8 +92,7 @@ def localization_stability(ref_boxes: torch.Tensor, ref_scores: torch.Tensor,
     return float((weights * stability).sum() / weights.sum())
 
 
-def prediction_stability(clean: InstanceData,
-                         noisy: Sequence[InstanceData],
+def prediction_stability(clean: InstanceData, noisy: Sequence[InstanceData],
                          score_thr: float) -> Tuple[Optional[float], int]:
     """:func:`localization_stability` of one image's predictions.
 
@@ -118,7 +117,7 @@ def prediction_stability(clean: InstanceData,
                                   [p.bboxes for p in noisy]), num
 
 
-# -- the corruption ------------------------------------------------------------
+# -- the corruption -----------------------------------------------------------
 def pixel_noise(sample_id: str, shape: Sequence[int], seed: int,
                 level: int) -> torch.Tensor:
     """Standard normal noise of one image at one level, on the CPU.
@@ -141,8 +140,8 @@ def pixel_noise(sample_id: str, shape: Sequence[int], seed: int,
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
 
 
-def pixel_normalisation(preprocessor: nn.Module
-                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+def pixel_normalisation(
+        preprocessor: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(mean, std)`` with which a data preprocessor normalises images.
 
     Args:
@@ -153,8 +152,8 @@ def pixel_normalisation(preprocessor: nn.Module
         tuple[Tensor, Tensor]: (C, 1, 1) each, or scalars 0 and 1 when the
         preprocessor does not normalise.
     """
-    mean, std = getattr(preprocessor, 'mean', None), getattr(
-        preprocessor, 'std', None)
+    mean, std = getattr(preprocessor, 'mean',
+                        None), getattr(preprocessor, 'std', None)
     if (not getattr(preprocessor, '_enable_normalize', mean is not None)
             or mean is None or std is None):
         return torch.tensor(0.0), torch.tensor(1.0)
@@ -195,14 +194,14 @@ def add_pixel_noise(inputs: torch.Tensor, data_samples: Sequence,
     for i, (sample, sid) in enumerate(zip(data_samples, sample_ids)):
         h, w = sample.metainfo['img_shape'][:2]
         region = inputs[i, :, :h, :w]
-        noise = pixel_noise(sid, region.shape, seed, level).to(
-            inputs.device, inputs.dtype)
+        noise = pixel_noise(sid, region.shape, seed,
+                            level).to(inputs.device, inputs.dtype)
         raw = (region * std + mean + sigma * noise).clamp(0, 255)
         out[i, :, :h, :w] = (raw - mean) / std
     return out
 
 
-# -- the selector --------------------------------------------------------------
+# -- the selector -------------------------------------------------------------
 def _require_detection(adapter_name: str, task: Optional[str]) -> None:
     """Raise ``ConfigError`` unless ``task`` (an adapter's) is detection."""
     if task != 'DetectionTask':
@@ -211,7 +210,6 @@ def _require_detection(adapter_name: str, task: Optional[str]) -> None:
             'detection adapter (al_cfg.adapter, e.g. mmal.FCOSAdapter), got '
             f'{adapter_name} (task {task!r}): it compares predicted boxes, '
             'which a classifier does not have')
-
 
 
 @SELECTORS.register_module()
@@ -300,11 +298,12 @@ class LocalizationStabilitySelector(BaseSelector):
         """Raise ``ConfigError`` unless the context's adapter detects."""
         adapter = context.adapter
         if adapter is not None:
-            _require_detection(type(adapter).__name__,
-                               getattr(adapter, 'task', None))
+            _require_detection(
+                type(adapter).__name__, getattr(adapter, 'task', None))
 
-    def stabilities(self, context: SelectionContext
-                    ) -> Dict[str, Tuple[Optional[float], int]]:
+    def stabilities(
+            self, context: SelectionContext
+    ) -> Dict[str, Tuple[Optional[float], int]]:
         """Sample id -> (``S_I``, None without reference box; number of
         reference boxes) of every unlabeled image."""
         self.check_detection(context)
@@ -317,8 +316,10 @@ class LocalizationStabilitySelector(BaseSelector):
                     'mmal.LocalizationStabilitySelector (al_cfg.selector): '
                     f'{type(adapter).__name__}.predict gives '
                     f'{type(clean[0]).__name__}, not boxes')
-            keep = [i for i, p in enumerate(clean)
-                    if bool((p.scores >= self.score_thr).any())]
+            keep = [
+                i for i, p in enumerate(clean)
+                if bool((p.scores >= self.score_thr).any())
+            ]
             noisy: List[List[InstanceData]] = [[] for _ in clean]
             if keep:  # only images with a reference box: a smaller batch
                 inputs = data['inputs'][keep]
@@ -327,19 +328,27 @@ class LocalizationStabilitySelector(BaseSelector):
                 mean, std = pixel_normalisation(
                     adapter.unwrap(model).data_preprocessor)
                 for level, sigma in enumerate(self.noise_levels):
-                    preds = adapter.predict_batch(model, dict(
-                        data, inputs=add_pixel_noise(
-                            inputs, samples, ids, sigma, context.seed,
-                            level, mean, std),
-                        data_samples=samples, sample_id=ids))
+                    preds = adapter.predict_batch(
+                        model,
+                        dict(
+                            data,
+                            inputs=add_pixel_noise(inputs, samples, ids, sigma,
+                                                   context.seed, level, mean,
+                                                   std),
+                            data_samples=samples,
+                            sample_id=ids))
                     for i, pred in zip(keep, preds):
                         noisy[i].append(pred)
-            return [prediction_stability(c, n, self.score_thr)
-                    for c, n in zip(clean, noisy)]
+            return [
+                prediction_stability(c, n, self.score_thr)
+                for c, n in zip(clean, noisy)
+            ]
 
-        return pool_pass(context, batch_stability,
-                         batch_size=self.batch_size,
-                         desc='localization stability of unlabeled images')
+        return pool_pass(
+            context,
+            batch_stability,
+            batch_size=self.batch_size,
+            desc='localization stability of unlabeled images')
 
     def rank(self, context: SelectionContext) -> SelectionResult:
         """Least stable first, then the unscored images (``unscored``).
@@ -351,15 +360,15 @@ class LocalizationStabilitySelector(BaseSelector):
         start = time.time()
         results = self.stabilities(context)
         scores = {k: v for k, (v, _) in results.items()}
-        ranking = order_by_score(scores, context.seed, descending=False,
-                                 unscored=self.unscored)
+        ranking = order_by_score(
+            scores, context.seed, descending=False, unscored=self.unscored)
         scored = {k: v for k, v in scores.items() if v is not None}
         num_refs = [n for _, n in results.values()]
         info = dict(
             num_scored=len(scored),
             num_unscored=len(scores) - len(scored),
-            mean_reference_boxes=(sum(num_refs) / len(num_refs)
-                                  if num_refs else 0.0),
+            mean_reference_boxes=(sum(num_refs) /
+                                  len(num_refs) if num_refs else 0.0),
             inferences_per_image=len(self.noise_levels) + 1,
             pass_s=time.time() - start)
         print_log(

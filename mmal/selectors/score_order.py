@@ -40,8 +40,7 @@ def order_by_score(scores: Dict[str, Optional[float]],
     """
     check_unscored_policy(unscored)
     sign = -1.0 if descending else 1.0
-    scored = sorted(
-        (sign * v, k) for k, v in scores.items() if v is not None)
+    scored = sorted((sign * v, k) for k, v in scores.items() if v is not None)
     ranking = [k for _, k in scored]
     if unscored == 'random':
         rest = sorted(k for k, v in scores.items() if v is None)

@@ -88,10 +88,12 @@ class ALState:
     def load(cls, path: str) -> 'ALState':
         data = read_json(path)
         if data.get('format') != STATE_FORMAT:
-            raise ValueError(f'{path}: unsupported state format '
-                             f'{data.get("format")!r} (expected {STATE_FORMAT})')
-        return cls(PoolState.from_dict(data['pool']), data['meta'],
-                   [upgrade_record(rec) for rec in data['cycles']])
+            raise ValueError(
+                f'{path}: unsupported state format '
+                f'{data.get("format")!r} (expected {STATE_FORMAT})')
+        return cls(
+            PoolState.from_dict(data['pool']), data['meta'],
+            [upgrade_record(rec) for rec in data['cycles']])
 
     @staticmethod
     def exists(path: str) -> bool:

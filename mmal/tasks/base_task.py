@@ -68,7 +68,8 @@ class BaseTask(metaclass=abc.ABCMeta):
     def generate_demo_data(self, out_dir: str, **kwargs: Any) -> Any:
         """Write the built-in demo data (a config's ``demo_data`` block)."""
 
-    def metric_key(self, metrics: Dict[str, float],
+    def metric_key(self,
+                   metrics: Dict[str, float],
                    configured: Optional[str] = None) -> Optional[str]:
         """The key a cycle reports: ``configured``, else the first default
         key present in ``metrics`` (None when neither)."""

@@ -24,8 +24,10 @@ class ClassificationTask(BaseTask):
     def unannotated_pipeline(self, pipeline: Sequence[dict]) -> List[dict]:
         """The pipeline with ``mmal.DropLabels`` before packing, so the
         packed sample carries no ground-truth label."""
-        pipeline = [t for t in copy_pipeline(pipeline)
-                    if transform_name(t) != 'DropLabels']
+        pipeline = [
+            t for t in copy_pipeline(pipeline)
+            if transform_name(t) != 'DropLabels'
+        ]
         pos = next((i for i, t in enumerate(pipeline)
                     if transform_name(t).startswith('Pack')), len(pipeline))
         pipeline.insert(pos, dict(type='mmal.DropLabels'))

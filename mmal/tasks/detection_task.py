@@ -19,7 +19,8 @@ class DetectionTask(BaseTask):
     default_scope = 'mmdet'
 
     def annotated_pipeline(self, pipeline: Sequence[dict]) -> List[dict]:
-        """The pipeline with ``LoadAnnotations`` (boxes) after image loading."""
+        """The pipeline with ``LoadAnnotations`` (boxes) after image
+        loading."""
         pipeline = copy_pipeline(pipeline)
         if any(transform_name(t) == 'LoadAnnotations' for t in pipeline):
             return pipeline
@@ -30,8 +31,10 @@ class DetectionTask(BaseTask):
 
     def unannotated_pipeline(self, pipeline: Sequence[dict]) -> List[dict]:
         """The pipeline without ``LoadAnnotations``."""
-        return [t for t in copy_pipeline(pipeline)
-                if transform_name(t) != 'LoadAnnotations']
+        return [
+            t for t in copy_pipeline(pipeline)
+            if transform_name(t) != 'LoadAnnotations'
+        ]
 
     def costs(self, dataset: Any) -> Dict[str, int]:
         return boxes_per_sample(dataset)

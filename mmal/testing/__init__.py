@@ -27,8 +27,7 @@ from .benchmark import (Blocks, PeakMemory, Scores, block_rel_diff,
 from .official_isal import full_loss, official_lissa, official_scores
 
 __all__ = [
-    'Blocks', 'Scores', 'PeakMemory', 'load_average', 'sync', 'timed',
-    'ratio', 'round_up', 'block_rel_diff', 'compare_scores',
-    'score_differences', 'fmt_list', 'full_loss', 'official_lissa',
-    'official_scores'
+    'Blocks', 'Scores', 'PeakMemory', 'load_average', 'sync', 'timed', 'ratio',
+    'round_up', 'block_rel_diff', 'compare_scores', 'score_differences',
+    'fmt_list', 'full_loss', 'official_lissa', 'official_scores'
 ]

@@ -20,7 +20,7 @@ Blocks = List[torch.Tensor]  # one tensor per block of θ
 Scores = Dict[str, Optional[float]]  # sample id -> score (None: unscored)
 
 
-# -- command lines and settings -------------------------------------------------
+# -- command lines and settings -----------------------------------------------
 @contextlib.contextmanager
 def torch_threads(num: Optional[int]) -> Iterator[None]:
     """``torch.set_num_threads(num)`` inside the context (``None``: keep
@@ -88,8 +88,8 @@ class PeakMemory:
 
     def __init__(self, device: str) -> None:
         self.device = device
-        self.kind = ('cuda max_memory_allocated' if device == 'cuda' else
-                     'process RSS (VmHWM)')
+        self.kind = ('cuda max_memory_allocated'
+                     if device == 'cuda' else 'process RSS (VmHWM)')
         self.reset_ok = True
         self.start_mib = 0.0
 
@@ -118,8 +118,8 @@ class PeakMemory:
             peak = torch.cuda.max_memory_allocated() / 2**20
         else:
             peak = (_status_kib('VmHWM') or 0) / 1024
-        return dict(peak_mib=round(peak, 1), start_mib=round(self.start_mib,
-                                                             1))
+        return dict(
+            peak_mib=round(peak, 1), start_mib=round(self.start_mib, 1))
 
 
 def load_average() -> float:
@@ -211,9 +211,10 @@ def block_rel_diff(a: Blocks, b: Blocks) -> List[float]:
     Returns:
         list[float]: One relative difference per block.
     """
-    return [float((x.double() - y.double()).norm() /
-                  max(float(y.double().norm()), 1e-30))
-            for x, y in zip(a, b)]
+    return [
+        float((x.double() - y.double()).norm() /
+              max(float(y.double().norm()), 1e-30)) for x, y in zip(a, b)
+    ]
 
 
 def compare_scores(ours: Scores, ref: Scores) -> Dict[str, Any]:
@@ -232,8 +233,10 @@ def compare_scores(ours: Scores, ref: Scores) -> Dict[str, Any]:
         ``max_abs_diff_over_max_abs`` (largest absolute difference over the
         largest ``|ref|``), ``same_unscored`` and ``same_ranking``.
     """
-    unscored_same = ({k for k, x in ours.items() if x is None} ==
-                     {k for k, x in ref.items() if x is None})
+    unscored_same = ({k
+                      for k, x in ours.items() if x is None
+                      } == {k
+                            for k, x in ref.items() if x is None})
     both = sorted(k for k in ref
                   if ref[k] is not None and ours.get(k) is not None)
     rel = [abs(ours[k] - ref[k]) / max(abs(ref[k]), 1e-30) for k in both]
@@ -249,8 +252,8 @@ def compare_scores(ours: Scores, ref: Scores) -> Dict[str, Any]:
         same_ranking=unscored_same and rank_ours == rank_ref)
 
 
-def score_differences(ref: Scores, other: Scores,
-                      order: Callable[[Scores], List[str]],
+def score_differences(ref: Scores, other: Scores, order: Callable[[Scores],
+                                                                  List[str]],
                       budget: int) -> Dict[str, Any]:
     """Differences of ``other``'s scores and selection from ``ref``'s.
 
@@ -280,8 +283,8 @@ def score_differences(ref: Scores, other: Scores,
     top = [set(order(x)[:budget]) for x in (ref, other)]
     return dict(
         scored=len(scored),
-        same_scored_set=sorted(scored) == sorted(
-            k for k, v in other.items() if v is not None),
+        same_scored_set=sorted(scored) == sorted(k for k, v in other.items()
+                                                 if v is not None),
         max_rel=float(rel.max()),
         median_rel=float(np.median(rel)),
         num_rel_above_1e3=int((rel > 1e-3).sum()),

@@ -114,8 +114,7 @@ CALIBRATION_IMAGES = 32
 
 #: phases whose scores are compared, and their reference
 COMPARED = (('last_closed_form', 'last_reference'),
-            ('last_autograd', 'last_reference'),
-            ('all_fast', 'all_reference'))
+            ('last_autograd', 'last_reference'), ('all_fast', 'all_reference'))
 
 
 @dataclasses.dataclass
@@ -172,7 +171,8 @@ class ClsSpeedOptions:
 
 
 # -- set-up -------------------------------------------------------------------
-def build_classifier(small: bool, seed: int,
+def build_classifier(small: bool,
+                     seed: int,
                      configs_dir: str = REPO_CONFIGS) -> nn.Module:
     """The benchmark's ``ImageClassifier`` (before :func:`calibrate_head`).
 
@@ -185,8 +185,10 @@ def build_classifier(small: bool, seed: int,
     Returns:
         nn.Module: The model on the CPU, in eval mode.
     """
-    paths = [osp.join(configs_dir, MODEL_CONFIGS[small]),
-             osp.join(configs_dir, DATA_CONFIG)]
+    paths = [
+        osp.join(configs_dir, MODEL_CONFIGS[small]),
+        osp.join(configs_dir, DATA_CONFIG)
+    ]
     for path in paths:
         if not osp.isfile(path):
             raise MissingFileError(
@@ -195,8 +197,8 @@ def build_classifier(small: bool, seed: int,
     model_cfg = Config.fromfile(paths[0]).model
     data_cfg = Config.fromfile(paths[1])
     model_cfg.head.num_classes = data_cfg.num_classes
-    model_cfg.data_preprocessor = dict(type='ClsDataPreprocessor',
-                                       **data_cfg.data_preprocessor)
+    model_cfg.data_preprocessor = dict(
+        type='ClsDataPreprocessor', **data_cfg.data_preprocessor)
     from mmpretrain.registry import MODELS  # only classification needs it
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -211,10 +213,14 @@ def random_samples(num: int, seed: int, prefix: str = 'img') -> List[Dict]:
     from mmpretrain.structures import DataSample
     gen = torch.Generator().manual_seed(seed)
     return [
-        dict(inputs=torch.randint(0, 256, (3, IMAGE_SIZE, IMAGE_SIZE),
-                                  generator=gen, dtype=torch.uint8),
-             data_samples=DataSample(), sample_id=f'{prefix}{i:05d}')
-        for i in range(num)
+        dict(
+            inputs=torch.randint(
+                0,
+                256, (3, IMAGE_SIZE, IMAGE_SIZE),
+                generator=gen,
+                dtype=torch.uint8),
+            data_samples=DataSample(),
+            sample_id=f'{prefix}{i:05d}') for i in range(num)
     ]
 
 
@@ -232,7 +238,9 @@ def preprocess_batch(model: nn.Module, batch: Batch) -> Dict:
     return data
 
 
-def calibrate_head(model: nn.Module, batch: Batch, seed: int,
+def calibrate_head(model: nn.Module,
+                   batch: Batch,
+                   seed: int,
                    gain: float = LOGIT_GAIN) -> None:
     """Set the head's fc so that the logits of these images spread.
 
@@ -260,13 +268,17 @@ def calibrate_head(model: nn.Module, batch: Batch, seed: int,
         fc.bias.copy_(-weight @ mu)
 
 
-def benchmark_model(small: bool, seed: int,
+def benchmark_model(small: bool,
+                    seed: int,
                     configs_dir: str = REPO_CONFIGS) -> nn.Module:
     """:func:`build_classifier` with its head set by :func:`calibrate_head`
     on :data:`CALIBRATION_IMAGES` random images (seed ``seed + 1``)."""
     model = build_classifier(small, seed, configs_dir)
-    calibrate_head(model, pseudo_collate(random_samples(
-        CALIBRATION_IMAGES, seed + 1, prefix='calib')), seed)
+    calibrate_head(
+        model,
+        pseudo_collate(
+            random_samples(CALIBRATION_IMAGES, seed + 1, prefix='calib')),
+        seed)
     return model
 
 
@@ -295,8 +307,8 @@ def plain_inference(model: nn.Module,
         for batch in batches:
             data = preprocess_batch(model, batch)
             results = model.predict(data['inputs'], data['data_samples'])
-            labels.update(zip(batch['sample_id'],
-                              (int(r.pred_label) for r in results)))
+            labels.update(
+                zip(batch['sample_id'], (int(r.pred_label) for r in results)))
     return labels
 
 
@@ -386,14 +398,16 @@ def _run(opts: ClsSpeedOptions, configs_dir: str) -> Dict[str, Any]:
         adapter.prepare(model, seed=opts.seed)
     samples = random_samples(opts.num_images, opts.seed)
     items = [pseudo_collate([s]) for s in samples]
-    batches = [pseudo_collate(samples[i:i + opts.batch_size])
-               for i in range(0, len(samples), opts.batch_size)]
+    batches = [
+        pseudo_collate(samples[i:i + opts.batch_size])
+        for i in range(0, len(samples), opts.batch_size)
+    ]
     num_ref = opts.reference_images or opts.num_images
     memory = PeakMemory(opts.device)
     phases: Dict[str, Dict[str, Any]] = {}
     B = opts.batch_size
-    timed_phase = functools.partial(timed, memory=memory, record=phases,
-                                    repeat=opts.repeat)
+    timed_phase = functools.partial(
+        timed, memory=memory, record=phases, repeat=opts.repeat)
 
     def fresh(some):  # copies made outside the timed region
         return lambda: (copy.deepcopy(some), )
@@ -401,36 +415,49 @@ def _run(opts: ClsSpeedOptions, configs_dir: str) -> Dict[str, Any]:
     with _precision(opts, model, adapters):
         dtype = next(model.parameters()).dtype
         by_theta = {'last': last, 'all': every}
-        directions = {k: direction_for(model, a, opts.seed)
-                      for k, a in by_theta.items()}
+        directions = {
+            k: direction_for(model, a, opts.seed)
+            for k, a in by_theta.items()
+        }
         runs: List[tuple] = [
             ('predict', functools.partial(plain_inference, model), batches),
-            ('extract_feat', functools.partial(plain_features, model),
-             batches),
+            ('extract_feat', functools.partial(plain_features,
+                                               model), batches),
         ]
         for name, adapter, key in (('last_closed_form', last, 'last'),
-                                   ('last_autograd', last_autograd, 'last'),
-                                   ('all_fast', every, 'all')):
-            runs.append((name, functools.partial(
-                batched_scores, model, adapter, direction=directions[key],
-                batch_size=B), items))
+                                   ('last_autograd', last_autograd,
+                                    'last'), ('all_fast', every, 'all')):
+            runs.append((name,
+                         functools.partial(
+                             batched_scores,
+                             model,
+                             adapter,
+                             direction=directions[key],
+                             batch_size=B), items))
         for name, key, some in (('last_reference', 'last', items),
                                 ('all_reference', 'all', items[:num_ref])):
-            runs.append((name, functools.partial(
-                per_image_scores, model, by_theta[key],
-                direction=directions[key]), some))
+            runs.append((name,
+                         functools.partial(
+                             per_image_scores,
+                             model,
+                             by_theta[key],
+                             direction=directions[key]), some))
         # warm-up: every phase once on a few images (a batch)
         for _, fn, some in runs:
             fn(copy.deepcopy(some[:1 if some is batches else min(2, B)]))
-        results = {name: timed_phase(name, fn, fresh(some))
-                   for name, fn, some in runs}
+        results = {
+            name: timed_phase(name, fn, fresh(some))
+            for name, fn, some in runs
+        }
 
     t = {k: x['seconds'] for k, x in phases.items()}
     t['all_reference'] *= opts.num_images / num_ref
-    phases['all_reference'].update(images=num_ref,
-                                   seconds_scaled=t['all_reference'])
-    ratios = {f'{k}/predict': ratio(v, t['predict'])
-              for k, v in t.items() if k != 'predict'}
+    phases['all_reference'].update(
+        images=num_ref, seconds_scaled=t['all_reference'])
+    ratios = {
+        f'{k}/predict': ratio(v, t['predict'])
+        for k, v in t.items() if k != 'predict'
+    }
     ratios.update({
         'last_reference/last_closed_form': ratio(t['last_reference'],
                                                  t['last_closed_form']),
@@ -442,8 +469,8 @@ def _run(opts: ClsSpeedOptions, configs_dir: str) -> Dict[str, Any]:
         agreement[f'{fast}_vs_{ref}'] = compare_scores(ours, results[ref])
     predicted = results['predict']
     return dict(
-        model=('ResNet-18 CIFAR 1/4 width (demo)' if opts.small else
-               'ResNet-18 CIFAR (paper)') +
+        model=('ResNet-18 CIFAR 1/4 width (demo)'
+               if opts.small else 'ResNet-18 CIFAR (paper)') +
         ', random weights, calibrated head',
         num_images=opts.num_images,
         reference_images=num_ref,
@@ -461,15 +488,19 @@ def _run(opts: ClsSpeedOptions, configs_dir: str) -> Dict[str, Any]:
         torch=torch.__version__,
         python=platform.python_version(),
         theta=dict(
-            {k: dict(blocks=len(d), entries=sum(x.numel() for x in d))
-             for k, d in directions.items()},
+            {
+                k: dict(blocks=len(d), entries=sum(x.numel() for x in d))
+                for k, d in directions.items()
+            },
             closed_form=last.uses_closed_form(model)),
         predicted_classes=len(set(predicted.values())),
         phases=phases,
         ratios=ratios,
         agreement=agreement,
-        scores={k: results[k] for k in phases if k not in
-                ('predict', 'extract_feat')},
+        scores={
+            k: results[k]
+            for k in phases if k not in ('predict', 'extract_feat')
+        },
         memory_kind=memory.kind,
         memory_reset_ok=memory.reset_ok,
         load_average=[load_start, load_average()],
@@ -517,10 +548,9 @@ def report(res: Dict[str, Any]) -> str:
             f'  (all weights, per-image: timed on the first {ref["images"]} '
             f'of {res["num_images"]} images, {ref["seconds"]:.3f}s, scaled '
             f'x{res["num_images"] / ref["images"]:.2f})')
-    lines.append(
-        f'per-image / batched: last layer '
-        f'{r["last_reference/last_closed_form"]:.1f}x, all weights '
-        f'{r["all_reference/all_fast"]:.1f}x')
+    lines.append(f'per-image / batched: last layer '
+                 f'{r["last_reference/last_closed_form"]:.1f}x, all weights '
+                 f'{r["all_reference/all_fast"]:.1f}x')
     for key, c in res['agreement'].items():
         lines.append(
             f'  {key}: max rel diff {c["max_rel_diff"]:.1e} (max abs diff / '

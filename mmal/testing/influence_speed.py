@@ -164,8 +164,9 @@ class SpeedOptions:
     def from_args(cls, args: Any) -> 'SpeedOptions':
         """The options from any object with these attributes (e.g. an
         ``argparse.Namespace``); other attributes are ignored."""
-        return cls(**{f.name: getattr(args, f.name)
-                      for f in dataclasses.fields(cls)})
+        return cls(
+            **{f.name: getattr(args, f.name)
+               for f in dataclasses.fields(cls)})
 
 
 # -- set-up -------------------------------------------------------------------
@@ -207,9 +208,9 @@ def build_config(configs_dir: str, r50: bool, num_images: int) -> Config:
     return cfg
 
 
-def build_setup(opts: SpeedOptions, work_dir: str, configs_dir: str
-                ) -> Tuple[torch.nn.Module, FCOSAdapter, SelectionContext,
-                           Config]:
+def build_setup(
+    opts: SpeedOptions, work_dir: str, configs_dir: str
+) -> Tuple[torch.nn.Module, FCOSAdapter, SelectionContext, Config]:
     """Model, adapter and selection context, as the repo's tests build them.
 
     Args:
@@ -235,16 +236,23 @@ def build_setup(opts: SpeedOptions, work_dir: str, configs_dir: str
     model.to(opts.device).eval()
     adapter = FCOSAdapter()
     adapter.prepare(model)
-    pool = PoolState.initial(runner.pool_view.sample_ids, opts.num_images,
-                             seed=0)
+    pool = PoolState.initial(
+        runner.pool_view.sample_ids, opts.num_images, seed=0)
     context = SelectionContext(
-        runner.cfg, pool, cycle=0, seed=0, work_dir=runner.work_dir,
-        model=model, adapter=adapter, num_workers=0, logger='silent')
+        runner.cfg,
+        pool,
+        cycle=0,
+        seed=0,
+        work_dir=runner.work_dir,
+        model=model,
+        adapter=adapter,
+        num_workers=0,
+        logger='silent')
     return model, adapter, context, runner.cfg
 
 
-def load_items(context: SelectionContext, view, ids: Sequence[str]
-               ) -> List[Batch]:
+def load_items(context: SelectionContext, view,
+               ids: Sequence[str]) -> List[Batch]:
     """Batch-1 items of ``ids`` from mmal's loader (test pipeline)."""
     return list(context.loader(view, list(ids)))
 
@@ -286,16 +294,17 @@ def checked_scales(context: SelectionContext, params: Blocks,
     Returns:
         tuple: The scales to use and the report.
     """
-    problem = LabeledHessian(context, params, fast=True,
-                             batch_size=batch_size)
-    eig = block_top_eigenvalues(lambda hess, h: hess(h),
-                                problem.image_hvps(list(ids)), params,
-                                iters=20, seed=0)
+    problem = LabeledHessian(context, params, fast=True, batch_size=batch_size)
+    eig = block_top_eigenvalues(
+        lambda hess, h: hess(h),
+        problem.image_hvps(list(ids)),
+        params,
+        iters=20,
+        seed=0)
     rep = scale_report(eig, scales, damp, problem.block_names)
     new = []
     for s, safe, top, low in zip(scales, rep['safe_scale'],
-                                 rep['max_eigenvalue'],
-                                 rep['min_eigenvalue']):
+                                 rep['max_eigenvalue'], rep['min_eigenvalue']):
         s = float(s)
         if top > s:
             s = max(s, safe)
@@ -314,8 +323,8 @@ def plain_inference(model: torch.nn.Module, items: Sequence[Batch],
         for start in range(0, len(items), batch_size):
             data = model.data_preprocessor(
                 merge(items[start:start + batch_size]), False)
-            results = model.predict(data['inputs'], data['data_samples'],
-                                    rescale=False)
+            results = model.predict(
+                data['inputs'], data['data_samples'], rescale=False)
             boxes += sum(len(r.pred_instances) for r in results)
     return boxes
 
@@ -328,8 +337,7 @@ def one_forward(model: torch.nn.Module, items: Sequence[Batch]) -> float:
             sync(next(model.parameters()).device.type)
             start = time.perf_counter()
             data = model.data_preprocessor(item, False)
-            model.predict(data['inputs'], data['data_samples'],
-                          rescale=False)
+            model.predict(data['inputs'], data['data_samples'], rescale=False)
             sync(next(model.parameters()).device.type)
             total += time.perf_counter() - start
     return total / len(items)
@@ -388,14 +396,17 @@ def fast_s_test(context: SelectionContext, params: Blocks, v: Blocks,
     Returns:
         tuple: ``s_test`` and the planned cache's statistics.
     """
-    problem = LabeledHessian(context, params, fast=True,
-                             batch_size=batch_size)
+    problem = LabeledHessian(context, params, fast=True, batch_size=batch_size)
     hvps = iter(problem.image_hvps([sid for c in chains for sid in c]))
     results = [
-        solver.run_chain(v, lambda hess, h: hess(h),
-                         itertools.islice(hvps, len(chain)), r, len(chains),
-                         problem.block_names, logger='silent')
-        for r, chain in enumerate(chains)
+        solver.run_chain(
+            v,
+            lambda hess, h: hess(h),
+            itertools.islice(hvps, len(chain)),
+            r,
+            len(chains),
+            problem.block_names,
+            logger='silent') for r, chain in enumerate(chains)
     ]
     for _ in hvps:  # let the generator finish (no image is left)
         pass
@@ -429,13 +440,12 @@ def official_s_test(model: torch.nn.Module, adapter: FCOSAdapter,
 def load_sequence(context: SelectionContext, sequence: Sequence[str]) -> int:
     """Only the data loading of the fast s_test (its loader over the
     chains' sequence); returns the number of items."""
-    return sum(1 for _ in context.loader(context.labeled_view(),
-                                         list(sequence)))
+    return sum(1
+               for _ in context.loader(context.labeled_view(), list(sequence)))
 
 
 # -- run and report -----------------------------------------------------------
-def run(opts: SpeedOptions, work_dir: str, configs_dir: str
-        ) -> Dict[str, Any]:
+def run(opts: SpeedOptions, work_dir: str, configs_dir: str) -> Dict[str, Any]:
     """Every measurement (see the module docstring).
 
     Args:
@@ -457,8 +467,8 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str
     memory = PeakMemory(opts.device)
     phases: Dict[str, Dict[str, float]] = {}
     B, thr = opts.batch_size, opts.score_thr
-    timed_phase = functools.partial(timed, memory=memory, record=phases,
-                                    repeat=opts.repeat)
+    timed_phase = functools.partial(
+        timed, memory=memory, record=phases, repeat=opts.repeat)
 
     def fresh(items):  # copies made outside the timed region
         return lambda: (copy.deepcopy(items), )
@@ -476,28 +486,37 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str
     phases['one_forward'].update(seconds=mean, images=len(fwd_items))
 
     # s_test
-    v = timed_phase(
-        'v', lambda it: reference_gradient(model, adapter, it, params),
-        fresh(lab_items))
+    v = timed_phase('v',
+                    lambda it: reference_gradient(model, adapter, it, params),
+                    fresh(lab_items))
     scales = lissa_scales(opts, cfg, adapter)
     damp = 0.01
 
     def solver_for(block_scales):
-        return LiSSA(damp=damp, scale=block_scales, depth=len(lab_ids),
-                     repeats=opts.chains, log_interval=0)
+        return LiSSA(
+            damp=damp,
+            scale=block_scales,
+            depth=len(lab_ids),
+            repeats=opts.chains,
+            log_interval=0)
 
     solver = solver_for(scales)
     chains = solver.sample_chains(lab_ids, seed=0)
     sequence = [sid for c in chains for sid in c]
     s_info: Dict[str, Any] = dict(
-        chains=len(chains), depth=len(chains[0]), steps=len(sequence),
-        scale=scales, damp=damp, scale_check=None, diverged=None)
+        chains=len(chains),
+        depth=len(chains[0]),
+        steps=len(sequence),
+        scale=scales,
+        damp=damp,
+        scale_check=None,
+        diverged=None)
 
     def run_fast():
         return timed_phase(
             's_test_fast',
-            lambda: fast_s_test(context, params, v, solver, chains, B),
-            lambda: ())
+            lambda: fast_s_test(context, params, v, solver, chains, B), lambda:
+            ())
 
     try:
         s_fast, cache_stats = run_fast()
@@ -507,8 +526,9 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str
     if s_fast is None and not opts.no_scale_check:
         # the configured scales do not fit this model's Hessian: take safe
         # ones from mmal's scale check and run again (same chains)
-        scales, s_info['scale_check'] = checked_scales(
-            context, params, lab_ids, scales, damp, B)
+        scales, s_info['scale_check'] = checked_scales(context, params,
+                                                       lab_ids, scales, damp,
+                                                       B)
         s_info['scale'] = scales
         solver = solver_for(scales)
         try:
@@ -518,9 +538,8 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str
     if s_fast is None:
         s_info['error'] = f'fast LiSSA diverged: {s_info["diverged"]}'
     s_official = timed_phase(
-        's_test_official',
-        lambda it: official_s_test(model, adapter, it, params, v, chains,
-                                   damp, scales),
+        's_test_official', lambda it: official_s_test(
+            model, adapter, it, params, v, chains, damp, scales),
         fresh(lab_by_id))
     timed_phase('s_test_fast_loading',
                 lambda: load_sequence(context, sequence), lambda: ())
@@ -559,16 +578,16 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str
                                       t.get('s_test_fast', math.nan)),
         'step_official/one_forward': ratio(s_info['step_official_s'],
                                            t['one_forward']),
-        'step_fast/one_forward': ratio(s_info.get('step_fast_s', math.nan),
-                                       t['one_forward']),
+        'step_fast/one_forward': ratio(
+            s_info.get('step_fast_s', math.nan), t['one_forward']),
     }
     scored = [k for k, x in ref.items() if x is not None]
     shape = unl_items[0]['inputs'][0].shape
     return dict(
-        model=('FCOS R-50 caffe FPN GN-head (paper)' if opts.r50 else
-               'FCOS R-18/4 (small)') +
-        (f', weights {opts.checkpoint}' if opts.checkpoint else
-         ', random weights, zero cls bias'),
+        model=('FCOS R-50 caffe FPN GN-head (paper)'
+               if opts.r50 else 'FCOS R-18/4 (small)') +
+        (f', weights {opts.checkpoint}'
+         if opts.checkpoint else ', random weights, zero cls bias'),
         num_images=len(unl_ids),
         image_size=f'{shape[-1]}x{shape[-2]}',
         batch_size=B,
@@ -578,16 +597,19 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str
         score_thr=thr,
         torch=torch.__version__,
         python=platform.python_version(),
-        params={n: list(p.shape) for n, p in adapter.parameters(model)},
+        params={
+            n: list(p.shape)
+            for n, p in adapter.parameters(model)
+        },
         phases=phases,
         ratios=ratios,
         s_test=s_info,
         scored=len(scored),
-        pseudo_boxes_mean=(sum(ref_boxes[k] for k in scored) /
-                           max(len(scored), 1)),
+        pseudo_boxes_mean=(sum(ref_boxes[k]
+                               for k in scored) / max(len(scored), 1)),
         predicted_boxes=predicted,
-        pseudo_boxes_agree=dict(fast=boxes == ref_boxes,
-                                official=off_boxes == ref_boxes),
+        pseudo_boxes_agree=dict(
+            fast=boxes == ref_boxes, official=off_boxes == ref_boxes),
         agreement=dict(
             fast_vs_reference=compare_scores(fast, ref),
             official_vs_reference=compare_scores(official, ref),
@@ -626,12 +648,11 @@ def report(res: Dict[str, Any]) -> str:
                        ('official_vs_reference',
                         'official-style vs per-image reference')):
         c = res['agreement'][key]
-        lines.append(
-            f'  {label}: max rel diff '
-            f'{c["max_rel_diff"]:.1e} (max abs diff / max |score| '
-            f'{c["max_abs_diff_over_max_abs"]:.1e}), same unscored: '
-            f'{c["same_unscored"]}, same ranking of all '
-            f'{c["num_compared"]} scored: {c["same_ranking"]}')
+        lines.append(f'  {label}: max rel diff '
+                     f'{c["max_rel_diff"]:.1e} (max abs diff / max |score| '
+                     f'{c["max_abs_diff_over_max_abs"]:.1e}), same unscored: '
+                     f'{c["same_unscored"]}, same ranking of all '
+                     f'{c["num_compared"]} scored: {c["same_ranking"]}')
     check = s.get('scale_check')
     if check:
         lines.append(
@@ -665,9 +686,9 @@ def report(res: Dict[str, Any]) -> str:
     mem = res['phases']
     lines.append(f'peak memory ({res["memory_kind"]}, MiB; at phase start '
                  'in brackets):')
-    lines.append('  ' + ' | '.join(
-        f'{k} {m["peak_mib"]:.0f} ({m["start_mib"]:.0f})'
-        for k, m in mem.items() if 'peak_mib' in m))
+    lines.append('  ' +
+                 ' | '.join(f'{k} {m["peak_mib"]:.0f} ({m["start_mib"]:.0f})'
+                            for k, m in mem.items() if 'peak_mib' in m))
     if not res['memory_reset_ok']:
         lines.append('  (could not reset the peak RSS: values are the peak '
                      'since the process started)')

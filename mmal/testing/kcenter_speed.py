@@ -35,8 +35,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from mmal.selectors.k_center_greedy import (greedy_picks,
-                                            initial_min_distances)
+from mmal.selectors.k_center_greedy import greedy_picks, initial_min_distances
 from mmal.utils import ConfigError
 from .benchmark import PeakMemory, load_average, timed, torch_threads
 
@@ -74,8 +73,8 @@ class KCenterSpeedOptions:
     float64: bool = False
 
     def __post_init__(self) -> None:
-        for name, low in (('num_labeled', 0), ('num_unlabeled', 1),
-                          ('dim', 1), ('num', 0), ('threads', 1)):
+        for name, low in (('num_labeled', 0), ('num_unlabeled', 1), ('dim', 1),
+                          ('num', 0), ('threads', 1)):
             value = getattr(self, name)
             if value is not None and value < low:
                 raise ConfigError(f'KCenterSpeedOptions.{name} must be >= '
@@ -88,8 +87,8 @@ class KCenterSpeedOptions:
                               f'cuda, got {self.device!r}')
 
 
-def make_features(opts: KCenterSpeedOptions
-                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+def make_features(
+        opts: KCenterSpeedOptions) -> Tuple[torch.Tensor, torch.Tensor]:
     """The benchmark's features: standard normal, seeded, drawn on the CPU
     in float32 (then cast for ``float64``) and moved to ``opts.device``.
 
@@ -109,8 +108,9 @@ def _warm_up(labeled: torch.Tensor, unlabeled: torch.Tensor,
              chunk_mb: float) -> None:
     """Both steps on a few points (thread pools and BLAS set up)."""
     few = unlabeled[:WARMUP_POINTS]
-    greedy_picks(few, initial_min_distances(labeled[:WARMUP_POINTS], few,
-                                            chunk_mb), 2)
+    greedy_picks(few,
+                 initial_min_distances(labeled[:WARMUP_POINTS], few, chunk_mb),
+                 2)
 
 
 def run(opts: KCenterSpeedOptions) -> Dict[str, Any]:
@@ -140,8 +140,8 @@ def _run(opts: KCenterSpeedOptions) -> Dict[str, Any]:
         'initial_distances',
         functools.partial(initial_min_distances, chunk_mb=opts.chunk_mb),
         lambda: (labeled, unlabeled))
-    picks, _ = timed_phase('picks', greedy_picks,
-                           lambda: (unlabeled, min_sq_dist.clone(), opts.num))
+    picks, _ = timed_phase('picks', greedy_picks, lambda:
+                           (unlabeled, min_sq_dist.clone(), opts.num))
     total = sum(p['seconds'] for p in phases.values())
     made = len(picks)
     return dict(
@@ -159,8 +159,8 @@ def _run(opts: KCenterSpeedOptions) -> Dict[str, Any]:
         python=platform.python_version(),
         phases=phases,
         total_seconds=total,
-        ms_per_pick=phases['picks']['seconds'] * 1000 / made if made else
-        float('nan'),
+        ms_per_pick=phases['picks']['seconds'] * 1000 /
+        made if made else float('nan'),
         target_seconds=TARGET_SECONDS,
         target_met=total < TARGET_SECONDS,
         picks=picks,
@@ -182,8 +182,8 @@ def report(res: Dict[str, Any]) -> str:
         f'{res["load_average"][0]:.2f}, at end {res["load_average"][1]:.2f}',
         f'{"step":<22} {"seconds":>9} {"peak MiB":>9} {"(start)":>8}',
     ]
-    for key, label in (('initial_distances', 'initial distances'),
-                       ('picks', 'picks')):
+    for key, label in (('initial_distances', 'initial distances'), ('picks',
+                                                                    'picks')):
         m = phases[key]
         lines.append(f'{label:<22} {m["seconds"]:>9.3f} '
                      f'{m["peak_mib"]:>9.0f} {m["start_mib"]:>8.0f}')

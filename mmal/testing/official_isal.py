@@ -47,10 +47,8 @@ def full_loss(model: torch.nn.Module, data: Batch) -> torch.Tensor:
     return model.parse_losses(losses)[0]
 
 
-def official_lissa(v: Sequence[torch.Tensor],
-                   params: Sequence[torch.Tensor],
-                   step_losses: Iterable[Iterable[Callable[[],
-                                                           torch.Tensor]]],
+def official_lissa(v: Sequence[torch.Tensor], params: Sequence[torch.Tensor],
+                   step_losses: Iterable[Iterable[Callable[[], torch.Tensor]]],
                    damp: float, scales: Sequence[float]) -> Blocks:
     """The official LiSSA recursion, chains averaged.
 
@@ -103,13 +101,13 @@ def official_lissa(v: Sequence[torch.Tensor],
 
 
 def official_scores(
-        model: torch.nn.Module,
-        adapter: 'BaseModelAdapter',
-        items: Sequence[Batch],
-        params: Sequence[torch.Tensor],
-        s_test: Sequence[torch.Tensor],
-        score_thr: float,
-        preprocess: Optional[Callable[[Batch], Batch]] = None
+    model: torch.nn.Module,
+    adapter: 'BaseModelAdapter',
+    items: Sequence[Batch],
+    params: Sequence[torch.Tensor],
+    s_test: Sequence[torch.Tensor],
+    score_thr: float,
+    preprocess: Optional[Callable[[Batch], Batch]] = None
 ) -> Tuple[Scores, Dict[str, int]]:
     """Official-style scores: predict, pseudo labels, full ``model.loss``.
 
@@ -140,6 +138,7 @@ def official_scores(
         negative), and the number of pseudo boxes.
     """
     if preprocess is None:
+
         def preprocess(item: Batch) -> Batch:
             return model.data_preprocessor(item, False)
 
@@ -149,9 +148,10 @@ def official_scores(
         sid = adapter.image_key(item)
         data = preprocess(item)
         with torch.no_grad():
-            pred = model.predict(data['inputs'],
-                                 copy.deepcopy(data['data_samples']),
-                                 rescale=False)[0].pred_instances
+            pred = model.predict(
+                data['inputs'],
+                copy.deepcopy(data['data_samples']),
+                rescale=False)[0].pred_instances
         keep = pred.scores >= score_thr
         boxes[sid] = int(keep.sum())
         if not keep.any():
@@ -167,7 +167,9 @@ def official_scores(
         with adapter.image_rng(dict(sample_id=[sid])):
             loss = full_loss(model, data)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g
-                 for g, p in zip(grads, params)]
+        grads = [
+            torch.zeros_like(p) if g is None else g
+            for g, p in zip(grads, params)
+        ]
         scores[sid] = float(flat_dot(s_test, grads))
     return scores, boxes

@@ -24,7 +24,9 @@ from mmal.utils.checkpoint import trusted_checkpoint_loading
 from .benchmark import Scores, score_differences
 
 
-def score_rounding(config: str, work_dir: str, cycle: int = 0,
+def score_rounding(config: str,
+                   work_dir: str,
+                   cycle: int = 0,
                    batch_sizes: Sequence[int] = (1, 3, 8),
                    float64: bool = False) -> Dict[str, Any]:
     """Compare the fast path's scores at each batch size with the per-image
@@ -49,9 +51,11 @@ def score_rounding(config: str, work_dir: str, cycle: int = 0,
     runner = ActiveLearningRunner(cfg, work_dir)
     state = ALState.load(osp.join(runner.work_dir, 'al_state.json'))
     # the pool as the cycle's selection saw it
-    pool = PoolState(state.pool.pool_ids, {
-        i: state.pool.cycle_of(i) for i in state.pool.labeled_ids
-        if state.pool.cycle_of(i) <= cycle})
+    pool = PoolState(
+        state.pool.pool_ids, {
+            i: state.pool.cycle_of(i)
+            for i in state.pool.labeled_ids if state.pool.cycle_of(i) <= cycle
+        })
     seed = runner.al['seed'] * 1000 + cycle
     with trusted_checkpoint_loading():
         model = runner.load_model(state.record(cycle)['checkpoint'])
@@ -59,11 +63,16 @@ def score_rounding(config: str, work_dir: str, cycle: int = 0,
     model = adapter.prepare(model, seed=seed)
     keys = {k: v for k, v in runner.al['selector'].items() if k != 'type'}
     with tempfile.TemporaryDirectory() as tmp, (
-            adapter.float64(model) if float64
-            else contextlib.nullcontext()):
+            adapter.float64(model) if float64 else contextlib.nullcontext()):
         context = SelectionContext(
-            runner.cfg, pool, cycle, seed=seed, work_dir=tmp,
-            model=model, adapter=adapter, num_workers=0)
+            runner.cfg,
+            pool,
+            cycle,
+            seed=seed,
+            work_dir=tmp,
+            model=model,
+            adapter=adapter,
+            num_workers=0)
         params = [p for _, p in adapter.parameters(model)]
         selector = InfluenceSelector(**keys)
         s_test = selector.s_test(context, params,
@@ -72,10 +81,13 @@ def score_rounding(config: str, work_dir: str, cycle: int = 0,
             context, params, s_test)
         scores: List[Tuple[int, Scores]] = [
             (bs, InfluenceSelector(**dict(keys, batch_size=bs)).score(
-                context, params, s_test)) for bs in batch_sizes]
+                context, params, s_test)) for bs in batch_sizes
+        ]
     budget = runner.al['budget']
-    out: Dict[str, Any] = dict(dtype='float64' if float64 else 'float32',
-                               unlabeled=len(ref), budget=budget)
+    out: Dict[str, Any] = dict(
+        dtype='float64' if float64 else 'float32',
+        unlabeled=len(ref),
+        budget=budget)
     for bs, other in scores:
         out[f'fast path, batch {bs} vs per-image'] = score_differences(
             ref, other, lambda s: selector.order(s, 0), budget)

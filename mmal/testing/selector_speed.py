@@ -47,8 +47,8 @@ loading workers (eval mode, no autograd):
 Every phase includes its data loading (image decoding and the test
 pipeline), as a selection does. The phases run once each as a warm-up,
 then ``repeat`` rounds of all of them, interleaved (plain, entropy,
-core-set, learning loss, stability, training, plain, ...) so that a change of the machine's load
-hits all of them; each
+core-set, learning loss, stability, training, plain, ...) so that a change
+of the machine's load hits all of them; each
 phase's time is its fastest round (:func:`~mmal.testing.benchmark.timed`,
 peak memory by :class:`~mmal.testing.benchmark.PeakMemory`).
 
@@ -111,16 +111,14 @@ TARGETS = {
 }
 #: phase -> its ratio to plain inference by construction (no target)
 EXPECTED = {
-    'stability/plain':
-    len(LocalizationStabilitySelector().noise_levels) + 1
+    'stability/plain': len(LocalizationStabilitySelector().noise_levels) + 1
 }
-PHASES = ('plain', 'entropy', 'coreset_features', 'learning_loss',
-          'stability')
+PHASES = ('plain', 'entropy', 'coreset_features', 'learning_loss', 'stability')
 #: training steps timed per round: the task model alone and wrapped with
 #: learning loss's module (``training`` in the results)
 TRAIN_STEPS = 3
 #: phases measured for detectors only (they compare boxes)
-BOX_PHASES = ('stability',)
+BOX_PHASES = ('stability', )
 NUM_LABELED = 4  # the pool's labeled images (not timed)
 NUM_EVAL = 4  # images of the demo's val / test split (not used)
 
@@ -165,9 +163,9 @@ class SelectorSpeedOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, low in (('num_images', 1), ('batch_size', 1),
-                          ('img_size', 16), ('repeat', 1), ('threads', 1),
-                          ('num_workers', 0)):
+        for name, low in (('num_images', 1), ('batch_size', 1), ('img_size',
+                                                                 16),
+                          ('repeat', 1), ('threads', 1), ('num_workers', 0)):
             value = getattr(self, name)
             if value is not None and value < low:
                 raise ConfigError(f'SelectorSpeedOptions.{name} must be >= '
@@ -267,8 +265,9 @@ def build_model(cfg: Config, seed: int, device: str) -> nn.Module:
     return model.to(device).eval()
 
 
-def build_setup(opts: SelectorSpeedOptions, work_dir: str
-                ) -> Tuple[nn.Module, BaseModelAdapter, SelectionContext]:
+def build_setup(
+        opts: SelectorSpeedOptions,
+        work_dir: str) -> Tuple[nn.Module, BaseModelAdapter, SelectionContext]:
     """Model, adapter and selection context on generated demo data.
 
     Args:
@@ -285,12 +284,19 @@ def build_setup(opts: SelectorSpeedOptions, work_dir: str
     model = build_model(runner.cfg, opts.seed, opts.device)
     adapter = runner.adapter
     adapter.prepare(model, seed=opts.seed)
-    pool = PoolState.initial(runner.pool_view.sample_ids,
-                             num_labeled(opts), seed=0)
+    pool = PoolState.initial(
+        runner.pool_view.sample_ids, num_labeled(opts), seed=0)
     context = SelectionContext(
-        runner.cfg, pool, cycle=0, seed=opts.seed,
-        work_dir=runner.work_dir, model=model, adapter=adapter,
-        task=runner.task, num_workers=opts.num_workers, logger='silent')
+        runner.cfg,
+        pool,
+        cycle=0,
+        seed=opts.seed,
+        work_dir=runner.work_dir,
+        model=model,
+        adapter=adapter,
+        task=runner.task,
+        num_workers=opts.num_workers,
+        logger='silent')
     return model, adapter, context
 
 
@@ -305,14 +311,18 @@ def plain_inference(model: nn.Module, context: SelectionContext,
         for a model without ``pred_instances``, e.g. a classifier).
     """
     loader = DataLoader(
-        context.unlabeled_view(), batch_size=batch_size, shuffle=False,
-        num_workers=context.num_workers, collate_fn=pseudo_collate)
+        context.unlabeled_view(),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=context.num_workers,
+        collate_fn=pseudo_collate)
     boxes: List[Optional[int]] = []
     with torch.no_grad():
         for batch in loader:
             for res in model.test_step(batch):
-                boxes.append(len(res.pred_instances)
-                             if 'pred_instances' in res else None)
+                boxes.append(
+                    len(res.pred_instances) if 'pred_instances' in
+                    res else None)
     return boxes
 
 
@@ -330,8 +340,8 @@ def coreset_feature_pass(context: SelectionContext,
         context, labeled=False)
 
 
-def stability_pass(context: SelectionContext, batch_size: int
-                   ) -> Dict[str, Tuple[Optional[float], int]]:
+def stability_pass(context: SelectionContext,
+                   batch_size: int) -> Dict[str, Tuple[Optional[float], int]]:
     """``LocalizationStabilitySelector(batch_size=batch_size).stabilities(
     context)``: sample id -> (stability, None without reference box;
     number of reference boxes)."""
@@ -355,8 +365,8 @@ def learning_loss_pass(context: SelectionContext,
                        batch_size: int) -> Dict[str, float]:
     """``LearningLossSelector(batch_size=batch_size).predicted_losses(
     context)`` (the context's model a :class:`LearningLossModel`)."""
-    return LearningLossSelector(batch_size=batch_size).predicted_losses(
-        context)
+    return LearningLossSelector(
+        batch_size=batch_size).predicted_losses(context)
 
 
 def training_batch(context: SelectionContext) -> Dict[str, list]:
@@ -369,8 +379,7 @@ def training_batch(context: SelectionContext) -> Dict[str, list]:
     return batch
 
 
-def train_steps(model: nn.Module, batch: Dict[str, list],
-                steps: int) -> float:
+def train_steps(model: nn.Module, batch: Dict[str, list], steps: int) -> float:
     """``steps`` of ``model.train_step`` on ``batch`` (SGD with lr 0: the
     forward, backward and update run, the weights stay); the last loss.
     The model is put back in eval mode."""
@@ -385,9 +394,9 @@ def train_steps(model: nn.Module, batch: Dict[str, list],
 
 
 # -- run and report -----------------------------------------------------------
-def _interleaved(runs: Dict[str, Callable[[], Any]], memory: PeakMemory,
-                 repeat: int) -> Tuple[Dict[str, Dict[str, Any]],
-                                       Dict[str, Any]]:
+def _interleaved(
+        runs: Dict[str, Callable[[], Any]], memory: PeakMemory,
+        repeat: int) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Any]]:
     """Run every phase once (warm-up, not recorded), then ``repeat``
     rounds of all phases in turn.
 
@@ -409,8 +418,11 @@ def _interleaved(runs: Dict[str, Callable[[], Any]], memory: PeakMemory,
         timings = [r[name] for r in rounds[1:]]
         times = [t['seconds'] for t in timings]
         peak = max(timings, key=lambda t: t['peak_mib'])
-        phases[name] = dict(peak, seconds=min(times), seconds_all=times,
-                            warmup_s=rounds[0][name]['seconds'])
+        phases[name] = dict(
+            peak,
+            seconds=min(times),
+            seconds_all=times,
+            warmup_s=rounds[0][name]['seconds'])
     return phases, results
 
 
@@ -463,14 +475,15 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
     batch = training_batch(context)
     plain_train = copy.deepcopy(model)  # BN statistics change in training
     ll_train = learning_loss_model(model)
-    runs['train_plain'] = lambda: train_steps(plain_train, batch,
-                                              TRAIN_STEPS)
-    runs['train_learning_loss'] = lambda: train_steps(
-        ll_train, batch, TRAIN_STEPS)
+    runs['train_plain'] = lambda: train_steps(plain_train, batch, TRAIN_STEPS)
+    runs['train_learning_loss'] = lambda: train_steps(ll_train, batch,
+                                                      TRAIN_STEPS)
     with _autocast(opts):
         phases, results = _interleaved(runs, memory, opts.repeat)
-    training = {k: phases.pop(f'train_{k}')
-                for k in ('plain', 'learning_loss')}
+    training = {
+        k: phases.pop(f'train_{k}')
+        for k in ('plain', 'learning_loss')
+    }
     for m in training.values():
         m['seconds_per_step'] = m['seconds'] / TRAIN_STEPS
     training.update(
@@ -481,8 +494,10 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
     for m in phases.values():
         m['images_per_s'] = len(ids) / m['seconds']
     t = {k: m['seconds'] for k, m in phases.items()}
-    ratios = {f'{k}/plain': ratio(t[k], t['plain'])
-              for k in PHASES if k != 'plain' and k in t}
+    ratios = {
+        f'{k}/plain': ratio(t[k], t['plain'])
+        for k in PHASES if k != 'plain' and k in t
+    }
     boxes = results['plain']
     counted = [b for b in boxes if b is not None]
     entropies = results['entropy']
@@ -507,7 +522,10 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
         phases=phases,
         ratios=ratios,
         targets=dict(TARGETS),
-        targets_met={k: bool(ratios[k] <= v) for k, v in TARGETS.items()},
+        targets_met={
+            k: bool(ratios[k] <= v)
+            for k, v in TARGETS.items()
+        },
         expected=dict(EXPECTED) if detects else {},
         training=training,
         stability_scored=(sum(1 for v, _ in results['stability'].values()
@@ -537,9 +555,9 @@ def report(res: Dict[str, Any]) -> str:
     """The human-readable table of :func:`run`'s results."""
     boxes = res['boxes_per_image']
     lines = [
-        f'config: {res["config"]}'
-        + (f', model of {res["model_config"]}' if res['model_config']
-           else '') + f' ({res["model"]}, {res["adapter"]}, random '
+        f'config: {res["config"]}' +
+        (f', model of {res["model_config"]}' if res['model_config'] else '') +
+        f' ({res["model"]}, {res["adapter"]}, random '
         'weights)',
         f'{res["num_images"]} images {res["image_size"]}, batch '
         f'{res["batch_size"]}, {res["device"]} ({res["threads"]} threads, '
@@ -551,10 +569,10 @@ def report(res: Dict[str, Any]) -> str:
          f'{boxes:.1f}, {res["images_without_boxes"]} images without box; '
          if boxes is not None else '') +
         f'{res["num_unscored"]} images without entropy; core-set features '
-        f'{res["feature_dim"]}-d' + (
-            '' if res['stability_scored'] is None else
-            f'; {res["stability_scored"]} images with a reference box '
-            '(stability)'),
+        f'{res["feature_dim"]}-d' +
+        ('' if res['stability_scored'] is None else
+         f'; {res["stability_scored"]} images with a reference box '
+         '(stability)'),
         f'{"phase":<38} {"seconds":>8} {"img/s":>8} {"x plain":>8} '
         f'{"target":>7} {"peak MiB":>9}',
     ]
@@ -580,9 +598,10 @@ def report(res: Dict[str, Any]) -> str:
         f'module {tr["learning_loss"]["seconds_per_step"]:.3f} s '
         f'({tr["ratio"]:.3f}x, peak {tr["learning_loss"]["peak_mib"]:.0f} '
         f'vs {tr["plain"]["peak_mib"]:.0f} MiB)')
-    lines.append('rounds (s): ' + '; '.join(
-        f'{k} ' + ', '.join(f'{s:.2f}' for s in m['seconds_all']) +
-        f' (warm-up {m["warmup_s"]:.2f})'
-        for k, m in res['phases'].items()))
+    lines.append('rounds (s): ' +
+                 '; '.join(f'{k} ' + ', '.join(f'{s:.2f}'
+                                               for s in m['seconds_all']) +
+                           f' (warm-up {m["warmup_s"]:.2f})'
+                           for k, m in res['phases'].items()))
     lines.append(f'peak memory: {res["memory_kind"]}')
     return '\n'.join(lines)

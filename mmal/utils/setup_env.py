@@ -25,7 +25,8 @@ def register_all_modules(init_default_scope_to: str = '') -> None:
     else:
         register_mmdet(init_default_scope=False)
     try:
-        from mmpretrain.utils import register_all_modules as register_mmpretrain
+        from mmpretrain.utils import \
+            register_all_modules as register_mmpretrain
     except ImportError:  # a detection-only install
         pass
     else:

@@ -40,12 +40,13 @@ def image_slice(obj: Any, i: int, copy: bool = False) -> Any:
 def per_image_entries(data: Dict, key: str, batched: Any) -> List[Dict]:
     """Cache entries of a batch: ``{key: image i's copy of batched,
     'sample': data_samples[i], 'sample_id': sample_id[i]}`` per image."""
-    return [
-        {key: image_slice(batched, i, copy=True), 'sample': sample,
-         'sample_id': sid}
-        for i, (sid, sample) in enumerate(
-            zip(data['sample_id'], data['data_samples']))
-    ]
+    return [{
+        key: image_slice(batched, i, copy=True),
+        'sample': sample,
+        'sample_id': sid
+    } for i, (
+        sid,
+        sample) in enumerate(zip(data['sample_id'], data['data_samples']))]
 
 
 def tensor_bytes(obj: Any) -> int:

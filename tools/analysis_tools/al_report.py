@@ -32,21 +32,26 @@ from mmal.utils import UserError
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Tables, savings and plots of active-learning runs')
-    parser.add_argument('work_dirs', nargs='+', metavar='WORK_DIR',
-                        help='experiment, config or run folders')
+    parser.add_argument(
+        'work_dirs',
+        nargs='+',
+        metavar='WORK_DIR',
+        help='experiment, config or run folders')
     parser.add_argument(
         '--reference',
         help='the selector the others are compared with: a config name or '
         'its prefix (default: the random selector\'s runs)')
-    parser.add_argument('--out-dir',
-                        help='default: <first WORK_DIR>/report')
+    parser.add_argument('--out-dir', help='default: <first WORK_DIR>/report')
     parser.add_argument(
         '--include-unfinished',
         action='store_true',
         help='use the evaluated cycles of unfinished runs (left out and '
         'named by default)')
-    parser.add_argument('--formats', nargs='*', default=['png', 'svg'],
-                        help='figure formats (none: no figure)')
+    parser.add_argument(
+        '--formats',
+        nargs='*',
+        default=['png', 'svg'],
+        help='figure formats (none: no figure)')
     parser.add_argument('--title', help='title of the figure and report')
     return parser.parse_args()
 

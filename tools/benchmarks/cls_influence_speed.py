@@ -33,15 +33,17 @@ Example::
 import argparse
 from typing import Any, Dict, Optional, Sequence
 
-from mmal.testing.cls_influence_speed import ClsSpeedOptions, report, run
 from mmal.testing.benchmark import check_cli, print_and_dump
+from mmal.testing.cls_influence_speed import ClsSpeedOptions, report, run
 from mmal.utils import register_all_modules
 
 
 def options(args: argparse.Namespace) -> ClsSpeedOptions:
     """The benchmark's options from the command line's."""
-    return ClsSpeedOptions(
-        **{k: v for k, v in vars(args).items() if k != 'out'})
+    return ClsSpeedOptions(**{
+        k: v
+        for k, v in vars(args).items() if k != 'out'
+    })
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -49,33 +51,57 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='Speed of mmal influence scoring on a CIFAR ResNet-18 '
         'against plain inference and per-image autograd.')
-    p.add_argument('--small', action='store_true',
-                   help='the demo ResNet-18 at 1/4 width (128-d features) '
-                   'instead of the paper\'s CIFAR ResNet-18')
-    p.add_argument('--num-images', type=int, default=256,
-                   help='images scored (default 256)')
-    p.add_argument('--batch-size', type=int, default=64,
-                   help='images per batch of the batched phases (default '
-                   '64)')
-    p.add_argument('--reference-images', type=int, default=None,
-                   help='images of the all-weights per-image reference (the '
-                   'first ones; its time is scaled to --num-images); '
-                   'default all')
-    p.add_argument('--repeat', type=int, default=1,
-                   help='run every timed phase this many times; the '
-                   'fastest run is reported')
+    p.add_argument(
+        '--small',
+        action='store_true',
+        help='the demo ResNet-18 at 1/4 width (128-d features) '
+        'instead of the paper\'s CIFAR ResNet-18')
+    p.add_argument(
+        '--num-images',
+        type=int,
+        default=256,
+        help='images scored (default 256)')
+    p.add_argument(
+        '--batch-size',
+        type=int,
+        default=64,
+        help='images per batch of the batched phases (default '
+        '64)')
+    p.add_argument(
+        '--reference-images',
+        type=int,
+        default=None,
+        help='images of the all-weights per-image reference (the '
+        'first ones; its time is scaled to --num-images); '
+        'default all')
+    p.add_argument(
+        '--repeat',
+        type=int,
+        default=1,
+        help='run every timed phase this many times; the '
+        'fastest run is reported')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    p.add_argument('--amp', action='store_true',
-                   help='every phase under torch.autocast (float16; cuda '
-                   'only)')
-    p.add_argument('--float64', action='store_true',
-                   help='every phase in float64: the batched and per-image '
-                   'scores then agree to ~1e-15 where they compute the same '
-                   'thing')
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch threads (default: torch\'s, one per core)')
-    p.add_argument('--seed', type=int, default=0,
-                   help='seed of the weights, images and directions')
+    p.add_argument(
+        '--amp',
+        action='store_true',
+        help='every phase under torch.autocast (float16; cuda '
+        'only)')
+    p.add_argument(
+        '--float64',
+        action='store_true',
+        help='every phase in float64: the batched and per-image '
+        'scores then agree to ~1e-15 where they compute the same '
+        'thing')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: torch\'s, one per core)')
+    p.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seed of the weights, images and directions')
     p.add_argument('--out', default=None, help='write the numbers as JSON')
     args = p.parse_args(argv)
     check_cli(p, args, options)

@@ -36,8 +36,8 @@ import torch
 from mmal.testing.influence_speed import SpeedOptions, report, run
 from mmal.utils import register_all_modules
 
-CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))), 'configs')
+CONFIGS = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -45,38 +45,62 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='Speed of mmal influence scoring and s_test against '
         'plain inference and the official-style computation.')
-    p.add_argument('--r50', action='store_true',
-                   help='FCOS R-50 (paper) at 320x320 instead of the small '
-                   'demo FCOS at 128x128')
-    p.add_argument('--num-images', type=int, default=None,
-                   help='unlabeled images scored, and labeled images for '
-                   's_test (default 32; 8 with --r50)')
-    p.add_argument('--batch-size', type=int, default=8,
-                   help='images per batch of plain inference and of the '
-                   'fast paths')
+    p.add_argument(
+        '--r50',
+        action='store_true',
+        help='FCOS R-50 (paper) at 320x320 instead of the small '
+        'demo FCOS at 128x128')
+    p.add_argument(
+        '--num-images',
+        type=int,
+        default=None,
+        help='unlabeled images scored, and labeled images for '
+        's_test (default 32; 8 with --r50)')
+    p.add_argument(
+        '--batch-size',
+        type=int,
+        default=8,
+        help='images per batch of plain inference and of the '
+        'fast paths')
     p.add_argument('--chains', type=int, default=4, help='LiSSA chains')
-    p.add_argument('--repeat', type=int, default=1,
-                   help='run every timed phase this many times; the '
-                   'fastest run is reported')
+    p.add_argument(
+        '--repeat',
+        type=int,
+        default=1,
+        help='run every timed phase this many times; the '
+        'fastest run is reported')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    p.add_argument('--score-thr', type=float, default=0.1,
-                   help='pseudo-label score threshold')
-    p.add_argument('--scale', type=float, nargs='+', default=None,
-                   help='LiSSA scale per block (default: the config\'s '
-                   'selector scale for the small model, the adapter\'s '
-                   'FCOS scale [100, 8000, 5000] for --r50)')
-    p.add_argument('--no-scale-check', action='store_true',
-                   help='when the fast LiSSA chain diverges with the '
-                   'configured scales, report it and stop there; by default '
-                   'the scales are then raised by mmal\'s scale check '
-                   '(power iteration on the labeled images) and s_test is '
-                   'run again')
-    p.add_argument('--checkpoint', default=None,
-                   help='trained weights (mmengine checkpoint) instead of '
-                   'random weights with a zero classification bias')
+    p.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.1,
+        help='pseudo-label score threshold')
+    p.add_argument(
+        '--scale',
+        type=float,
+        nargs='+',
+        default=None,
+        help='LiSSA scale per block (default: the config\'s '
+        'selector scale for the small model, the adapter\'s '
+        'FCOS scale [100, 8000, 5000] for --r50)')
+    p.add_argument(
+        '--no-scale-check',
+        action='store_true',
+        help='when the fast LiSSA chain diverges with the '
+        'configured scales, report it and stop there; by default '
+        'the scales are then raised by mmal\'s scale check '
+        '(power iteration on the labeled images) and s_test is '
+        'run again')
+    p.add_argument(
+        '--checkpoint',
+        default=None,
+        help='trained weights (mmengine checkpoint) instead of '
+        'random weights with a zero classification bias')
     p.add_argument('--out', default=None, help='write the numbers as JSON')
-    p.add_argument('--keep-work-dir', action='store_true',
-                   help='do not delete the temporary work dir (data)')
+    p.add_argument(
+        '--keep-work-dir',
+        action='store_true',
+        help='do not delete the temporary work dir (data)')
     args = p.parse_args(argv)
     if args.num_images is None:
         args.num_images = 8 if args.r50 else 32

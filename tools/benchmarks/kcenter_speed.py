@@ -24,14 +24,16 @@ Example::
 import argparse
 from typing import Any, Dict, Optional, Sequence
 
-from mmal.testing.kcenter_speed import KCenterSpeedOptions, report, run
 from mmal.testing.benchmark import check_cli, print_and_dump
+from mmal.testing.kcenter_speed import KCenterSpeedOptions, report, run
 
 
 def options(args: argparse.Namespace) -> KCenterSpeedOptions:
     """The benchmark's options from the command line's."""
-    return KCenterSpeedOptions(
-        **{k: v for k, v in vars(args).items() if k != 'out'})
+    return KCenterSpeedOptions(**{
+        k: v
+        for k, v in vars(args).items() if k != 'out'
+    })
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -39,24 +41,37 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description='Speed of mmal k-center greedy selection: initial '
         'distances and picks on synthetic features.')
-    p.add_argument('--num-labeled', type=int, default=10000,
-                   help='labeled points (default 10000)')
-    p.add_argument('--num-unlabeled', type=int, default=110000,
-                   help='unlabeled points (default 110000)')
-    p.add_argument('--dim', type=int, default=512,
-                   help='feature dimension (default 512)')
-    p.add_argument('--num', type=int, default=1000,
-                   help='picks (default 1000)')
+    p.add_argument(
+        '--num-labeled',
+        type=int,
+        default=10000,
+        help='labeled points (default 10000)')
+    p.add_argument(
+        '--num-unlabeled',
+        type=int,
+        default=110000,
+        help='unlabeled points (default 110000)')
+    p.add_argument(
+        '--dim', type=int, default=512, help='feature dimension (default 512)')
+    p.add_argument(
+        '--num', type=int, default=1000, help='picks (default 1000)')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch threads (default: torch\'s, one per core)')
-    p.add_argument('--chunk-mb', type=float, default=256.0,
-                   help='size bound of one block of initial distances, MiB '
-                   '(default 256)')
-    p.add_argument('--float64', action='store_true',
-                   help='features in float64 instead of float32')
-    p.add_argument('--seed', type=int, default=0,
-                   help='seed of the features')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: torch\'s, one per core)')
+    p.add_argument(
+        '--chunk-mb',
+        type=float,
+        default=256.0,
+        help='size bound of one block of initial distances, MiB '
+        '(default 256)')
+    p.add_argument(
+        '--float64',
+        action='store_true',
+        help='features in float64 instead of float32')
+    p.add_argument('--seed', type=int, default=0, help='seed of the features')
     p.add_argument('--out', default=None, help='write the numbers as JSON')
     args = p.parse_args(argv)
     check_cli(p, args, options)

@@ -27,14 +27,18 @@ def main() -> None:
     parser.add_argument('config')
     parser.add_argument('work_dir', help='a work dir with a trained cycle')
     parser.add_argument('--cycle', type=int, default=0)
-    parser.add_argument('--batch-sizes', type=int, nargs='+',
-                        default=[1, 3, 8])
+    parser.add_argument(
+        '--batch-sizes', type=int, nargs='+', default=[1, 3, 8])
     parser.add_argument('--float64', action='store_true')
     parser.add_argument('--out', help='write the figures to this JSON file')
     args = parser.parse_args()
     register_all_modules()
-    out = score_rounding(args.config, args.work_dir, cycle=args.cycle,
-                         batch_sizes=args.batch_sizes, float64=args.float64)
+    out = score_rounding(
+        args.config,
+        args.work_dir,
+        cycle=args.cycle,
+        batch_sizes=args.batch_sizes,
+        float64=args.float64)
     print(json.dumps(out, indent=1))
     if args.out:
         with open(args.out, 'w') as f:

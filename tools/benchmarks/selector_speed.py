@@ -52,17 +52,18 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional, Sequence
 
+from mmal.testing.benchmark import check_cli, print_and_dump
 from mmal.testing.selector_speed import (DEFAULT_CONFIG, SelectorSpeedOptions,
                                          report, run)
-from mmal.testing.benchmark import check_cli, print_and_dump
 from mmal.utils import register_all_modules
 
 
 def options(args: argparse.Namespace) -> SelectorSpeedOptions:
     """The benchmark's options from the command line's."""
-    return SelectorSpeedOptions(
-        **{k: v for k, v in vars(args).items()
-           if k not in ('out', 'keep_work_dir')})
+    return SelectorSpeedOptions(**{
+        k: v
+        for k, v in vars(args).items() if k not in ('out', 'keep_work_dir')
+    })
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -72,34 +73,60 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '(detectors) localization stability pool passes against plain '
         'batched inference on the same images; learning loss\'s training '
         'overhead per iteration.')
-    p.add_argument('--config', default=DEFAULT_CONFIG,
-                   help='a shapes demo config (default %(default)s)')
-    p.add_argument('--model-config', default=None,
-                   help='take the model and adapter of this config instead '
-                   '(e.g. configs/isal_fcos_voc.py), on the demo data')
-    p.add_argument('--num-images', type=int, default=200,
-                   help='unlabeled images (default 200)')
-    p.add_argument('--batch-size', type=int, default=8,
-                   help='images per batch of every phase (default 8)')
-    p.add_argument('--img-size', type=int, default=None,
-                   help='side of the generated images (default: the '
-                   'config\'s demo_data.img_size)')
+    p.add_argument(
+        '--config',
+        default=DEFAULT_CONFIG,
+        help='a shapes demo config (default %(default)s)')
+    p.add_argument(
+        '--model-config',
+        default=None,
+        help='take the model and adapter of this config instead '
+        '(e.g. configs/isal_fcos_voc.py), on the demo data')
+    p.add_argument(
+        '--num-images',
+        type=int,
+        default=200,
+        help='unlabeled images (default 200)')
+    p.add_argument(
+        '--batch-size',
+        type=int,
+        default=8,
+        help='images per batch of every phase (default 8)')
+    p.add_argument(
+        '--img-size',
+        type=int,
+        default=None,
+        help='side of the generated images (default: the '
+        'config\'s demo_data.img_size)')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    p.add_argument('--amp', action='store_true',
-                   help='every phase under torch.autocast (float16; cuda '
-                   'only)')
-    p.add_argument('--repeat', type=int, default=3,
-                   help='timed rounds after the warm-up; the fastest is '
-                   'reported (default 3)')
-    p.add_argument('--threads', type=int, default=None,
-                   help='torch threads (default: torch\'s, one per core)')
-    p.add_argument('--num-workers', type=int, default=0,
-                   help='data loading workers of every phase (default 0)')
-    p.add_argument('--seed', type=int, default=0,
-                   help='seed of the model weights')
+    p.add_argument(
+        '--amp',
+        action='store_true',
+        help='every phase under torch.autocast (float16; cuda '
+        'only)')
+    p.add_argument(
+        '--repeat',
+        type=int,
+        default=3,
+        help='timed rounds after the warm-up; the fastest is '
+        'reported (default 3)')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: torch\'s, one per core)')
+    p.add_argument(
+        '--num-workers',
+        type=int,
+        default=0,
+        help='data loading workers of every phase (default 0)')
+    p.add_argument(
+        '--seed', type=int, default=0, help='seed of the model weights')
     p.add_argument('--out', default=None, help='write the numbers as JSON')
-    p.add_argument('--keep-work-dir', action='store_true',
-                   help='do not delete the temporary work dir (data)')
+    p.add_argument(
+        '--keep-work-dir',
+        action='store_true',
+        help='do not delete the temporary work dir (data)')
     args = p.parse_args(argv)
     check_cli(p, args, options)
     return args

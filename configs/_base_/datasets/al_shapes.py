@@ -4,8 +4,8 @@
 
 # Generated on first use by the driver; every path under data_root is then
 # pointed at <work_dir>/data.
-demo_data = dict(num_train=200, num_val=60, img_size=128, max_objects=4,
-                 seed=0)
+demo_data = dict(
+    num_train=200, num_val=60, img_size=128, max_objects=4, seed=0)
 data_root = 'data/mmal_shapes/'
 classes = ('square', 'circle', 'triangle')
 metainfo = dict(classes=classes)

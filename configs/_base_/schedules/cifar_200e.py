@@ -8,7 +8,6 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
 param_scheduler = dict(
     type='MultiStepLR', by_epoch=True, milestones=[160], gamma=0.1)
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs,
-                 val_interval=max_epochs)
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()

@@ -3,8 +3,8 @@
 # the last epoch. (log_processor by_epoch=True comes from default_runtime;
 # defining it here too would be a key clash between the two bases.)
 max_epochs = 12
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=max_epochs)
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
@@ -13,6 +13,11 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(type='MultiStepLR', by_epoch=True, milestones=[9, 11], gamma=0.1,
-         begin=0, end=max_epochs)
+    dict(
+        type='MultiStepLR',
+        by_epoch=True,
+        milestones=[9, 11],
+        gamma=0.1,
+        begin=0,
+        end=max_epochs)
 ]
