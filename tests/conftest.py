@@ -5,17 +5,19 @@ each). Trainings that several test modules only read (a tiny FCOS or
 classifier trained for cycle 0) are made once per session for all workers
 (:func:`shared_once`); a test that changes such a work dir works on a copy
 (:func:`copy_run`). Tests that start two processes of their own are marked
-``two_processes``: they run alone (:func:`_cpu_share`), so that no core is
-oversubscribed.
+``two_processes``: they run alone, set-up included (:func:`_cpu_share`), so
+that no core is oversubscribed.
 """
 import contextlib
 import copy
 import fcntl
+import glob
 import io
 import json
 import os
 import os.path as osp
 import shutil
+import tempfile
 import time
 from typing import Callable, Optional
 
@@ -144,17 +146,20 @@ def _flock(path: str, exclusive: bool):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-@pytest.fixture(autouse=True)
-def _cpu_share(request, tmp_path_factory):
-    """Under xdist: a ``two_processes`` test holds the CPU alone; the other
-    tests share it. A worker that waits to run one raises a flag first, so
-    that the other worker takes no new test until it has run."""
-    if not os.environ.get('PYTEST_XDIST_WORKER'):
+@contextlib.contextmanager
+def _cpu_share(item):
+    """Under xdist: a ``two_processes`` test holds the CPU alone, from its
+    fixtures' set-up to their tear-down; other tests share it. A worker
+    that waits to run one raises a flag first, so that the other worker
+    starts no new test until it has run."""
+    run = os.environ.get('PYTEST_XDIST_TESTRUNUID')
+    if not run:
         yield
         return
-    lock = osp.join(_session_dir(tmp_path_factory), 'cpu.lock')
-    flag = lock + '.waiting'
-    if request.node.get_closest_marker('two_processes'):
+    lock = osp.join(tempfile.gettempdir(), f'mmal-tests-{run}.cpu.lock')
+    worker = os.environ.get('PYTEST_XDIST_WORKER', '')
+    flag = f'{lock}.waiting.{worker}'
+    if item.get_closest_marker('two_processes'):
         open(flag, 'a').close()
         try:
             with _flock(lock, exclusive=True):
@@ -164,9 +169,15 @@ def _cpu_share(request, tmp_path_factory):
             if osp.exists(flag):
                 os.remove(flag)
         return
-    while osp.exists(flag):
+    while any(f != flag for f in glob.glob(f'{lock}.waiting.*')):
         time.sleep(0.2)
     with _flock(lock, exclusive=False):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    with _cpu_share(item):
         yield
 
 

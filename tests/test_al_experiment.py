@@ -22,11 +22,18 @@ NAMES = ('random_tiny', 'entropy_tiny')
 
 
 def _write_configs(tmp, **extra):
+    """The classification demo's random and entropy configs, shrunk (one
+    epoch a cycle: the experiment's layout and bookkeeping are the claims
+    here); ``extra``: overrides by config name."""
     paths = []
     for name in NAMES:
         selector = name.split('_')[0]
-        cfg = tiny_cls_config(f'{selector}_resnet18-small_shapes-cls.py',
-                              **extra.get(name, {}))
+        cfg = tiny_cls_config(
+            f'{selector}_resnet18-small_shapes-cls.py', **{
+                'train_cfg.max_epochs': 1,
+                'train_cfg.val_interval': 1,
+                **extra.get(name, {})
+            })
         path = osp.join(str(tmp), f'{name}.py')
         cfg.dump(path)
         paths.append(path)

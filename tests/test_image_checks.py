@@ -120,6 +120,7 @@ def _dist_worker(rank: int, world: int, init_file: str, root: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.two_processes
 def test_ranks_share_the_decoding_and_agree(tmp_path):
     import torch.multiprocessing as mp
     _data_list(tmp_path)

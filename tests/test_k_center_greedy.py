@@ -141,7 +141,8 @@ MIB_PER_FLOAT64 = 8 / 2**20
         23 * 5 * MIB_PER_FLOAT64,  # all labeled rows x 5 unlabeled rows
     ])
 def test_chunking_does_not_change_the_result(chunk_mb):
-    labeled, unlabeled = as_tensors(*random_points(7, 23, 37, 5))
+    points = random_points(7, 23, 37, 5)
+    labeled, unlabeled = as_tensors(*points)
     default = initial_min_distances(labeled, unlabeled)
     chunked = initial_min_distances(labeled, unlabeled, chunk_mb)
     # brute force: ||u - l||² for every pair, the smallest per row
@@ -152,25 +153,33 @@ def test_chunking_does_not_change_the_result(chunk_mb):
         assert x.dtype == torch.float64 and x.shape == (37, )
         np.testing.assert_allclose(
             x.numpy(), brute, rtol=0, atol=1e-12 * scale)
+    # the picks agree where no two candidates are within rounding
+    _, gap, _ = reference_picks(*points, 20)
+    assert gap > MIN_GAP
     assert k_center_greedy(labeled, unlabeled, 20, chunk_mb=chunk_mb) == \
         k_center_greedy(labeled, unlabeled, 20)
 
 
 def test_num_above_n_gives_all_points():
     labeled, unlabeled = random_points(3, 4, 10, 3)
-    expected, _, _ = reference_picks(labeled, unlabeled, 10)
+    expected, gap, _ = reference_picks(labeled, unlabeled, 10)
+    assert gap > MIN_GAP
     got = k_center_greedy(*as_tensors(labeled, unlabeled), 25)
     assert got == expected and sorted(got) == list(range(10))
 
 
 def test_empty_and_float32():
-    labeled, unlabeled = as_tensors(*random_points(4, 6, 9, 3))
+    points = random_points(4, 6, 9, 3)
+    labeled, unlabeled = as_tensors(*points)
     assert k_center_greedy(labeled, unlabeled, 0) == []
     assert k_center_greedy(
         labeled, unlabeled, 0, return_distances=True) == ([], [])
     assert k_center_greedy(labeled, unlabeled[:0], 3) == []
     assert initial_min_distances(labeled[:0], unlabeled).isinf().all()
-    # float32 stays float32 (and picks the same on well-separated points)
+    # float32 stays float32 (and picks the same on well-separated points:
+    # float32's squared distances err by ~1e-6 of the squared norms)
+    _, gap, _ = reference_picks(*points, 5)
+    assert gap > 1e-3
     f32 = [x.float() for x in (labeled, unlabeled)]
     assert initial_min_distances(*f32).dtype == torch.float32
     assert k_center_greedy(*f32, 5) == k_center_greedy(labeled, unlabeled, 5)
@@ -235,8 +244,11 @@ def test_speed_harness_smoke():
         num=10,
         threads=1,
         float64=True)
-    res = run(opts)
-    assert res['picks'] == k_center_greedy(*make_features(opts), 10)
+    res = run(opts)  # one thread; below, the session's thread count
+    features = make_features(opts)
+    _, gap, _ = reference_picks(*[f.numpy() for f in features], 10)
+    assert gap > MIN_GAP
+    assert res['picks'] == k_center_greedy(*features, 10)
     assert res['dtype'] == 'float64' and res['num'] == 10
     assert set(res['phases']) == {'initial_distances', 'picks'}
     assert res['total_seconds'] == pytest.approx(

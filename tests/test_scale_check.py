@@ -153,6 +153,7 @@ def _retry_worker(rank, world, init_file, out_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.two_processes
 def test_retries_decide_alike_on_every_process(tmp_path):
     """3 chains split 2 + 1 over 2 processes: the same retries, scales and
     s_test as one process (no process waits for another's retry)."""
