@@ -283,6 +283,41 @@ def select_cycle0(cfg: Config,
         return json.load(f)
 
 
+def cycle0_context(cfg: Config, work_dir: str, subset: Optional[int] = None):
+    """Cycle 0's selection context rebuilt on the trained cycle-0 model of
+    the run in ``work_dir``: the pool as it was before the selection, the
+    seed and the adapter as the driver prepares them for cycle 0.
+
+    Returns:
+        SelectionContext: With ``model`` (eval mode) and ``adapter``.
+    """
+    from mmal.datasets import SelectionContext
+    from mmal.engine import ActiveLearningRunner
+    from mmal.structures import ALState, PoolState
+    from mmal.utils.checkpoint import trusted_checkpoint_loading
+    runner = ActiveLearningRunner(cfg, work_dir)
+    state = ALState.load(osp.join(work_dir, 'al_state.json'))
+    with trusted_checkpoint_loading():
+        model = runner.load_model(state.record(0)['checkpoint'])
+    seed = runner.al['seed'] * 1000  # cycle 0, as the driver seeds it
+    runner.adapter.prepare(model, seed=seed)
+    pool = PoolState(runner.pool_view.sample_ids,
+                     {k: 0
+                      for k in state.pool.ids_labeled_in(0)})
+    return SelectionContext(
+        runner.cfg,
+        pool,
+        0,
+        seed=seed,
+        work_dir=work_dir,
+        model=model,
+        adapter=runner.adapter,
+        task=runner.task,
+        num_workers=0,
+        logger='silent',
+        unlabeled_subset=subset)
+
+
 @pytest.fixture(scope='session')
 def fcos_cycle0(tmp_path_factory) -> str:
     """The tiny ISAL FCOS demo with cycle 0 trained and evaluated (the

@@ -36,12 +36,12 @@ from mmal.models import (FasterRCNNAdapter, FCOSAdapter,
 from mmal.models.precision import float64_computation
 from mmal.registry import MODELS
 from mmal.selectors import LearningLossSelector
-from mmal.structures import ALState, PoolState
+from mmal.structures import ALState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
 from mmal.utils.errors import ConfigError
-from conftest import (copy_run, select_cycle0, tiny_cls_config, tiny_config,
-                      train_cycle0)
+from conftest import (copy_run, cycle0_context, select_cycle0, tiny_cls_config,
+                      tiny_config, train_cycle0)
 from influence_reference import (FCOS_TINY, FRCNN_TINY, assert_close64,
                                  tiny_detector)
 
@@ -427,27 +427,6 @@ def test_a_wrapped_fcos_trains_and_tests_in_a_plain_runner(tmp_path):
 
 
 # -- the selector end to end --------------------------------------------------
-def _cycle0_context(cfg, work_dir, state, seed, subset=None):
-    """Cycle 0's selection context rebuilt from a finished run: its model
-    and the pool as it was before the selection."""
-    runner = ActiveLearningRunner(cfg, work_dir)
-    with trusted_checkpoint_loading():
-        model = runner.load_model(state.record(0)['checkpoint'])
-    pool = PoolState(state.pool.pool_ids,
-                     {k: 0
-                      for k in state.pool.ids_labeled_in(0)})
-    return model, SelectionContext(
-        runner.cfg,
-        pool,
-        0,
-        seed=seed,
-        work_dir=work_dir,
-        model=model,
-        adapter=runner.adapter,
-        num_workers=0,
-        unlabeled_subset=subset)
-
-
 def _check_selection(cfg, work_dir, subset=None):
     """Cycle 0's selection on the trained cycle-0 model in ``work_dir``:
     the scores are the module's predictions on each image alone, the
@@ -458,8 +437,8 @@ def _check_selection(cfg, work_dir, subset=None):
     assert [r['done']
             for r in state.cycles] == [['train', 'evaluate', 'select']]
     assert sel['selector'] == 'LearningLossSelector'
-    seed = cfg.al_cfg.get('seed', 0) * 1000
-    model, context = _cycle0_context(cfg, work_dir, state, seed, subset)
+    context = cycle0_context(cfg, work_dir, subset)
+    model = context.model
     ranked_ids = context.unlabeled_ids
     assert sorted(sel['scores']) == ranked_ids
     view = context.unlabeled_view()

@@ -22,18 +22,14 @@ import torch
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-from mmal.datasets import SelectionContext
-from mmal.engine import ActiveLearningRunner
 from mmal.models import ImageClassifierAdapter
 from mmal.selectors import (LocalizationStabilitySelector, add_pixel_noise,
                             box_stability, localization_stability,
                             prediction_stability)
 from mmal.selectors.localization_stability import (pixel_noise,
                                                    pixel_normalisation)
-from mmal.structures import PoolState
 from mmal.utils import ConfigError
-from mmal.utils.checkpoint import trusted_checkpoint_loading
-from conftest import copy_run, select_cycle0, tiny_config
+from conftest import copy_run, cycle0_context, select_cycle0, tiny_config
 
 F64 = dict(dtype=torch.float64)
 BOX = [0., 0., 10., 10.]
@@ -242,34 +238,12 @@ def _check_selection(work_dir):
     return state, sel
 
 
-def _selection_context(work_dir, cfg, state):
-    """The cycle-0 selection's context, rebuilt on the trained model."""
-    runner = ActiveLearningRunner(cfg, work_dir)
-    with trusted_checkpoint_loading():
-        model = runner.load_model(state['cycles'][0]['checkpoint'])
-    seed = runner.al['seed'] * 1000  # cycle 0, as the driver seeds it
-    runner.adapter.prepare(model, seed=seed)
-    labeled = {k: 0 for k, c in state['pool']['labeled'].items() if c == 0}
-    pool = PoolState(runner.pool_view.sample_ids, labeled)
-    return SelectionContext(
-        runner.cfg,
-        pool,
-        0,
-        seed=seed,
-        work_dir=work_dir,
-        model=model,
-        adapter=runner.adapter,
-        task=runner.task,
-        num_workers=0,
-        logger='silent')
-
-
 def test_fcos_selection_and_the_same_selection_again(fcos_cycle0, tmp_path):
     """On the session's trained FCOS (the stability config's model is
     ISAL's): the driver's selection, the same again, batch 1 = batch 4."""
     work_dir, cfg = _select(fcos_cycle0, tmp_path, 'stability_fcos_shapes.py')
     state, sel = _check_selection(work_dir)
-    context = _selection_context(work_dir, cfg, state)
+    context = cycle0_context(cfg, work_dir)
     selector = LocalizationStabilitySelector(score_thr=0.02)
     first, second = selector.rank(context), selector.rank(context)
     assert first.ranking == second.ranking and first.scores == second.scores
