@@ -198,7 +198,7 @@ def test_report_files_and_text(experiment, tmp_path_factory):
     with open(osp.join(out, 'al_savings.csv')) as f:
         savings_rows = f.read().splitlines()
     assert len(savings_rows) == 1 + 4 * 3  # mean + 2 seeds per selector
-    assert 'entropy_fcos_x,0,30,300,,,' in savings_rows
+    assert 'entropy_fcos_x,0,30,300,,,,0' in savings_rows
 
 
 def test_plot_is_a_png_with_one_curve_per_selector(experiment,
@@ -394,3 +394,52 @@ def test_is_finished_rules():
     assert not is_finished(
         dict(settings=settings), [cycles[0], dict(done=['train'])])
     assert not is_finished(dict(settings=settings), cycles[:1])
+
+
+def test_a_target_reached_at_the_shared_start_says_nothing(tmp_path):
+    """Seed 2 starts (cycle 0, the initial set every selector of the seed
+    shares) above random's final metric: its row says 'at start' for both
+    selectors, it is left out of the spread, and the reference's own row
+    is 0 for every seed."""
+    write_run(tmp_path, 'random', 0, C3, [10, 20, 30])
+    write_run(tmp_path, 'random', 1, C3, [10, 22, 34])
+    write_run(tmp_path, 'random', 2, C3, [40, 25, 30])  # starts above 30
+    write_run(tmp_path, 'isal', 0, C3, [10, 30, 40])  # 30 at 200
+    write_run(tmp_path, 'isal', 1, C3, [10, 34, 36])  # 34 at 200
+    write_run(tmp_path, 'isal', 2, C3, [40, 35, 45])
+    report = make_report([str(tmp_path)], str(tmp_path / 'report'))
+    res = {r.name: r for r in report.savings}
+    ref, isal = res['random_fcos_x'], res['isal_fcos_x']
+    # the reference against itself: 0 per seed, never 'at start'
+    assert [ref.per_seed[s].saving for s in (0, 1, 2)] == [0, 0, 0]
+    assert ref.mean.saving == 0 and ref.at_start_seeds == []
+    # seed 2 of isal: reached at the start, no saving, out of the spread
+    assert isal.at_start_seeds == [2]
+    assert isal.per_seed[2].reached and isal.per_seed[2].saving is None
+    assert isal.per_seed[2].percent is None
+    assert isal.per_seed[0].saving == isal.per_seed[1].saving == 100
+    assert isal.spread == (100, 100)
+    assert not isal.spread_includes_zero  # 2 informative seeds, both > 0
+    md = report.markdown
+    assert '+100 / +100 / at start' in md
+    assert '+0 / +0 / +0' in md  # the reference's row
+    assert '[+100, +100]; 1 at start, left out' in md
+    assert ('isal_fcos_x: seed 2 reached random_fcos_x\'s final metric at '
+            'the initial labeled set') in md
+    with open(osp.join(str(tmp_path / 'report'), 'al_savings.csv')) as f:
+        rows = [line.split(',') for line in f.read().splitlines()]
+    assert rows[0][-1] == 'reached_at_start'
+    seed2 = next(r for r in rows if r[:2] == ['isal_fcos_x', '2'])
+    assert seed2[5] == '' and seed2[-1] == '1'  # no saving; at start
+
+
+def test_one_informative_seed_left_has_no_spread(tmp_path):
+    """Two seeds, one reached at the start: one seed left, no spread."""
+    write_run(tmp_path, 'random', 0, C3, [10, 20, 30])
+    write_run(tmp_path, 'random', 1, C3, [40, 25, 30])
+    write_run(tmp_path, 'isal', 0, C3, [10, 30, 40])
+    write_run(tmp_path, 'isal', 1, C3, [40, 35, 45])
+    report = make_report([str(tmp_path)], str(tmp_path / 'report'))
+    isal = next(r for r in report.savings if r.name == 'isal_fcos_x')
+    assert isal.spread == (100, 100) and isal.spread_includes_zero
+    assert '1 seed left: no spread, nothing to conclude' in report.markdown

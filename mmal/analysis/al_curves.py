@@ -9,6 +9,12 @@ reaches it at its first cost); the saving is the reference's final cost
 minus that cost, absolute and as a percentage of the reference's final
 cost. Per seed the same is done with each seed's curve against the
 reference's curve of the same seed, which gives the spread.
+
+Every selector of a seed starts from the same initial labeled set, so a
+curve that reaches the target at its first cycle says nothing about its
+selector: such a saving is *reached at the start (no information)*, has no
+value and is left out of the spread. The reference's own row is 0 by
+construction (its final cost against its final metric).
 """
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -139,22 +145,33 @@ class Saving:
         reference_cost (float): The reference's final cost.
         cost (float | None): The selector's cost to reach the target;
             None: not reached.
+        at_start (bool): Reached at the first cycle, the initial labeled
+            set every selector of the seed shares: no information, no
+            saving.
     """
     target: float
     reference_cost: float
     cost: Optional[float]
+    at_start: bool = False
 
     @property
     def reached(self) -> bool:
         return self.cost is not None
 
     @property
+    def informative(self) -> bool:
+        """Reached after the shared start: the saving says something."""
+        return self.reached and not self.at_start
+
+    @property
     def saving(self) -> Optional[float]:
-        return None if self.cost is None else self.reference_cost - self.cost
+        if not self.informative:
+            return None
+        return self.reference_cost - self.cost
 
     @property
     def percent(self) -> Optional[float]:
-        if self.cost is None or not self.reference_cost:
+        if not self.informative or not self.reference_cost:
             return None
         return 100.0 * self.saving / self.reference_cost
 
@@ -174,24 +191,41 @@ class SavingResult:
     per_seed: Dict[int, Saving]
 
     @property
+    def at_start_seeds(self) -> List[int]:
+        """The seeds that reached the target at the shared start (left out
+        of the spread)."""
+        return sorted(k for k, s in self.per_seed.items() if s.at_start)
+
+    @property
     def spread(self) -> Optional[tuple]:
-        """(min, max) of the per-seed savings that reached; None if
-        none."""
-        values = [s.saving for s in self.per_seed.values() if s.reached]
+        """(min, max) of the per-seed savings reached after the shared
+        start; None if none."""
+        values = [s.saving for s in self.per_seed.values() if s.informative]
         return (min(values), max(values)) if values else None
 
     @property
     def spread_includes_zero(self) -> bool:
-        """True unless at least two seeds were compared, every one reached
-        the target and all savings have one sign (all > 0 or all < 0).
+        """True unless at least two seeds reached the target after the
+        shared start, none missed it, and all their savings have one sign
+        (all > 0 or all < 0).
 
         One seed has no spread: it cannot exclude zero.
         """
-        if len(self.per_seed) < 2 or not all(s.reached
-                                             for s in self.per_seed.values()):
+        seeds = self.per_seed.values()
+        if not all(s.reached for s in seeds) or sum(s.informative
+                                                    for s in seeds) < 2:
             return True
         low, high = self.spread
         return low <= 0 <= high
+
+
+def saving_of(cost: Sequence[float], metric: Sequence[float], target: float,
+              reference_cost: float) -> Saving:
+    """A curve's :class:`Saving` against ``target`` (reached at the start
+    when its first point reaches it)."""
+    reached = cost_to_reach(cost, metric, target)
+    at_start = reached is not None and metric[0] >= target - REACH_TOL
+    return Saving(target, reference_cost, reached, at_start)
 
 
 def savings(runs: RunSet, curves: Dict[str, MeanCurve],
@@ -211,15 +245,19 @@ def savings(runs: RunSet, curves: Dict[str, MeanCurve],
     target, ref_cost = float(ref.metric[-1]), float(ref.cost[-1])
     out = []
     for name, curve in curves.items():
-        mean = Saving(target, ref_cost,
-                      cost_to_reach(curve.cost, curve.metric, target))
+        is_ref = name == reference
+        # the reference against itself: its final cost, saving 0
+        mean = (
+            Saving(target, ref_cost, ref_cost) if is_ref else saving_of(
+                curve.cost, curve.metric, target, ref_cost))
         per_seed = {}
         for run in runs.groups[name]:
             ref_run = group_seed(runs.groups[reference], run.seed)
             if ref_run is None:
                 continue
-            t = ref_run.metric[-1]
-            per_seed[run.seed] = Saving(t, ref_run.cost[-1],
-                                        cost_to_reach(run.cost, run.metric, t))
+            t, c = float(ref_run.metric[-1]), float(ref_run.cost[-1])
+            per_seed[run.seed] = (
+                Saving(t, c, c) if is_ref else saving_of(
+                    run.cost, run.metric, t, c))
         out.append(SavingResult(name, mean, per_seed))
     return out

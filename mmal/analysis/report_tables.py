@@ -15,7 +15,11 @@ CURVE_COLUMNS = ('selector', 'cycle', 'seeds', 'images', 'cost_mean',
                  'cost_min', 'cost_max', 'metric_mean', 'metric_min',
                  'metric_max', 'metric_per_10k_cost')
 SAVING_COLUMNS = ('selector', 'seed', 'target_metric', 'reference_cost',
-                  'cost_to_reach', 'saving', 'saving_percent')
+                  'cost_to_reach', 'saving', 'saving_percent',
+                  'reached_at_start')
+
+#: What a saving reached at the shared initial set is called.
+AT_START = 'reached at the start (no information)'
 
 
 def metric_label(metric_key: str) -> str:
@@ -41,10 +45,12 @@ def format_count(value: Optional[float]) -> str:
 
 
 def format_saving(saving: Saving, unit: str) -> str:
-    """``7.1k fewer boxes (10.4 %)``, ``312 more boxes (-4.0 %)`` or
-    ``not reached``."""
+    """``7.1k fewer boxes (10.4 %)``, ``312 more boxes (-4.0 %)``,
+    ``not reached`` or :data:`AT_START`."""
     if not saving.reached:
         return 'not reached'
+    if saving.at_start:
+        return AT_START
     amount = saving.saving
     word = 'fewer' if amount >= 0 else 'more'
     pct = '' if saving.percent is None else f' ({saving.percent:.1f} %)'
@@ -54,6 +60,8 @@ def format_saving(saving: Saving, unit: str) -> str:
 def _signed(saving: Saving) -> str:
     if not saving.reached:
         return 'not reached'
+    if saving.at_start:
+        return 'at start'
     return ('+' if saving.saving >= 0 else '-') + format_count(
         abs(saving.saving))
 
@@ -119,13 +127,16 @@ def savings_markdown(results: Sequence[SavingResult], reference: str,
 
 
 def _spread_cell(res: SavingResult) -> str:
-    """``[+6.8, +54.6]``, with the seeds that did not reach the target."""
+    """``[+6.8, +54.6]``, with the seeds that did not reach the target and
+    those left out (reached at the shared start)."""
     missed = sum(not s.reached for s in res.per_seed.values())
     spread = res.spread
     cell = '-' if spread is None else \
         f'[{_signed_value(spread[0])}, {_signed_value(spread[1])}]'
     if missed:
         cell += f'; {missed} not reached'
+    if res.at_start_seeds:
+        cell += f'; {len(res.at_start_seeds)} at start, left out'
     return cell
 
 
@@ -140,6 +151,22 @@ def conclusion(res: SavingResult, reference: str, unit: str) -> str:
     if not n:
         return (f'{res.name}: no seed shared with {reference}; no per-seed '
                 'comparison')
+    start = res.at_start_seeds
+    if start:
+        note = (f'{res.name}: seed{"s" if len(start) > 1 else ""} '
+                f'{", ".join(map(str, start))} reached {reference}\'s final '
+                'metric at the initial labeled set every selector of the '
+                'seed shares (no information), left out of the spread; ')
+        informative = n - len(start) - len(missed)
+        if informative < 2 and not missed:
+            return note + (
+                f'{informative} seed{"" if informative == 1 else "s"}'
+                ' left: no spread, nothing to conclude')
+        return note + conclusion(
+            SavingResult(res.name, res.mean, {
+                k: v
+                for k, v in res.per_seed.items() if not v.at_start
+            }), reference, unit).split(': ', 1)[1]
     if n == 1:
         return (f'{res.name}: one seed compared with {reference}, no '
                 'spread: an illustration, not evidence')
@@ -185,7 +212,8 @@ def savings_csv(results: Sequence[SavingResult]) -> str:
                 res.name, seed, s.target, s.reference_cost,
                 '' if s.cost is None else s.cost,
                 '' if s.saving is None else s.saving,
-                '' if s.percent is None else s.percent
+                '' if s.percent is None else s.percent,
+                int(s.at_start)
             ])
     return _csv(SAVING_COLUMNS, rows)
 
