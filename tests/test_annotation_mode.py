@@ -19,6 +19,7 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
+from mmal.annotation.export_writers import agnostic_nms
 from mmal.engine import ActiveLearningRunner
 from mmal.utils import UserError
 from mmal.utils.checkpoint import trusted_checkpoint_loading
@@ -273,13 +274,20 @@ def test_export_files_and_pre_annotations(round_trip):
     for a in coco['annotations']:
         exported.setdefault(a['image_id'], []).append(a)
 
+    nms_iou = manifest['pre_annotation_nms_iou']
+    assert nms_iou == 0.7  # the default: one box per object
+
     def predictions(item, score_thr, keep_thr):
+        """test_step's boxes >= keep_thr, then class-agnostic NMS."""
         test_cfg.score_thr = score_thr
         with torch.no_grad():
             pred = model.test_step(item)[0].pred_instances
+        keep = pred.scores >= keep_thr
+        bboxes, scores = pred.bboxes[keep], pred.scores[keep]
+        labels = pred.labels[keep]
+        kept = agnostic_nms(bboxes, scores, nms_iou)
         return [(b.tolist(), float(s), int(lab))
-                for b, s, lab in zip(pred.bboxes, pred.scores, pred.labels)
-                if s >= keep_thr]
+                for b, s, lab in zip(bboxes[kept], scores[kept], labels[kept])]
 
     for task, im in zip(tasks, coco['images']):
         idx = view_ids.index(str(im['id']))
@@ -530,3 +538,87 @@ def test_an_unreadable_image_in_the_folder_is_named_or_dropped(tmp_path):
     assert pool['categories'] == [
         dict(id=1, name='cat'), dict(id=2, name='dog')
     ]
+
+
+# -- one export for CVAT and Label Studio; one box per object -------------
+def test_images_txt_keeps_plain_paths_when_label_studio_has_a_prefix(tmp_path):
+    """``image_root`` (Label Studio's URL prefix) goes into the tasks file
+    only; images.txt lists the files under ``image_dir``; the labeling
+    config beside the tasks names the pool's categories."""
+    import xml.etree.ElementTree as ET
+
+    from mmal.annotation.export_writers import write_export
+    images = [
+        dict(id=7, file_name='a b.jpg', width=40, height=20),
+        dict(id=3, file_name='sub/c.png', width=10, height=10)
+    ]
+    preds = {'7': dict(bboxes=[[0, 0, 20, 10]], scores=[0.9], labels=[1])}
+    paths = write_export(
+        str(tmp_path), images, preds, {
+            '7': 0.5,
+            '3': None
+        }, ['cat', 'dog "big"'], '/data/imgs', '/data/local-files/?d=imgs',
+        dict(cycle=0))
+    with open(paths['list']) as f:
+        assert f.read().splitlines() == [
+            '/data/imgs/a b.jpg', '/data/imgs/sub/c.png'
+        ]
+    tasks = _read(paths['label_studio'])
+    assert [t['data']['image'] for t in tasks] == [
+        '/data/local-files/?d=imgs/a b.jpg',
+        '/data/local-files/?d=imgs/sub/c.png'
+    ]
+    assert tasks[0]['predictions'][0]['result'][0]['value'][
+        'rectanglelabels'] == ['dog "big"']
+    view = ET.parse(paths['label_config']).getroot()
+    assert view.tag == 'View'
+    assert view.find('Image').attrib == dict(name='image', value='$image')
+    labels = view.find('RectangleLabels')
+    assert labels.attrib == dict(name='label', toName='image')
+    assert [x.attrib['value'] for x in labels] == ['cat', 'dog "big"']
+
+
+def test_classification_label_config_lists_the_classes(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from mmal.annotation.class_list import write_class_export
+    images = [dict(id='x/1.png', file_name='x/1.png')]
+    paths = write_class_export(
+        str(tmp_path), images, {'x/1.png': dict(label=1, score=0.8)},
+        {'x/1.png': 0.1}, ['circle', 'square'], '/imgs', 'http://h/?d=',
+        dict(cycle=2))
+    with open(paths['list']) as f:
+        assert f.read() == '/imgs/x/1.png\n'
+    assert _read(paths['label_studio'])[0]['data']['image'] == \
+        'http://h/?d=x/1.png'  # appended to a query prefix
+    choices = ET.parse(paths['label_config']).getroot().find('Choices')
+    assert choices.attrib == dict(
+        name='label', toName='image', choice='single')
+    assert [c.attrib['value'] for c in choices] == ['circle', 'square']
+
+
+def test_agnostic_nms_keeps_one_box_per_object():
+    """One object predicted as three classes (the same box) and a
+    neighbour overlapping it by IoU 1/3: the best of the three and the
+    neighbour stay at 0.7; 0.3 drops the neighbour too."""
+    boxes = torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 10.],
+                          [0.5, 0., 10.5, 10.], [5., 0., 15., 10.]])
+    scores = torch.tensor([0.36, 0.39, 0.32, 0.5])
+    assert agnostic_nms(boxes, scores, 0.7).tolist() == [3, 1]
+    assert agnostic_nms(boxes, scores, 0.3).tolist() == [3]
+    assert agnostic_nms(boxes[:0], scores[:0], 0.7).tolist() == []
+
+
+@pytest.mark.parametrize('iou', [0, 1.5, 'x', True])
+def test_a_bad_nms_iou_is_refused(iou):
+    from mmal.engine.annotation_mode import resolve_annotation_cfg
+    from mmal.utils import ConfigError
+    with pytest.raises(ConfigError, match='pre_annotation_nms_iou'):
+        resolve_annotation_cfg(
+            dict(
+                image_dir='x',
+                labeled_ann_file='y',
+                pre_annotation_nms_iou=iou))
+    assert resolve_annotation_cfg(
+        dict(image_dir='x', labeled_ann_file='y',
+             pre_annotation_nms_iou=None))['pre_annotation_nms_iou'] is None

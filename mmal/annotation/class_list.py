@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from mmal.utils.errors import DataError, MissingFileError
 from mmal.utils.fileio import atomic_write_json, atomic_write_text
 from .annotated_pool import folder_images
+from .export_writers import image_url, label_studio_config
 
 UNLABELED = -1
 _LISTED = 10
@@ -147,22 +148,23 @@ def class_pool_dataset(ds_cfg: dict, pool_file: str, image_dir: str,
 
 def write_class_export(out_dir: str, images: Sequence[Dict[str, Any]],
                        predictions: Dict[str, Dict[str, Any]],
-                       scores: Dict[str,
-                                    Optional[float]], classes: Sequence[str],
-                       image_root: str, manifest: Dict[str,
-                                                       Any]) -> Dict[str, str]:
+                       scores: Dict[str, Optional[float]],
+                       classes: Sequence[str], image_dir: str, image_root: str,
+                       manifest: Dict[str, Any]) -> Dict[str, str]:
     """The export of a classification selection: ``labels_predicted.txt``
-    (``path predicted_class``, the import format), ``images.txt``,
-    ``scores.csv`` (with the predicted class and its probability),
-    ``label_studio_tasks.json`` (``choices`` predictions) and
-    ``manifest.json`` (last)."""
+    (``path predicted_class``, the import format), ``images.txt`` (plain
+    paths under ``image_dir``), ``scores.csv`` (with the predicted class
+    and its probability), ``label_studio_tasks.json`` (``choices``
+    predictions; paths under ``image_root``), ``label_config.xml`` (the
+    labeling config they fit) and ``manifest.json`` (last)."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {
         k: osp.join(out_dir, f)
         for k, f in (('labels', 'labels_predicted.txt'),
                      ('list', 'images.txt'), ('scores', 'scores.csv'),
                      ('label_studio', 'label_studio_tasks.json'),
-                     ('manifest', 'manifest.json'))
+                     ('label_config', 'label_config.xml'), ('manifest',
+                                                            'manifest.json'))
     }
     atomic_write_text(
         paths['labels'], ''.join(
@@ -170,7 +172,7 @@ def write_class_export(out_dir: str, images: Sequence[Dict[str, Any]],
             for im in images))
     atomic_write_text(
         paths['list'],
-        ''.join(osp.join(image_root, im['file_name']) + '\n' for im in images))
+        ''.join(osp.join(image_dir, im['file_name']) + '\n' for im in images))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow([
@@ -188,7 +190,7 @@ def write_class_export(out_dir: str, images: Sequence[Dict[str, Any]],
     atomic_write_text(paths['scores'], buf.getvalue())
     tasks = [
         dict(
-            data=dict(image=osp.join(image_root, im['file_name'])),
+            data=dict(image=image_url(image_root, im['file_name'])),
             predictions=[
                 dict(
                     model_version=f'mmal cycle {manifest.get("cycle")}',
@@ -205,6 +207,8 @@ def write_class_export(out_dir: str, images: Sequence[Dict[str, Any]],
             ]) for im in images
     ]
     atomic_write_json(paths['label_studio'], tasks)
+    atomic_write_text(paths['label_config'],
+                      label_studio_config(classes, 'Choices'))
     atomic_write_json(paths['manifest'], dict(manifest, files=paths))
     return paths
 

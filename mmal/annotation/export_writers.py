@@ -7,8 +7,13 @@ A selection in annotation mode is written to ``cycle_k/to_annotate/``:
   pre-annotations (CVAT: import as "COCO 1.0");
 * ``label_studio_tasks.json``: Label Studio tasks, one per image, with
   the predictions as ``predictions`` (rectangle labels in percent of the
-  image; Label Studio takes pre-annotations this way, not from COCO);
-* ``images.txt``: the image paths, one per line, in rank order;
+  image; Label Studio takes pre-annotations this way, not from COCO); the
+  image paths carry ``al_cfg.annotation.image_root`` (e.g. Label Studio's
+  ``/data/local-files/?d=`` URL prefix);
+* ``label_config.xml``: the Label Studio labeling config those tasks fit
+  (the pool's categories);
+* ``images.txt``: the image paths (plain, under ``image_dir``), one per
+  line, in rank order (CVAT, people, scripts);
 * ``scores.csv``: rank, file name, sample id and selector score;
 * ``manifest.json``: the cycle, the selected ids and file names, and the
   command that imports the labels.
@@ -18,6 +23,9 @@ import io
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
+from xml.sax.saxutils import quoteattr
+
+import torch
 
 from mmal.utils.fileio import atomic_write_json, atomic_write_text
 
@@ -27,6 +35,58 @@ LABEL_STUDIO_FILE = 'label_studio_tasks.json'
 LIST_FILE = 'images.txt'
 SCORES_FILE = 'scores.csv'
 MANIFEST_FILE = 'manifest.json'
+LABEL_CONFIG_FILE = 'label_config.xml'
+
+
+def agnostic_nms(bboxes: torch.Tensor, scores: torch.Tensor,
+                 iou_thr: float) -> torch.Tensor:
+    """Class-agnostic NMS: indices of the boxes kept, highest score first.
+
+    A detector's own NMS runs per class, so one object can come out under
+    two or three classes with the same box; an annotator wants one box per
+    object.
+
+    Args:
+        bboxes (Tensor): (n, 4) x1 y1 x2 y2.
+        scores (Tensor): (n, ).
+        iou_thr (float): A box whose IoU with a kept, higher-scoring box
+            exceeds this is dropped.
+
+    Returns:
+        Tensor: (k, ) int64 indices into ``bboxes``.
+    """
+    if bboxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    from mmcv.ops import nms
+    _, keep = nms(bboxes.float(), scores.float(), iou_thr)
+    return keep.long()
+
+
+def image_url(image_root: str, file_name: str) -> str:
+    """``file_name`` under ``image_root``: a path join, or appended as it
+    is to a prefix that ends a URL query or path (``...?d=``, ``.../``),
+    e.g. Label Studio's ``/data/local-files/?d=``."""
+    if image_root.endswith(('=', '/')):
+        return image_root + file_name
+    return osp.join(image_root, file_name)
+
+
+def label_studio_config(classes: Sequence[str], control: str) -> str:
+    """A Label Studio labeling config for the exported tasks: the image
+    ``image`` and one ``label`` control listing ``classes``.
+
+    Args:
+        classes (Sequence[str]): The pool's category names, in order.
+        control (str): ``'RectangleLabels'`` (detection) or ``'Choices'``
+            (classification).
+    """
+    tag = 'Label' if control == 'RectangleLabels' else 'Choice'
+    items = ''.join(f'    <{tag} value={quoteattr(str(c))}/>\n'
+                    for c in classes)
+    extra = '' if tag == 'Label' else ' choice="single"'
+    return ('<View>\n  <Image name="image" value="$image"/>\n'
+            f'  <{control} name="label" toName="image"{extra}>\n'
+            f'{items}  </{control}>\n</View>\n')
 
 
 def coco_predictions(images: Sequence[Dict[str, Any]],
@@ -110,7 +170,7 @@ def label_studio_tasks(coco: Dict[str, Any], image_root: str,
         scores = [r['score'] for r in result]
         tasks.append(
             dict(
-                data=dict(image=osp.join(image_root, im['file_name'])),
+                data=dict(image=image_url(image_root, im['file_name'])),
                 predictions=[
                     dict(
                         model_version=model_version,
@@ -121,10 +181,16 @@ def label_studio_tasks(coco: Dict[str, Any], image_root: str,
 
 
 def write_export(out_dir: str, images: Sequence[Dict[str, Any]],
-                 predictions: Dict[str, Dict[str, list]],
-                 scores: Dict[str, Optional[float]], classes: Sequence[str],
-                 image_root: str, manifest: Dict[str, Any]) -> Dict[str, str]:
+                 predictions: Dict[str,
+                                   Dict[str,
+                                        list]], scores: Dict[str,
+                                                             Optional[float]],
+                 classes: Sequence[str], image_dir: str, image_root: str,
+                 manifest: Dict[str, Any]) -> Dict[str, str]:
     """Write every file of an export (see the module doc) into ``out_dir``.
+
+    ``images.txt`` lists the images under ``image_dir`` (plain paths);
+    Label Studio's tasks name them under ``image_root``.
 
     Each file is written atomically, the manifest last: an export is
     complete once ``manifest.json`` exists.
@@ -136,8 +202,8 @@ def write_export(out_dir: str, images: Sequence[Dict[str, Any]],
     paths = {
         k: osp.join(out_dir, f)
         for k, f in (('coco', COCO_FILE), ('label_studio', LABEL_STUDIO_FILE),
-                     ('list', LIST_FILE), ('scores', SCORES_FILE),
-                     ('manifest', MANIFEST_FILE))
+                     ('label_config', LABEL_CONFIG_FILE), ('list', LIST_FILE),
+                     ('scores', SCORES_FILE), ('manifest', MANIFEST_FILE))
     }
     coco = coco_predictions(images, predictions, classes)
     atomic_write_json(paths['coco'], coco)
@@ -145,9 +211,11 @@ def write_export(out_dir: str, images: Sequence[Dict[str, Any]],
         paths['label_studio'],
         label_studio_tasks(coco, image_root,
                            f'mmal cycle {manifest.get("cycle")}'))
+    atomic_write_text(paths['label_config'],
+                      label_studio_config(classes, 'RectangleLabels'))
     atomic_write_text(
         paths['list'],
-        ''.join(osp.join(image_root, im['file_name']) + '\n' for im in images))
+        ''.join(osp.join(image_dir, im['file_name']) + '\n' for im in images))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(['rank', 'file_name', 'sample_id', 'score'])

@@ -16,7 +16,7 @@ from .annotated_pool import build_pool, labeled_image_ids, write_pool
 from .class_list import (build_class_pool, class_pool_dataset,
                          read_class_import, read_class_pool,
                          write_class_export, write_class_pool)
-from .export_writers import write_export
+from .export_writers import agnostic_nms, write_export
 from .label_import import merge_labels, read_labels
 
 Pool = Any  # the pool file's content, as the format reads it
@@ -61,17 +61,24 @@ class AnnotationFormat(metaclass=abc.ABCMeta):
         """The dataset config of the pool (the config's pipeline)."""
 
     @abc.abstractmethod
-    def predictor(self, adapter: Any,
-                  score_thr: float) -> Callable[[nn.Module, Dict], List]:
-        """``fn(model, data)``: each image's pre-annotation (lists)."""
+    def predictor(self,
+                  adapter: Any,
+                  score_thr: float,
+                  nms_iou: Optional[float] = None
+                  ) -> Callable[[nn.Module, Dict], List]:
+        """``fn(model, data)``: each image's pre-annotation (lists);
+        ``nms_iou``: detection's class-agnostic NMS (None: none)."""
 
     @abc.abstractmethod
     def write_export(self, out_dir: str, images: List[Dict[str, Any]],
-                     predictions: Dict[str, Any],
-                     scores: Dict[str,
-                                  Optional[float]], classes: Sequence[str],
-                     image_root: str, manifest: Dict[str, Any]) -> None:
-        """Write ``to_annotate/`` (the manifest last)."""
+                     predictions: Dict[str,
+                                       Any], scores: Dict[str,
+                                                          Optional[float]],
+                     classes: Sequence[str], image_dir: str, image_root: str,
+                     manifest: Dict[str, Any]) -> None:
+        """Write ``to_annotate/`` (the manifest last): image paths under
+        ``image_dir`` in the lists, under ``image_root`` in Label
+        Studio's tasks."""
 
     @abc.abstractmethod
     def read_labels(self, path: str, selection: Dict[str, Dict[str, Any]],
@@ -122,7 +129,7 @@ class CocoDetectionFormat(AnnotationFormat):
             pipeline=copy.deepcopy(ds_cfg['pipeline']),
             backend_args=ds_cfg.get('backend_args'))
 
-    def predictor(self, adapter, score_thr):
+    def predictor(self, adapter, score_thr, nms_iou=None):
 
         def predict(model: nn.Module, data: Dict) -> List[Dict]:
             out = []
@@ -130,19 +137,25 @@ class CocoDetectionFormat(AnnotationFormat):
                     data['inputs'], data['data_samples'], rescale=True):
                 pred = sample.pred_instances
                 keep = pred.scores >= score_thr
+                bboxes, scores = pred.bboxes[keep], pred.scores[keep]
+                labels = pred.labels[keep]
+                if nms_iou is not None:
+                    kept = agnostic_nms(bboxes, scores, nms_iou)
+                    bboxes, scores = bboxes[kept], scores[kept]
+                    labels = labels[kept]
                 out.append(
                     dict(
-                        bboxes=pred.bboxes[keep].tolist(),
-                        scores=pred.scores[keep].tolist(),
-                        labels=pred.labels[keep].tolist()))
+                        bboxes=bboxes.tolist(),
+                        scores=scores.tolist(),
+                        labels=labels.tolist()))
             return out
 
         return predict
 
     def write_export(self, out_dir, images, predictions, scores, classes,
-                     image_root, manifest):
-        write_export(out_dir, images, predictions, scores, classes, image_root,
-                     manifest)
+                     image_dir, image_root, manifest):
+        write_export(out_dir, images, predictions, scores, classes, image_dir,
+                     image_root, manifest)
 
     def read_labels(self, path, selection, classes, cycle, policy, logger):
         return read_labels(path, selection, classes, cycle, policy, logger)
@@ -182,7 +195,7 @@ class ClassListFormat(AnnotationFormat):
     def dataset(self, ds_cfg, pool_file, image_dir, classes):
         return class_pool_dataset(ds_cfg, pool_file, image_dir, classes)
 
-    def predictor(self, adapter, score_thr):
+    def predictor(self, adapter, score_thr, nms_iou=None):
 
         def predict(model: nn.Module, data: Dict) -> List[Dict]:
             return [
@@ -193,9 +206,9 @@ class ClassListFormat(AnnotationFormat):
         return predict
 
     def write_export(self, out_dir, images, predictions, scores, classes,
-                     image_root, manifest):
+                     image_dir, image_root, manifest):
         write_class_export(out_dir, images, predictions, scores, classes,
-                           image_root, manifest)
+                           image_dir, image_root, manifest)
 
     def read_labels(self, path, selection, classes, cycle, policy, logger):
         return read_class_import(path, selection, classes, cycle)

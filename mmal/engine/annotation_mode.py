@@ -39,7 +39,16 @@ ANNOTATION_DEFAULTS: Dict[str, Any] = dict(
     # labeled_ann_file lacks
     unlabeled_ann_file=None,
     pre_annotation_score_thr=0.3,  # predictions exported as pre-labels
-    image_root=None,  # image path prefix in exports (default image_dir)
+    # detection: pre-annotations go through class-agnostic NMS at this IoU
+    # (one box per object, as an annotator would accept it; the detector's
+    # own NMS is per class, so one object may come out under two or three
+    # classes). 0.7 drops near-copies of a box and keeps neighbours that
+    # overlap as much as people in a crowd do; None: the detector's boxes
+    # as they are
+    pre_annotation_nms_iou=0.7,
+    # image path prefix in Label Studio's tasks file (default image_dir;
+    # e.g. '/data/local-files/?d=images'); images.txt keeps plain paths
+    image_root=None,
 )
 
 POOL_DIR = 'annotations'
@@ -80,28 +89,36 @@ def selection_images(fmt: AnnotationFormat, pool_file: str,
     return [by_id[sid] for sid in ids]
 
 
-def export_selection(context: 'SelectionContext', fmt: AnnotationFormat,
-                     selected: List[str], scores: Dict[str, Optional[float]],
-                     pool_file: str, classes: List[str], out_dir: str,
-                     image_root: str, score_thr: float,
-                     manifest: Dict[str, Any]) -> None:
+def export_selection(context: 'SelectionContext',
+                     fmt: AnnotationFormat,
+                     selected: List[str],
+                     scores: Dict[str, Optional[float]],
+                     pool_file: str,
+                     classes: List[str],
+                     out_dir: str,
+                     image_dir: str,
+                     image_root: str,
+                     score_thr: float,
+                     manifest: Dict[str, Any],
+                     nms_iou: Optional[float] = None) -> None:
     """Predict the pre-annotations of ``selected`` (every process, its
     share), then write the export (rank 0); the others wait."""
     from mmal.selectors import pool_pass
     preds = pool_pass(
         context,
-        fmt.predictor(context.adapter, score_thr),
+        fmt.predictor(context.adapter, score_thr, nms_iou),
         ids=selected,
         desc='pre-annotations of the selected images')
     if is_master():
         images = selection_images(fmt, pool_file, selected)
         fmt.write_export(
-            out_dir, images, preds, scores, classes, image_root,
+            out_dir, images, preds, scores, classes, image_dir, image_root,
             dict(
                 manifest,
                 selected=list(selected),
                 file_names=[im['file_name'] for im in images],
-                pre_annotation_score_thr=score_thr))
+                pre_annotation_score_thr=score_thr,
+                pre_annotation_nms_iou=nms_iou))
     sync()
 
 
@@ -123,6 +140,12 @@ def resolve_annotation_cfg(cfg: Optional[dict]) -> Optional[Dict[str, Any]]:
     for key in ('image_dir', 'labeled_ann_file', 'unlabeled_ann_file'):
         if out[key]:
             out[key] = osp.abspath(out[key])
+    iou = out['pre_annotation_nms_iou']
+    if iou is not None and (isinstance(iou, bool) or
+                            not isinstance(iou,
+                                           (int, float)) or not 0 < iou <= 1):
+        raise ConfigError('al_cfg.annotation.pre_annotation_nms_iou must be '
+                          f'None or in (0, 1], got {iou!r}')
     out['image_root'] = out['image_root'] or out['image_dir']
     return out
 
@@ -262,14 +285,21 @@ class AnnotationMode:
             annotation_policy=runner.al['annotation_policy'],
             logger=runner.logger)
         export_selection(
-            context, self.format, list(record['selected']),
-            record.get('scores', {}), self.pool_file, self.classes,
-            self.export_dir(cycle), self.cfg['image_root'],
+            context,
+            self.format,
+            list(record['selected']),
+            record.get('scores', {}),
+            self.pool_file,
+            self.classes,
+            self.export_dir(cycle),
+            self.cfg['image_dir'],
+            self.cfg['image_root'],
             self.cfg['pre_annotation_score_thr'],
             dict(
                 cycle=cycle,
                 selector=record.get('selector'),
-                continue_with=self.continue_command()))
+                continue_with=self.continue_command()),
+            nms_iou=self.cfg['pre_annotation_nms_iou'])
 
     def import_labels(self, state: ALState, cycle: int, record: Dict) -> None:
         """Check the annotation file against cycle ``cycle``'s export, then

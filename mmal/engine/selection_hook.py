@@ -54,8 +54,12 @@ class SelectionHook(Hook):
         out_dir (str, optional): Defaults to ``<work_dir>/to_annotate``.
         pre_annotation_score_thr (float): Predictions with at least this
             score become pre-annotations. Defaults to 0.3.
-        image_root (str, optional): Image path prefix in the list and the
-            Label Studio tasks. Defaults to ``image_dir``.
+        pre_annotation_nms_iou (float, optional): Detection: class-agnostic
+            NMS of the pre-annotations at this IoU (one box per object);
+            None: the detector's boxes as they are. Defaults to 0.7.
+        image_root (str, optional): Image path prefix in the Label Studio
+            tasks (``images.txt`` keeps plain paths under ``image_dir``).
+            Defaults to ``image_dir``.
         seed (int): Seed of the selection. Defaults to 0.
         num_workers (int): Data loading workers. Defaults to 2.
     """
@@ -70,6 +74,7 @@ class SelectionHook(Hook):
                  unlabeled_ann_file: Optional[str] = None,
                  out_dir: Optional[str] = None,
                  pre_annotation_score_thr: float = 0.3,
+                 pre_annotation_nms_iou: Optional[float] = 0.7,
                  image_root: Optional[str] = None,
                  seed: int = 0,
                  num_workers: int = 2) -> None:
@@ -83,6 +88,7 @@ class SelectionHook(Hook):
         self.unlabeled_ann_file = unlabeled_ann_file
         self.out_dir = out_dir
         self.score_thr = float(pre_annotation_score_thr)
+        self.nms_iou = pre_annotation_nms_iou
         self.image_root = image_root
         self.seed = int(seed)
         self.num_workers = int(num_workers)
@@ -143,11 +149,20 @@ class SelectionHook(Hook):
         selected = broadcast_from_master(
             take_budget(result.ranking, self.budget))
         export_selection(
-            context, fmt, selected, result.scores, pool_file, classes, out_dir,
-            self.image_root or image_dir, self.score_thr,
+            context,
+            fmt,
+            selected,
+            result.scores,
+            pool_file,
+            classes,
+            out_dir,
+            image_dir,
+            self.image_root or image_dir,
+            self.score_thr,
             dict(
                 selector=type(self.selector).__name__,
-                checkpoint_epoch=runner.epoch))
+                checkpoint_epoch=runner.epoch),
+            nms_iou=self.nms_iou)
         model.train(was_training)
         print_log(
             f'SelectionHook: {len(selected)} images to label, listed '
