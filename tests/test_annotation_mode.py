@@ -201,12 +201,14 @@ def _bad_imports(cfg, work_dir, tmp, good, gt):
         'not in the selection': _write(str(tmp / 'extra.json'), extra),
         'category .dog.': _write(str(tmp / 'dog.json'), dog),
         'not valid JSON': str(tmp / 'broken.json'),
-        'invalid boxes': _write(str(tmp / 'flat.json'), flat),
-        'selected images are missing': _write(
+        r'is empty \(no JSON': str(tmp / 'empty.json'),
+        'invalid box': _write(str(tmp / 'flat.json'), flat),
+        'selected image is missing': _write(
             str(tmp / 'missing.json'), missing),
     }
     with open(good) as f, open(cases['not valid JSON'], 'w') as g:
         g.write(f.read()[:-20])
+    open(cases[r'is empty \(no JSON'], 'w').close()
     out = {}
     for match, path in cases.items():
         before = _snapshot(work_dir)
@@ -325,13 +327,15 @@ def _test_item(runner, view, idx):
 
 @pytest.mark.parametrize('match', [
     'not in the selection', 'category .dog.', 'not valid JSON',
-    'invalid boxes', 'selected images are missing', 'a file for another cycle'
+    r'is empty \(no JSON', 'invalid box', 'selected image is missing',
+    'a file for another cycle'
 ])
 def test_bad_imports_are_refused_and_change_nothing(round_trip, match):
     message, unchanged, log_kept = round_trip['bad_imports'][match]
     assert unchanged, message
     assert log_kept
     assert 'cycle' in message or 'JSON' in message
+    assert message.count('JSON') <= 1, message  # said once, if at all
 
 
 def test_the_same_file_twice_labels_once_and_another_cycles_file_is_refused(
@@ -394,16 +398,29 @@ def test_without_a_test_split_isal_uses_the_labeled_images(tmp_path):
                 image_dir=osp.join(data, 'images', 'train'),
                 labeled_ann_file=labeled)
         })
-    cfg.pop('demo_data')
     for key in ('val_dataloader', 'val_evaluator', 'test_dataloader',
                 'test_evaluator'):
         cfg[key] = None
+    # the config keeps the demo's demo_data: nothing uses it here, so the
+    # demo images are not generated
     runner = ActiveLearningRunner(cfg, str(tmp_path / 'run'))
+    assert not osp.exists(str(tmp_path / 'run' / 'data'))
     state = runner.run()
     assert runner.selector.reference == 'labeled'
     rec = state.record(0)
     assert rec['done'] == ['train', 'evaluate'] and 'metric' not in rec
     assert rec['images'] == 8 and len(state.pool) == 24  # the folder
+    with open(str(tmp_path / 'run' / 'al.log')) as f:
+        log = f.read()
+    # the initial set is the labeled file's, not a random draw
+    assert f'8 labeled: the images of {labeled}' in log
+    assert 'at random' not in log
+    # the summary has cycle 0's row without a metric
+    summary = log[log.index('active learning summary'):].splitlines()
+    row = [c.strip() for c in summary[2].split('|')]
+    boxes = sum(a['image_id'] in keep for a in gt['annotations'])
+    assert row == ['0', '8', str(boxes), '-', '-'] and rec['cost'] == boxes
+    assert '4 images to label' in log
     manifest = _read(
         osp.join(
             str(tmp_path / 'run'), 'cycle_0', 'to_annotate', 'manifest.json'))

@@ -32,9 +32,8 @@ def read_coco(path: str, what: str) -> Dict[str, Any]:
         raise MissingFileError(f'{what}: {path} does not exist')
     try:
         coco = read_json(path)
-    except ValueError as e:
-        detail = str(e) if path in str(e) else f'{path}: {e}'
-        raise DataError(f'{what}: not valid JSON: {detail}') from e
+    except ValueError as e:  # read_json names the file and what is wrong
+        raise DataError(f'{what}: {e}') from e
     if not isinstance(coco, dict) or not isinstance(coco.get('images'), list):
         raise DataError(f'{what}: {path} is not a COCO file (a JSON object '
                         'with an "images" list)')

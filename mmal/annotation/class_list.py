@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from mmal.utils.errors import DataError, MissingFileError
 from mmal.utils.fileio import atomic_write_json, atomic_write_text
+from mmal.utils.text import counted
 from .annotated_pool import folder_images
 from .export_writers import image_url, label_studio_config
 
@@ -241,7 +242,8 @@ def read_class_import(path: str, selection: Dict[str, Dict[str, Any]],
         else:
             out[selection[name]['id']] = label
     if foreign:
-        raise DataError(f'{where}: {len(foreign)} images are not in the '
+        raise DataError(f'{where}: {counted(len(foreign), "image")} '
+                        f'{"is" if len(foreign) == 1 else "are"} not in the '
                         f'selection: {foreign[:_LISTED]}')
     missing = sorted(
         set(selection) - {n

@@ -17,6 +17,7 @@ from mmengine.logging import print_log
 
 from mmal.datasets.annotation_checks import check_instance
 from mmal.utils.errors import DataError
+from mmal.utils.text import counted
 from .annotated_pool import read_coco
 
 _LISTED = 10
@@ -91,12 +92,14 @@ def read_labels(path: str,
         else:
             ids[im.get('id')] = name
     if foreign:
-        raise DataError(f'{where}: {len(foreign)} images are not in the '
+        raise DataError(f'{where}: {counted(len(foreign), "image")} '
+                        f'{"is" if len(foreign) == 1 else "are"} not in the '
                         f'selection: {foreign[:_LISTED]}')
     missing = sorted(set(selection) - set(ids.values()))
     if missing:
         raise DataError(
-            f'{where}: {len(missing)} selected images are missing: '
+            f'{where}: {counted(len(missing), "selected image")} '
+            f'{"is" if len(missing) == 1 else "are"} missing: '
             f'{missing[:_LISTED]}. Export every image of the task, those '
             'without objects included (they are valid labels)')
     cats = {c.get('id'): c.get('name') for c in coco.get('categories', [])}
@@ -137,9 +140,11 @@ def read_labels(path: str,
                 area=w * h,
                 iscrowd=int(ann.get('iscrowd', 0))))
     if problems and policy == 'error':
-        raise DataError(f'{where}: {len(problems)} invalid boxes '
-                        '(al_cfg.annotation_policy=\'error\'): ' +
-                        '; '.join(p for _, p in problems[:_LISTED]))
+        raise DataError(
+            f'{where}: '
+            f'{counted(len(problems), "invalid box", "invalid boxes")} '
+            '(al_cfg.annotation_policy=\'error\'): ' +
+            '; '.join(p for _, p in problems[:_LISTED]))
     for _, p in problems:
         print_log(f'dropped {p}', logger, level=30)
     return labels

@@ -27,6 +27,7 @@ from mmal.utils.distributed import (broadcast_from_master, is_distributed,
 from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
                                WorkDirError)
 from mmal.utils.fileio import atomic_write_json, read_json
+from mmal.utils.text import counted
 from . import experiment_fingerprint as fingerprint
 from .al_config import num_images, resolve_al_cfg
 from .al_visualizer import ALVisualizer
@@ -213,6 +214,10 @@ class ActiveLearningRunner:
         demo = self.cfg.get('demo_data')
         if not demo:
             return
+        if self.al['annotation'] is not None and not (
+                self.cfg.get('val_dataloader')
+                or self.cfg.get('test_dataloader')):
+            return  # the pool is the user's images; nothing evaluates
         out_dir = osp.join(self.work_dir, 'data')
         if is_master():
             self.task.generate_demo_data(out_dir, **dict(demo))
@@ -315,9 +320,14 @@ class ActiveLearningRunner:
                 fingerprint.CHANGES_KEY: []
             })
         self.save_state(state)
-        self.log(f'new run in {self.work_dir}: pool of {len(pool)} images, '
-                 f'{pool.num_labeled} labeled at random (seed '
-                 f'{self.al["seed"]})')
+        if self.annotation_mode is not None:
+            how = ('the images of '
+                   f'{self.annotation_mode.cfg["labeled_ann_file"]}')
+        else:
+            how = f'at random (seed {self.al["seed"]})'
+        self.log(f'new run in {self.work_dir}: pool of '
+                 f'{counted(len(pool), "image")}, {pool.num_labeled} '
+                 f'labeled: {how}')
         return state
 
     def check_experiment(self) -> None:
@@ -438,7 +448,7 @@ class ActiveLearningRunner:
                      f'{100 * rec["metric"]:.2f} reached the target '
                      f'{100 * self.al["target_metric"]:.2f} - '
                      f'{100 * self.al["target_tolerance"]:.2f} with '
-                     f'{rec["images"]} images; stopping')
+                     f'{counted(rec["images"], "image")}; stopping')
             return 'target_metric'
         if cycle == self.al['num_cycles'] - 1:
             if self.al['target_metric'] is not None:
@@ -559,7 +569,7 @@ class ActiveLearningRunner:
             cfg.load_from = resume_from
         images, cost = len(labeled), self.cost(labeled)
         unit = self.task.cost_unit
-        self.log(f'cycle {cycle}: training on {images} images' +
+        self.log(f'cycle {cycle}: training on {counted(images, "image")}' +
                  ('' if self.task.cost_is_images else f' / {cost} {unit}') +
                  (' (resuming its training)' if cfg.resume else ''))
         runner = self.build_runner(cfg)
@@ -682,7 +692,8 @@ class ActiveLearningRunner:
         cost = ('' if self.task.cost_is_images else
                 f' ({state.record(cycle)["selected_cost"]} '
                 f'{self.task.cost_unit})')
-        self.log(f'cycle {cycle}: selected {len(selected)} images{cost}; '
+        self.log(f'cycle {cycle}: selected '
+                 f'{counted(len(selected), "image")}{cost}; '
                  f'{len(state.pool.unlabeled_ids)} left unlabeled')
         return selected
 
@@ -754,12 +765,16 @@ class ActiveLearningRunner:
             f'metric (%) | 10k x metric / {unit}'
         ]
         for rec in state.cycles:
-            if 'metric' not in rec:
+            if 'images' not in rec:  # not trained yet
                 continue
             cost = f'{rec["cost"]:{len(unit)}d} | ' if with_cost else ''
+            if rec.get('metric') is None:  # not evaluated (no test split)
+                metric = f'{"-":>10} | -'
+            else:
+                metric = (f'{100 * rec["metric"]:10.2f} | '
+                          f'{rec["points_per_10k_cost"] or 0:.3f}')
             lines.append(f'{rec["cycle"]:5d} | {rec["images"]:6d} | {cost}'
-                         f'{100 * rec["metric"]:10.2f} | '
-                         f'{rec["points_per_10k_cost"] or 0:.3f}')
+                         f'{metric}')
         self.log('active learning summary (' + self.state_path + '):\n' +
                  '\n'.join(lines))
 

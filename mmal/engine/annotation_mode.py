@@ -23,6 +23,7 @@ from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
                                WorkDirError)
 from mmal.utils.fileio import read_json
+from mmal.utils.text import counted
 
 if TYPE_CHECKING:
     from mmal.datasets import SelectionContext
@@ -256,7 +257,8 @@ class AnnotationMode:
             self.export(state, cycle, record)
         if self.annotations is None:
             runner.log(
-                f'cycle {cycle}: {len(record["selected"])} images to label, '
+                f'cycle {cycle}: '
+                f'{counted(len(record["selected"]), "image")} to label, '
                 f'listed in {self.export_dir(cycle)} (images.txt; the '
                 'pre-annotations for CVAT and Label Studio are there too, '
                 'see README "Your own unlabeled images"). Label them, then '
@@ -329,7 +331,7 @@ class AnnotationMode:
             or file_sha256(self.annotations))
         runner.save_state(state)
         runner.log(f'cycle {cycle}: imported {self.annotations}: '
-                   f'{len(selected)} images, '
+                   f'{counted(len(selected), "image")}, '
                    f'{state.record(cycle)["selected_cost"]} '
                    f'{runner.task.cost_unit}')
         self.annotations = None  # consumed

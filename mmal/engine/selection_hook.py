@@ -11,6 +11,7 @@ from mmal.registry import AL_ADAPTERS, HOOKS, SELECTORS, TASKS
 from mmal.structures import PoolState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import ConfigError
+from mmal.utils.text import counted
 from .al_runner import take_budget
 from .annotation_mode import (annotation_format, dataset_classes,
                               export_selection)
@@ -165,5 +166,6 @@ class SelectionHook(Hook):
             nms_iou=self.nms_iou)
         model.train(was_training)
         print_log(
-            f'SelectionHook: {len(selected)} images to label, listed '
+            f'SelectionHook: {counted(len(selected), "image")} to label, '
+            f'listed '
             f'in {out_dir}', runner.logger)

@@ -29,9 +29,13 @@ def atomic_write_json(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-    """Read a JSON file, naming the file when it is not valid JSON."""
+    """Read a JSON file, naming the file when it is empty or not valid
+    JSON."""
     with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f'{path} is not valid JSON: {e}') from e
+        text = f.read()
+    if not text.strip():
+        raise ValueError(f'{path} is empty (no JSON in it)')
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{path} is not valid JSON: {e}') from e
