@@ -298,7 +298,7 @@ def cycle0_context(cfg: Config, work_dir: str, subset: Optional[int] = None):
     runner = ActiveLearningRunner(cfg, work_dir)
     state = ALState.load(osp.join(work_dir, 'al_state.json'))
     with trusted_checkpoint_loading():
-        model = runner.load_model(state.record(0)['checkpoint'])
+        model = runner.load_model(runner.checkpoint_path(state, 0))
     seed = runner.al['seed'] * 1000  # cycle 0, as the driver seeds it
     runner.adapter.prepare(model, seed=seed)
     pool = PoolState(runner.pool_view.sample_ids,

@@ -68,7 +68,9 @@ def test_two_cycles_record_everything(isal_run):
     for c in cycles:
         assert 0.0 <= c['metric'] <= 1.0 and c['metric_key'] == 'coco/bbox_mAP'
         assert c['cost_unit'] == 'boxes'
-        assert osp.isfile(c['checkpoint'])
+        # relative to the work dir: a moved work dir continues
+        assert not osp.isabs(c['checkpoint'])
+        assert osp.isfile(osp.join(work_dir, c['checkpoint']))
     selection = _read(osp.join(work_dir, 'cycle_0', 'selection.json'))
     selected = selection['selected']
     assert len(selected) == len(set(selected)) == 4
@@ -246,7 +248,7 @@ def test_crash_in_evaluation_reloads_the_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Runner, 'load_checkpoint', spy)
     state = ActiveLearningRunner(cfg, work_dir).run()
-    assert loaded == [saved['cycles'][0]['checkpoint']]
+    assert loaded == [osp.join(work_dir, saved['cycles'][0]['checkpoint'])]
     assert state.is_done(0, 'evaluate')
 
 
@@ -512,3 +514,66 @@ def test_each_cycle_logs_its_training_curves_to_its_own_vis_data(isal_run):
     with open(osp.join(work_dir, 'vis_data', 'scalars.json')) as f:
         steps = [json.loads(line)['step'] for line in f if line.strip()]
     assert sorted(set(steps)) == [0, 1]
+
+
+# -- a work dir that moves ---------------------------------------------------
+def test_a_copied_work_dir_continues(fcos_cycle0, tmp_path, monkeypatch):
+    """``cp -r`` of a run (cycle 0 trained; the state keeps paths inside
+    the work dir relative to it): the copy continues there, selecting and
+    training cycle 1 only, and never reads the original."""
+    import shutil
+    work_dir = str(tmp_path / 'elsewhere' / 'mine')
+    shutil.copytree(fcos_cycle0, work_dir)
+    state = _read(osp.join(work_dir, 'al_state.json'))
+    assert fcos_cycle0 not in json.dumps(state)  # nothing points back
+    trained = record_training(monkeypatch)
+    opened = []
+    real_open = open
+
+    def spy_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr('builtins.open', spy_open)
+    state = ActiveLearningRunner(tiny_config(), work_dir).run()
+    monkeypatch.undo()
+    assert trained == ['cycle_1']
+    assert [r['done']
+            for r in state.cycles] == [['train', 'evaluate', 'select'],
+                                       ['train', 'evaluate']]
+    assert not [p for p in opened if p.startswith(fcos_cycle0 + osp.sep)]
+
+
+def test_a_killed_training_resumes_after_the_work_dir_moved(
+        tmp_path, monkeypatch):
+    """Killed after epoch 1, the work dir renamed, the rerun resumes from
+    epoch 1 in the new place (mmengine's last_checkpoint names the old
+    path)."""
+    import shutil
+    old, new = str(tmp_path / 'old'), str(tmp_path / 'new')
+    cfg = tiny_config('random_fcos_shapes.py', **{
+        'al_cfg.num_cycles': 1,
+        'train_cfg.max_epochs': 2
+    })
+    crashing = cfg.copy()
+    crashing.custom_hooks = [dict(type='mmal.CrashAfterEpochHook', epoch=1)]
+    with pytest.raises(KeyboardInterrupt):
+        ActiveLearningRunner(crashing, old).run()
+    shutil.move(old, new)
+    epochs = []
+    original = Runner.train
+
+    def spy(self):
+        out = original(self)
+        epochs.append(self.train_loop._epoch)
+        return out
+
+    monkeypatch.setattr(Runner, 'train', spy)
+    state = ActiveLearningRunner(cfg, new).run()
+    assert epochs == [2] and state.is_done(0, 'evaluate')
+    logs = ''.join(
+        open(osp.join(r, f)).read()
+        for r, _, fs in os.walk(osp.join(new, 'cycle_0')) for f in fs
+        if f.endswith('.log'))
+    assert 'resumed epoch: 1' in logs
+    assert state.record(0)['checkpoint'] == osp.join('cycle_0', 'epoch_2.pth')

@@ -21,6 +21,7 @@ from mmengine.dataset import pseudo_collate
 
 from mmal.annotation.export_writers import agnostic_nms
 from mmal.engine import ActiveLearningRunner
+from mmal.structures import ALState
 from mmal.utils import UserError
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from conftest import tiny_config
@@ -264,9 +265,9 @@ def test_export_files_and_pre_annotations(round_trip):
     # pass (1e-4 above both) must be exported, and every exported box must
     # be a prediction that may pass (1e-4 below)
     runner = ActiveLearningRunner(copy.deepcopy(round_trip['cfg']), work_dir)
-    state = _read(osp.join(work_dir, 'al_state.json'))
+    state = ALState.load(osp.join(work_dir, 'al_state.json'))
     with trusted_checkpoint_loading():
-        model = runner.load_model(state['cycles'][0]['checkpoint'])
+        model = runner.load_model(runner.checkpoint_path(state, 0))
     view = runner.pool_view.dataset
     view_ids = runner.pool_view.sample_ids
     test_cfg = model.bbox_head.test_cfg
@@ -639,3 +640,40 @@ def test_a_bad_nms_iou_is_refused(iou):
     assert resolve_annotation_cfg(
         dict(image_dir='x', labeled_ann_file='y',
              pre_annotation_nms_iou=None))['pre_annotation_nms_iou'] is None
+
+
+# -- labeling takes days: the work dir may move meanwhile --------------------
+def test_a_work_dir_moved_between_export_and_import_continues(
+        simulation, tmp_path):
+    """Export, move the whole work dir (the pool file in it is recorded
+    relative to it), import the labels in the new place: cycle 1 trains
+    on them. A moved image folder is named with its config key."""
+    import shutil
+    cfg, gt = _annotation_config(simulation[0], tmp_path)
+    cfg.merge_from_dict({
+        'al_cfg.num_cycles': 2,
+        'train_cfg.max_epochs': 1,
+        'train_cfg.val_interval': 1
+    })
+    old, new = str(tmp_path / 'old'), str(tmp_path / 'moved' / 'run')
+    ActiveLearningRunner(copy.deepcopy(cfg), old).run()
+    export = osp.join(old, 'cycle_0', 'to_annotate')
+    answer = _answer(export, gt, str(tmp_path / 'answer.json'))
+    shutil.move(old, new)
+    state = ActiveLearningRunner(
+        copy.deepcopy(cfg), new, annotations=answer).run()
+    assert [r['done']
+            for r in state.cycles] == [['train', 'evaluate', 'select'],
+                                       ['train', 'evaluate']]
+    selected = _read(osp.join(new, 'cycle_0', 'selection.json'))['selected']
+    assert sorted(state.pool.ids_labeled_in(1)) == sorted(selected)
+    assert not osp.exists(old)
+    # the user's image folder moved too: named, with the key that sets it
+    gone = copy.deepcopy(cfg)
+    gone.al_cfg.annotation.image_dir = str(tmp_path / 'nowhere')
+    with pytest.raises(UserError) as err:
+        ActiveLearningRunner(gone, new)
+    assert str(err.value) == (
+        f'al_cfg.annotation.image_dir: {tmp_path / "nowhere"} does not '
+        "exist (the pool's images moved? set al_cfg.annotation.image_dir to "
+        'their folder)')

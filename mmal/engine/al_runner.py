@@ -230,6 +230,19 @@ class ActiveLearningRunner:
     def cycle_dir(self, cycle: int) -> str:
         return osp.join(self.work_dir, f'cycle_{cycle}')
 
+    def checkpoint_path(self, state: ALState, cycle: int) -> str:
+        """Cycle ``cycle``'s trained checkpoint, as an absolute path.
+
+        The state records it relative to the work dir, so that a copied or
+        moved work dir continues; an absolute path (a state of an older
+        mmal) that no longer exists is looked for in the cycle's folder.
+        """
+        path = state.record(cycle)['checkpoint']
+        if not osp.isabs(path):
+            return osp.join(self.work_dir, path)
+        moved = osp.join(self.cycle_dir(cycle), osp.basename(path))
+        return path if osp.exists(path) or not osp.exists(moved) else moved
+
     @property
     def pool_view(self) -> PoolSubsetDataset:
         """Every image of the pool but the dropped undecodable ones,
@@ -522,7 +535,11 @@ class ActiveLearningRunner:
         last = osp.join(cdir, 'last_checkpoint')
         if osp.isfile(last):
             with open(last) as f:
-                candidates.append(f.read().strip())
+                named = f.read().strip()
+            # mmengine writes an absolute path: the work dir may have moved
+            moved = osp.join(cdir, osp.basename(named))
+            candidates.append(
+                named if osp.isfile(named) or not osp.isfile(moved) else moved)
         saved = glob.glob(osp.join(cdir, 'epoch_*.pth')) + glob.glob(
             osp.join(cdir, 'iter_*.pth'))
         saved.sort(
@@ -561,7 +578,7 @@ class ActiveLearningRunner:
             ids_file=ids_file,
             annotation_policy=self.al['annotation_policy'])
         if not self.al['train_from_scratch'] and cycle > 0:
-            cfg.load_from = state.record(cycle - 1)['checkpoint']
+            cfg.load_from = self.checkpoint_path(state, cycle - 1)
         resume_from = broadcast_from_master(
             self.resume_checkpoint(cdir) if is_master() else None)
         cfg.resume = resume_from is not None
@@ -578,6 +595,8 @@ class ActiveLearningRunner:
         ckpt_file = osp.join(cdir, 'last_checkpoint')
         with open(ckpt_file) as f:
             checkpoint = f.read().strip()
+        if checkpoint.startswith(self.work_dir + osp.sep):
+            checkpoint = osp.relpath(checkpoint, self.work_dir)
         state.mark_done(
             cycle,
             'train',
@@ -606,7 +625,7 @@ class ActiveLearningRunner:
             cfg = self._runner_cfg(cycle, 'eval')
             cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
             cfg.param_scheduler = None
-            cfg.load_from = state.record(cycle)['checkpoint']
+            cfg.load_from = self.checkpoint_path(state, cycle)
             cfg.resume = False
             runner = self.build_runner(cfg)
         raw = runner.test()
@@ -707,7 +726,7 @@ class ActiveLearningRunner:
         seed = self.al['seed'] * 1000 + cycle
         if self.selector.needs_model:
             model = self.adapter.prepare(
-                self.load_model(state.record(cycle)['checkpoint']), seed=seed)
+                self.load_model(self.checkpoint_path(state, cycle)), seed=seed)
         context = SelectionContext(
             self.cfg,
             state.pool,

@@ -194,6 +194,11 @@ class AnnotationMode:
         """Write the pool file on the first run (rank 0), point the
         config's pool dataset at it and, absent a labeled val or test
         split, ISAL's reference set at the labeled images."""
+        if not osp.isdir(self.cfg['image_dir']):
+            raise MissingFileError(
+                f'al_cfg.annotation.image_dir: {self.cfg["image_dir"]} does '
+                'not exist (the pool\'s images moved? set '
+                'al_cfg.annotation.image_dir to their folder)')
         exists = broadcast_from_master(osp.isfile(self.pool_file))
         if not exists:
             if osp.isfile(self.runner.state_path):
@@ -273,7 +278,7 @@ class AnnotationMode:
         from mmal.datasets import SelectionContext
         runner = self.runner
         model = runner.adapter.prepare(
-            runner.load_model(state.record(cycle)['checkpoint']))
+            runner.load_model(runner.checkpoint_path(state, cycle)))
         context = SelectionContext(
             runner.cfg,
             state.pool,

@@ -7,7 +7,9 @@ the settings below), the adapter, the model, the training recipe, the data
 (pool, val and test datasets, the evaluator; paths relative to
 ``data_root``), the initial size, the seed and the budgets. A rerun on the
 same work dir whose fingerprint differs is refused, listing every
-difference: it would mix two experiments in one state.
+difference: it would mix two experiments in one state. Paths under the
+work dir are recorded as ``{work_dir}/...`` (and under ``data_root`` as
+``{data_root}/...``), so a work dir that was copied or moved continues.
 
 *Settings* only change how the remaining work is done: the number of cycles,
 the stop rule, the metric key, the annotation policy (a run that got past
@@ -18,6 +20,7 @@ checked separately). A rerun may change them; each change is logged and
 appended to ``meta['changes']`` with the cycle it applies from.
 """
 import json
+import os.path as osp
 from typing import Any, Dict, List, Optional, Tuple
 
 from mmengine.config import Config
@@ -52,6 +55,7 @@ CFG_SETTINGS = ('data_root', 'train_dataloader.batch_size',
                 'train_dataloader.num_workers')
 
 _ROOT = '{data_root}'
+_WORK_DIR = '{work_dir}'
 _MAX_REPR = 200
 
 
@@ -77,20 +81,29 @@ def _lookup(cfg: Dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _relative_to_root(node: Any, data_root: Optional[str]) -> Any:
-    """Paths under ``data_root`` written as ``{data_root}/...``."""
+def _relative_to_root(node: Any,
+                      data_root: Optional[str],
+                      token: str = _ROOT) -> Any:
+    """Paths under ``data_root`` written as ``{data_root}/...`` (another
+    folder: another ``token``)."""
     if not data_root:
         return node
     root = data_root.rstrip('/')
 
     def relative(s: str) -> str:
         if s.rstrip('/') == root:
-            return _ROOT
+            return token
         if s.startswith(root + '/'):
-            return _ROOT + s[len(root):]
+            return token + s[len(root):]
         return s
 
     return map_strings(node, relative)
+
+
+def relative_to_work_dir(node: Any, work_dir: Optional[str]) -> Any:
+    """Paths under ``work_dir`` written as ``{work_dir}/...``: what lives
+    in the work dir moves with it."""
+    return _relative_to_root(node, work_dir, _WORK_DIR)
 
 
 def experiment_fingerprint(cfg: Config, al: Dict[str, Any]) -> Dict[str, Any]:
@@ -117,7 +130,8 @@ def experiment_fingerprint(cfg: Config, al: Dict[str, Any]) -> Dict[str, Any]:
         k: v
         for k, v in dict(al['selector']).items() if k not in SELECTOR_SETTINGS
     }
-    return _relative_to_root(to_plain(out), cfg.get('data_root'))
+    out = _relative_to_root(to_plain(out), cfg.get('data_root'))
+    return relative_to_work_dir(out, cfg.get('work_dir'))
 
 
 def run_settings(cfg: Config, al: Dict[str, Any]) -> Dict[str, Any]:
@@ -130,7 +144,7 @@ def run_settings(cfg: Config, al: Dict[str, Any]) -> Dict[str, Any]:
         f'al_cfg.selector.{k}': selector[k]
         for k in SELECTOR_SETTINGS if k in selector
     })
-    return to_plain(out)
+    return relative_to_work_dir(to_plain(out), cfg.get('work_dir'))
 
 
 def _flatten(node: Any, prefix: str = '') -> Dict[str, Any]:
@@ -172,7 +186,10 @@ def check_same_experiment(meta: Dict[str, Any], fingerprint: Dict[str, Any],
     Raises:
         WorkDirError: listing every difference (recorded -> now).
     """
-    diffs = differences(meta[FINGERPRINT_KEY], fingerprint)
+    # a state written before paths were recorded relative to the work dir
+    recorded = relative_to_work_dir(meta[FINGERPRINT_KEY],
+                                    osp.dirname(osp.abspath(state_path)))
+    diffs = differences(recorded, fingerprint)
     if diffs:
         lines = '\n  '.join(format_difference(*d) for d in diffs)
         raise WorkDirError(

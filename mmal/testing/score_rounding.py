@@ -58,7 +58,7 @@ def score_rounding(config: str,
         })
     seed = runner.al['seed'] * 1000 + cycle
     with trusted_checkpoint_loading():
-        model = runner.load_model(state.record(cycle)['checkpoint'])
+        model = runner.load_model(runner.checkpoint_path(state, cycle))
     adapter = runner.adapter
     model = adapter.prepare(model, seed=seed)
     keys = {k: v for k, v in runner.al['selector'].items() if k != 'type'}
