@@ -42,6 +42,28 @@ class CrashAfterEpochHook(Hook):
             raise KeyboardInterrupt('simulated crash')
 
 
+def _crash_after_epoch_1(cfg, work_dir) -> None:
+    """Run ``cfg`` in ``work_dir`` until a crash after training epoch 1."""
+    crashing = cfg.copy()
+    crashing.custom_hooks = [dict(type='mmal.CrashAfterEpochHook', epoch=1)]
+    with pytest.raises(KeyboardInterrupt):
+        ActiveLearningRunner(crashing, work_dir).run()
+
+
+def _record_epochs(monkeypatch) -> list:
+    """Let trainings run, recording the epoch each one ended at."""
+    epochs = []
+    original = Runner.train
+
+    def spy(self):
+        out = original(self)
+        epochs.append(self.train_loop._epoch)
+        return out
+
+    monkeypatch.setattr(Runner, 'train', spy)
+    return epochs
+
+
 @pytest.fixture(scope='module')
 def isal_run(tmp_path_factory):
     """Two cycles of ISAL on generated shapes (run once for the module).
@@ -130,22 +152,11 @@ def test_crash_in_training_resumes_from_checkpoint(tmp_path, monkeypatch):
         'al_cfg.num_cycles': 1,
         'train_cfg.max_epochs': 2
     })
-    crashing = cfg.copy()
-    crashing.custom_hooks = [dict(type='mmal.CrashAfterEpochHook', epoch=1)]
-    with pytest.raises(KeyboardInterrupt):
-        ActiveLearningRunner(crashing, work_dir).run()
+    _crash_after_epoch_1(cfg, work_dir)
     cdir = osp.join(work_dir, 'cycle_0')
     assert osp.isfile(osp.join(cdir, 'epoch_1.pth'))
     assert not _read(osp.join(work_dir, 'al_state.json'))['cycles']
-    epochs = []
-    original = Runner.train
-
-    def spy(self):
-        out = original(self)
-        epochs.append(self.train_loop._epoch)
-        return out
-
-    monkeypatch.setattr(Runner, 'train', spy)
+    epochs = _record_epochs(monkeypatch)
     state = ActiveLearningRunner(cfg, work_dir).run()
     assert epochs == [2]
     assert state.is_done(0, 'evaluate')
@@ -555,20 +566,9 @@ def test_a_killed_training_resumes_after_the_work_dir_moved(
         'al_cfg.num_cycles': 1,
         'train_cfg.max_epochs': 2
     })
-    crashing = cfg.copy()
-    crashing.custom_hooks = [dict(type='mmal.CrashAfterEpochHook', epoch=1)]
-    with pytest.raises(KeyboardInterrupt):
-        ActiveLearningRunner(crashing, old).run()
+    _crash_after_epoch_1(cfg, old)
     shutil.move(old, new)
-    epochs = []
-    original = Runner.train
-
-    def spy(self):
-        out = original(self)
-        epochs.append(self.train_loop._epoch)
-        return out
-
-    monkeypatch.setattr(Runner, 'train', spy)
+    epochs = _record_epochs(monkeypatch)
     state = ActiveLearningRunner(cfg, new).run()
     assert epochs == [2] and state.is_done(0, 'evaluate')
     logs = ''.join(
