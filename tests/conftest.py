@@ -202,7 +202,8 @@ def copy_run(src: str,
              dst: str,
              forget_experiment: bool = False,
              rewind: bool = False) -> str:
-    """A copy of the run in ``src``; the paths it records follow the copy.
+    """A copy of the run in ``src`` (the run records the paths inside its
+    work dir relative to it: the copy continues on its own).
 
     Args:
         forget_experiment (bool): Drop the recorded fingerprint, so that a
@@ -212,15 +213,6 @@ def copy_run(src: str,
             and evaluated cycle-0 model, nothing selected.
     """
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns('.done'))
-    for dirpath, _, files in os.walk(dst):
-        for name in files:
-            if name.endswith('.json') or name == 'last_checkpoint':
-                path = osp.join(dirpath, name)
-                with open(path) as f:
-                    text = f.read()
-                if src in text:
-                    with open(path, 'w') as f:
-                        f.write(text.replace(src, dst))
     state_file = osp.join(dst, 'al_state.json')
     with open(state_file) as f:
         state = json.load(f)
@@ -251,15 +243,21 @@ def copy_run(src: str,
     return dst
 
 
+def run_quietly(cfg: Config, work_dir: str) -> str:
+    """A whole run of ``cfg`` (its ``num_cycles``) in ``work_dir``, its
+    console output dropped."""
+    from mmal.engine import ActiveLearningRunner
+    with contextlib.redirect_stdout(io.StringIO()):
+        ActiveLearningRunner(copy.deepcopy(cfg), work_dir).run()
+    return work_dir
+
+
 def train_cycle0(cfg: Config, work_dir: str) -> str:
     """Train and evaluate cycle 0 of ``cfg`` (no selection) in
     ``work_dir``."""
-    from mmal.engine import ActiveLearningRunner
     cfg = copy.deepcopy(cfg)
     cfg.al_cfg.num_cycles = 1
-    with contextlib.redirect_stdout(io.StringIO()):
-        ActiveLearningRunner(cfg, work_dir).run()
-    return work_dir
+    return run_quietly(cfg, work_dir)
 
 
 def select_cycle0(cfg: Config,
@@ -344,18 +342,10 @@ def ll_fcos_cycle0(tmp_path_factory) -> str:
         lambda d: train_cycle0(tiny_config('learning-loss_fcos_shapes.py'), d))
 
 
-def run_two_cycles(cfg: Config, work_dir: str) -> str:
-    """A whole run of ``cfg`` (its ``num_cycles``) in ``work_dir``."""
-    from mmal.engine import ActiveLearningRunner
-    with contextlib.redirect_stdout(io.StringIO()):
-        ActiveLearningRunner(copy.deepcopy(cfg), work_dir).run()
-    return work_dir
-
-
 @pytest.fixture(scope='session')
 def frcnn_run(tmp_path_factory) -> str:
     """Two cycles of the tiny ISAL Faster R-CNN demo (the model of the
     Faster R-CNN demo configs but learning loss's)."""
     return shared_once(
         tmp_path_factory, 'frcnn_run',
-        lambda d: run_two_cycles(tiny_config('isal_faster-rcnn_shapes.py'), d))
+        lambda d: run_quietly(tiny_config('isal_faster-rcnn_shapes.py'), d))

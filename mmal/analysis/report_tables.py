@@ -145,46 +145,52 @@ def _signed_value(value: float) -> str:
 
 
 def conclusion(res: SavingResult, reference: str, unit: str) -> str:
-    """What the per-seed spread allows one to say about a selector."""
-    n = len(res.per_seed)
-    missed = [s for s, v in res.per_seed.items() if not v.reached]
-    if not n:
+    """What the per-seed spread allows one to say about a selector (the
+    seeds that reached the target at the shared start left out, and
+    said so)."""
+    if not res.per_seed:
         return (f'{res.name}: no seed shared with {reference}; no per-seed '
                 'comparison')
     start = res.at_start_seeds
-    if start:
-        note = (f'{res.name}: seed{"s" if len(start) > 1 else ""} '
-                f'{", ".join(map(str, start))} reached {reference}\'s final '
-                'metric at the initial labeled set every selector of the '
-                'seed shares (no information), left out of the spread; ')
-        informative = n - len(start) - len(missed)
-        if informative < 2 and not missed:
-            return note + (
-                f'{informative} seed{"" if informative == 1 else "s"}'
-                ' left: no spread, nothing to conclude')
-        return note + conclusion(
-            SavingResult(res.name, res.mean, {
-                k: v
-                for k, v in res.per_seed.items() if not v.at_start
-            }), reference, unit).split(': ', 1)[1]
+    if not start:
+        return f'{res.name}: {_spread_verdict(res.per_seed, reference, unit)}'
+    note = (f'seed{"s" if len(start) > 1 else ""} '
+            f'{", ".join(map(str, start))} reached {reference}\'s final '
+            'metric at the initial labeled set every selector of the seed '
+            'shares (no information), left out of the spread; ')
+    left = {k: v for k, v in res.per_seed.items() if not v.at_start}
+    if len(left) < 2 and all(v.reached for v in left.values()):
+        return (f'{res.name}: {note}{len(left)} '
+                f'seed{"" if len(left) == 1 else "s"} left: no spread, '
+                'nothing to conclude')
+    return f'{res.name}: {note}{_spread_verdict(left, reference, unit)}'
+
+
+def _spread_verdict(per_seed: Dict[int, Saving], reference: str,
+                    unit: str) -> str:
+    """:func:`conclusion` on the savings of ``per_seed`` (seed -> saving,
+    none reached at the shared start), without the selector's name."""
+    n = len(per_seed)
+    missed = [s for s, v in per_seed.items() if not v.reached]
     if n == 1:
-        return (f'{res.name}: one seed compared with {reference}, no '
-                'spread: an illustration, not evidence')
+        return (f'one seed compared with {reference}, no spread: an '
+                'illustration, not evidence')
     if missed:
-        return (f'{res.name}: does not reach {reference}\'s final metric '
-                f'with seed{"s" if len(missed) > 1 else ""} '
+        return (f'does not reach {reference}\'s final metric with '
+                f'seed{"s" if len(missed) > 1 else ""} '
                 f'{", ".join(map(str, missed))} of {n}: the spread includes '
                 f'zero, no saving is shown')
-    low, high = res.spread
-    if res.spread_includes_zero:
-        return (f'{res.name}: the per-seed savings go from '
-                f'{_signed_value(low)} to {_signed_value(high)} {unit} over '
-                f'{n} seeds: the spread includes zero, not distinguishable '
-                f'from {reference} at this number of seeds')
+    savings = [v.saving for v in per_seed.values()]
+    low, high = min(savings), max(savings)
+    if low <= 0 <= high:
+        return (f'the per-seed savings go from {_signed_value(low)} to '
+                f'{_signed_value(high)} {unit} over {n} seeds: the spread '
+                f'includes zero, not distinguishable from {reference} at '
+                'this number of seeds')
     word = 'fewer' if low > 0 else 'more'
-    return (f'{res.name}: every one of {n} seeds needs {word} {unit} than '
-            f'{reference} (the spread excludes zero: '
-            f'{_signed_value(low)} to {_signed_value(high)})')
+    return (f'every one of {n} seeds needs {word} {unit} than {reference} '
+            f'(the spread excludes zero: {_signed_value(low)} to '
+            f'{_signed_value(high)})')
 
 
 def curves_csv(curves: Dict[str, MeanCurve]) -> str:

@@ -19,7 +19,7 @@ from mmal.utils.errors import DataError, MissingFileError
 from mmal.utils.fileio import atomic_write_json, atomic_write_text
 from mmal.utils.text import counted
 from .annotated_pool import folder_images
-from .export_writers import image_url, label_studio_config
+from .export_writers import image_list, image_url, label_studio_config
 
 UNLABELED = -1
 _LISTED = 10
@@ -171,9 +171,7 @@ def write_class_export(out_dir: str, images: Sequence[Dict[str, Any]],
         paths['labels'], ''.join(
             f'{im["file_name"]} {classes[predictions[im["id"]]["label"]]}\n'
             for im in images))
-    atomic_write_text(
-        paths['list'],
-        ''.join(osp.join(image_dir, im['file_name']) + '\n' for im in images))
+    atomic_write_text(paths['list'], image_list(images, image_dir))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow([

@@ -71,6 +71,13 @@ def image_url(image_root: str, file_name: str) -> str:
     return osp.join(image_root, file_name)
 
 
+def image_list(images: Sequence[Dict[str, Any]], image_dir: str) -> str:
+    """``images.txt``: each image's plain path under ``image_dir``, one a
+    line, in the given (rank) order."""
+    return ''.join(
+        osp.join(image_dir, im['file_name']) + '\n' for im in images)
+
+
 def label_studio_config(classes: Sequence[str], control: str) -> str:
     """A Label Studio labeling config for the exported tasks: the image
     ``image`` and one ``label`` control listing ``classes``.
@@ -213,9 +220,7 @@ def write_export(out_dir: str, images: Sequence[Dict[str, Any]],
                            f'mmal cycle {manifest.get("cycle")}'))
     atomic_write_text(paths['label_config'],
                       label_studio_config(classes, 'RectangleLabels'))
-    atomic_write_text(
-        paths['list'],
-        ''.join(osp.join(image_dir, im['file_name']) + '\n' for im in images))
+    atomic_write_text(paths['list'], image_list(images, image_dir))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(['rank', 'file_name', 'sample_id', 'score'])

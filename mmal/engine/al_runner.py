@@ -240,8 +240,7 @@ class ActiveLearningRunner:
         path = state.record(cycle)['checkpoint']
         if not osp.isabs(path):
             return osp.join(self.work_dir, path)
-        moved = osp.join(self.cycle_dir(cycle), osp.basename(path))
-        return path if osp.exists(path) or not osp.exists(moved) else moved
+        return found_in(path, self.cycle_dir(cycle))
 
     @property
     def pool_view(self) -> PoolSubsetDataset:
@@ -535,11 +534,9 @@ class ActiveLearningRunner:
         last = osp.join(cdir, 'last_checkpoint')
         if osp.isfile(last):
             with open(last) as f:
-                named = f.read().strip()
-            # mmengine writes an absolute path: the work dir may have moved
-            moved = osp.join(cdir, osp.basename(named))
-            candidates.append(
-                named if osp.isfile(named) or not osp.isfile(moved) else moved)
+                # mmengine writes an absolute path: the work dir may have
+                # moved since
+                candidates.append(found_in(f.read().strip(), cdir))
         saved = glob.glob(osp.join(cdir, 'epoch_*.pth')) + glob.glob(
             osp.join(cdir, 'iter_*.pth'))
         saved.sort(
@@ -796,6 +793,14 @@ class ActiveLearningRunner:
                          f'{metric}')
         self.log('active learning summary (' + self.state_path + '):\n' +
                  '\n'.join(lines))
+
+
+def found_in(path: str, folder: str) -> str:
+    """``path``, or the file of its name in ``folder`` when ``path`` does
+    not exist but that one does (an absolute path recorded before the work
+    dir was copied or moved)."""
+    moved = osp.join(folder, osp.basename(path))
+    return moved if not osp.isfile(path) and osp.isfile(moved) else path
 
 
 def points_per_10k(metric: float, cost: int) -> Optional[float]:
