@@ -273,6 +273,11 @@ def test_export_files_and_pre_annotations(round_trip):
     test_cfg = model.bbox_head.test_cfg
     thr = max(PRE_THR, test_cfg.score_thr)
     assert coco['annotations'], 'no pre-annotation to compare'
+    # COCO 1.0 as CVAT's importer reads it: every key of a detection file
+    assert all(
+        set(a) == {'id', 'image_id', 'category_id', 'bbox', 'area',
+                   'segmentation', 'iscrowd', 'score'} and
+        a['segmentation'] == [] for a in coco['annotations'])
     exported = {}
     for a in coco['annotations']:
         exported.setdefault(a['image_id'], []).append(a)

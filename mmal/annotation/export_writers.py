@@ -110,8 +110,8 @@ def coco_predictions(images: Sequence[Dict[str, Any]],
         classes (Sequence[str]): Category names; ids are 1..K.
 
     Returns:
-        dict: ``images``, ``annotations`` (``bbox`` x y w h, ``score``),
-        ``categories``.
+        dict: ``images``, ``annotations`` (``bbox`` x y w h, ``score``,
+        an empty ``segmentation``), ``categories``.
     """
     anns = []
     for im in images:
@@ -127,6 +127,9 @@ def coco_predictions(images: Sequence[Dict[str, Any]],
                     category_id=int(label) + 1,
                     bbox=[x1, y1, x2 - x1, y2 - y1],
                     area=(x2 - x1) * (y2 - y1),
+                    # a box has no mask; CVAT's COCO importer (datumaro)
+                    # warns for every annotation without the key
+                    segmentation=[],
                     iscrowd=0,
                     score=float(score)))
     return dict(
