@@ -67,3 +67,8 @@ AL_ADAPTERS = Registry(
     scope='mmal',
     locations=['mmal.models'],
     build_func=build_in_mmal_scope)
+
+#: Every registry above; importing their ``locations`` registers all of
+#: mmal (:func:`mmal.utils.register_all_modules`).
+MMAL_REGISTRIES = (DATASETS, TRANSFORMS, MODELS, HOOKS, LOOPS, SELECTORS,
+                   INFLUENCE_SOLVERS, TASKS, AL_ADAPTERS)

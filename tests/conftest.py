@@ -289,8 +289,8 @@ def cycle0_context(cfg: Config, work_dir: str, subset: Optional[int] = None):
     Returns:
         SelectionContext: With ``model`` (eval mode) and ``adapter``.
     """
-    from mmal.datasets import SelectionContext
     from mmal.engine import ActiveLearningRunner
+    from mmal.selectors import SelectionContext
     from mmal.structures import ALState, PoolState
     from mmal.utils.checkpoint import trusted_checkpoint_loading
     runner = ActiveLearningRunner(cfg, work_dir)

@@ -68,9 +68,9 @@ def tiny_detector(work_dir,
     Returns:
         tuple: ``(model, adapter, context)``; the model in eval mode.
     """
-    from mmal.datasets import SelectionContext
     from mmal.engine import ActiveLearningRunner
     from mmal.registry import MODELS
+    from mmal.selectors import SelectionContext
     from mmal.structures import PoolState
     from conftest import tiny_config
     runner = ActiveLearningRunner(
@@ -90,6 +90,7 @@ def tiny_detector(work_dir,
         cycle=0,
         seed=seed,
         work_dir=runner.work_dir,
+        task=runner.task,
         model=model,
         adapter=adapter,
         num_workers=0)

@@ -9,8 +9,8 @@ from PIL import Image
 
 from mmal.analysis import (ReportError, cost_to_reach, load_runs, make_report,
                            mean_curves, savings)
-from mmal.engine.al_runner import STOP_SETTINGS
 from mmal.structures import ALState, PoolState
+from mmal.structures.run_files import STOP_SETTINGS
 from conftest import REPO
 
 POOL = [f'img{i:03d}' for i in range(200)]
@@ -70,7 +70,7 @@ def write_run(root,
             },
             'al_cfg.initial_size': 10,
             'al_cfg.budget': budget,
-            'al_cfg.budget_boxes': None,
+            'al_cfg.cost_budget': None,
             'train_dataloader.dataset': {
                 'type': 'CocoDataset',
                 'ann_file': '{data_root}/train.json',
@@ -363,7 +363,7 @@ def test_cli(experiment, tmp_path_factory):
 
 
 def test_is_finished_rules():
-    from mmal.engine.al_runner import is_finished
+    from mmal.structures.run_files import is_finished
     done = dict(done=['train', 'evaluate'])
     settings = {
         'al_cfg.num_cycles': 2,

@@ -319,9 +319,9 @@ def test_an_empty_ranking_of_a_nonempty_pool_is_an_error(tmp_path):
 
 
 def test_a_box_budget_of_one_box_labels_one_image(tmp_path):
-    """The demo with budget_boxes=1 selected 0 images: now the first image
-    in rank order is labeled, whatever its number of boxes."""
-    cfg = tiny_config('random_fcos_shapes.py', **{'al_cfg.budget_boxes': 1})
+    """The demo with a cost budget of 1 box selected 0 images: now the first
+    image in rank order is labeled, whatever its number of boxes."""
+    cfg = tiny_config('random_fcos_shapes.py', **{'al_cfg.cost_budget': 1})
     runner = ActiveLearningRunner(cfg, str(tmp_path))
     state = runner.load_or_init_state()
     selected = runner.select(state, 0)

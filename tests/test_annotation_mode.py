@@ -275,9 +275,10 @@ def test_export_files_and_pre_annotations(round_trip):
     assert coco['annotations'], 'no pre-annotation to compare'
     # COCO 1.0 as CVAT's importer reads it: every key of a detection file
     assert all(
-        set(a) == {'id', 'image_id', 'category_id', 'bbox', 'area',
-                   'segmentation', 'iscrowd', 'score'} and
-        a['segmentation'] == [] for a in coco['annotations'])
+        set(a) == {
+            'id', 'image_id', 'category_id', 'bbox', 'area', 'segmentation',
+            'iscrowd', 'score'
+        } and a['segmentation'] == [] for a in coco['annotations'])
     exported = {}
     for a in coco['annotations']:
         exported.setdefault(a['image_id'], []).append(a)
@@ -369,8 +370,8 @@ def test_the_same_file_twice_labels_once_and_another_cycles_file_is_refused(
 def test_annotation_mode_refuses_a_box_budget_and_annotations_without_it(
         tmp_path, round_trip):
     cfg = copy.deepcopy(round_trip['cfg'])
-    cfg.al_cfg.budget_boxes = 10
-    with pytest.raises(UserError, match='budget_boxes cannot be used'):
+    cfg.al_cfg.cost_budget = 10
+    with pytest.raises(UserError, match='cost_budget cannot be used'):
         ActiveLearningRunner(cfg, str(tmp_path / 'a'))
     with pytest.raises(UserError, match='--annotations is for annotation'):
         ActiveLearningRunner(

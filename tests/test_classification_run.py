@@ -9,8 +9,8 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
-from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
+from mmal.selectors import SelectionContext
 from mmal.structures import ALState
 from mmal.utils import ConfigError
 from conftest import copy_run, select_cycle0, tiny_cls_config, train_cycle0
@@ -122,4 +122,4 @@ def test_unlabeled_images_carry_no_label(cls_run):
 def test_a_box_budget_is_refused_for_classification(tmp_path):
     with pytest.raises(ConfigError, match='counted in images'):
         ActiveLearningRunner(
-            tiny_cls_config(**{'al_cfg.budget_boxes': 10}), str(tmp_path))
+            tiny_cls_config(**{'al_cfg.cost_budget': 10}), str(tmp_path))

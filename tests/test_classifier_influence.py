@@ -34,12 +34,12 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mmal.datasets import SelectionContext
 from mmal.datasets.shape_batches import same_shape_batches
 from mmal.influence import (ExactSolver, HessianProblem, ImageHessian, LiSSA,
                             flat_dot, flatten, hessian_vector_product,
                             loss_grad, softmax_ce_grad_sum, unflatten)
 from mmal.models import ImageClassifierAdapter
+from mmal.selectors import SelectionContext
 from mmal.selectors.labeled_hessian import LabeledHessian
 from mmal.tasks import ClassificationTask
 from influence_reference import assert_close64, preprocess64

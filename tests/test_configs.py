@@ -14,11 +14,10 @@ from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.registry import DefaultScope
 
-from mmal.datasets import SelectionContext
 from mmal.engine import resolve_al_cfg
 from mmal.engine.al_config import num_images
-from mmal.registry import AL_ADAPTERS, MODELS
-from mmal.selectors import InfluenceSelector
+from mmal.registry import AL_ADAPTERS, MODELS, TASKS
+from mmal.selectors import InfluenceSelector, SelectionContext
 from mmal.structures import PoolState
 from conftest import REPO
 
@@ -264,7 +263,9 @@ def _paper_selector(cfg, epochs=12, depth=500):
         for k, v in al['selector'].items() if k != 'type'
     })
     solver = selector.build_solver(
-        SelectionContext(cfg, PoolState(['a']), 0, 0, '', model, adapter))
+        SelectionContext(cfg, PoolState(['a']), 0, 0, '',
+                         TASKS.build(dict(type=adapter.task_type)), model,
+                         adapter))
     assert (solver.damp, solver.depth, solver.repeats) == (0.01, depth, 4)
     assert selector.score_thr == 0.1 and selector.reference == 'val'
     return al, shapes, solver

@@ -6,8 +6,8 @@ import pytest
 from mmengine.config import Config
 
 from mmal.engine import ActiveLearningRunner, resolve_al_cfg
-from mmal.engine.experiment_fingerprint import (experiment_fingerprint,
-                                                run_settings)
+from mmal.structures.experiment_fingerprint import (experiment_fingerprint,
+                                                    run_settings)
 from mmal.utils import WorkDirError
 from mmal.utils.config_utils import override_data_root
 from conftest import REPO, tiny_config
@@ -26,7 +26,7 @@ def _read_meta(work_dir):
 
 def test_another_selector_on_the_work_dir_is_refused(tmp_path):
     """The issue's case: random (box budget 1), then ISAL on its work dir."""
-    _start(tmp_path, **{'al_cfg.budget_boxes': 1})
+    _start(tmp_path, **{'al_cfg.cost_budget': 1})
     before = _read_meta(tmp_path)
     runner = ActiveLearningRunner(
         tiny_config('isal_fcos_shapes.py'), str(tmp_path))
@@ -36,7 +36,7 @@ def test_another_selector_on_the_work_dir_is_refused(tmp_path):
     assert 'holds another experiment' in msg
     assert ("al_cfg.selector.type: 'mmal.RandomSelector' -> "
             "'mmal.InfluenceSelector'") in msg
-    assert 'al_cfg.budget_boxes: 1 -> None' in msg  # every difference
+    assert 'al_cfg.cost_budget: 1 -> None' in msg  # every difference
     assert isinstance(err.value, ValueError)
     assert _read_meta(tmp_path) == before  # nothing recorded
 
@@ -67,8 +67,8 @@ def test_run_refuses_before_the_image_checks_touch_the_state(
 
 def test_a_changed_box_budget_is_refused(tmp_path):
     _start(tmp_path)
-    with pytest.raises(WorkDirError, match=r'al_cfg.budget_boxes: None -> 5'):
-        _start(tmp_path, **{'al_cfg.budget_boxes': 5})
+    with pytest.raises(WorkDirError, match=r'al_cfg.cost_budget: None -> 5'):
+        _start(tmp_path, **{'al_cfg.cost_budget': 5})
 
 
 def test_settings_may_change_and_are_recorded(tmp_path):
@@ -137,3 +137,32 @@ def test_data_root_may_move_but_not_the_files_under_it(tmp_path):
     other.merge_from_dict(
         {'train_dataloader.dataset.ann_file': 'VOC2012/other.txt'})
     assert experiment_fingerprint(other, al) != experiment_fingerprint(cfg, al)
+
+
+def test_the_old_budget_boxes_key_still_works_and_old_states_continue(
+        tmp_path):
+    """``al_cfg.budget_boxes`` was renamed ``cost_budget``: the old key is
+    read with a deprecation warning, and a state recorded under the old
+    name continues under the new one."""
+    with pytest.warns(DeprecationWarning, match='now al_cfg.cost_budget'):
+        al = resolve_al_cfg(
+            tiny_config('random_fcos_shapes.py', **{'al_cfg.budget_boxes': 3}))
+    assert al['cost_budget'] == 3 and 'budget_boxes' not in al
+    both = tiny_config('random_fcos_shapes.py', **{
+        'al_cfg.budget_boxes': 3,
+        'al_cfg.cost_budget': 3
+    })
+    with pytest.raises(ValueError, match='both set'):
+        resolve_al_cfg(both)
+    _start(tmp_path, **{'al_cfg.cost_budget': 2})
+    path = osp.join(str(tmp_path), 'al_state.json')
+    with open(path) as f:
+        data = json.load(f)
+    experiment = data['meta']['experiment']
+    experiment['al_cfg.budget_boxes'] = experiment.pop('al_cfg.cost_budget')
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    _, state = _start(tmp_path, **{'al_cfg.cost_budget': 2})  # no refusal
+    assert state.meta['experiment']['al_cfg.cost_budget'] == 2
+    with pytest.raises(WorkDirError, match=r'al_cfg.cost_budget: 2 -> 4'):
+        _start(tmp_path, **{'al_cfg.cost_budget': 4})

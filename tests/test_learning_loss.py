@@ -28,14 +28,13 @@ import torch
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint, save_checkpoint
 
-from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
 from mmal.models import (FasterRCNNAdapter, FCOSAdapter,
                          ImageClassifierAdapter, LossPredictionModule,
                          ranking_loss)
 from mmal.models.precision import float64_computation
 from mmal.registry import MODELS
-from mmal.selectors import LearningLossSelector
+from mmal.selectors import LearningLossSelector, SelectionContext
 from mmal.structures import ALState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
@@ -481,11 +480,12 @@ def test_classification_ranks_a_seeded_unlabeled_subset(tmp_path):
         0,
         seed=context.seed + 1,
         work_dir='',
+        task=context.task,
         unlabeled_subset=10)
     assert other.unlabeled_ids != context.unlabeled_ids
     assert len(other.unlabeled_ids) == 10
     whole = SelectionContext(
-        context.cfg, context.state, 0, seed=0, work_dir='')
+        context.cfg, context.state, 0, seed=0, work_dir='', task=context.task)
     assert whole.unlabeled_ids == sorted(context.state.unlabeled_ids)
 
 

@@ -110,8 +110,8 @@ def test_a_box_budget_is_spent_as_an_annotator_would():
     boxes = dict(a=3, b=5, c=1, d=1)
     assert take_budget(ranking, 10, 7, boxes.get) == ['a', 'b']  # b crosses
     assert take_budget(ranking, 10, 9, boxes.get) == ['a', 'b', 'c']
-    for budget_boxes in (1, 2, 3):  # the first image alone crosses it
-        assert take_budget(ranking, 10, budget_boxes, boxes.get) == ['a']
+    for cost_budget in (1, 2, 3):  # the first image alone crosses it
+        assert take_budget(ranking, 10, cost_budget, boxes.get) == ['a']
     # images without boxes cost nothing: labeling goes on past them
     assert take_budget(['e', 'a', 'b'], 10, 2,
                        dict(e=0, **boxes).get) == ['e', 'a']

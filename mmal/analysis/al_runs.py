@@ -14,10 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmal.engine.al_experiment import PLAN_FILE, compare_keys, comparison_key
-from mmal.engine.al_runner import STATE_FILE, is_finished
-from mmal.engine.experiment_fingerprint import FINGERPRINT_KEY
 from mmal.structures import ALState
+from mmal.structures.experiment_fingerprint import FINGERPRINT_KEY
+from mmal.structures.run_files import (PLAN_FILE, STATE_FILE, compare_keys,
+                                       comparison_key, is_finished)
 from mmal.utils.errors import DataError, MissingFileError, WorkDirError
 from mmal.utils.fileio import read_json
 

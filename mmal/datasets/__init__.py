@@ -1,6 +1,5 @@
 """Datasets: stable sample ids, annotation and image checks, pool views by
-id, mmal's CIFAR and folder datasets, the synthetic shapes datasets, and
-what selectors read (the selection context)."""
+id, mmal's CIFAR and folder datasets and the synthetic shapes datasets."""
 from .annotation_checks import ANNOTATION_POLICIES, check_annotations
 from .cifar import CIFAR10, CIFAR100
 from .custom_dataset import CustomDataset
@@ -10,7 +9,6 @@ from .label_transforms import DropLabels
 from .pool_subset import (PoolSubsetDataset, boxes_per_sample, count_boxes,
                           load_ids_file)
 from .sample_id import collect_sample_ids, sample_id
-from .selection_context import SelectionContext
 from .synthetic import SHAPES_CLASSES, generate_shapes_dataset
 from .synthetic_classification import (SHAPES_CLS_CLASSES,
                                        generate_shapes_classification)
@@ -20,7 +18,6 @@ __all__ = [
     'UndecodableImageError', 'check_images', 'image_load_cfg',
     'PoolSubsetDataset', 'boxes_per_sample', 'count_boxes', 'load_ids_file',
     'collect_sample_ids', 'sample_id', 'SHAPES_CLASSES',
-    'generate_shapes_dataset', 'DropLabels', 'SelectionContext', 'CIFAR10',
-    'CIFAR100', 'CustomDataset', 'SHAPES_CLS_CLASSES',
-    'generate_shapes_classification'
+    'generate_shapes_dataset', 'DropLabels', 'CIFAR10', 'CIFAR100',
+    'CustomDataset', 'SHAPES_CLS_CLASSES', 'generate_shapes_classification'
 ]

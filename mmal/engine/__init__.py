@@ -1,6 +1,6 @@
 from .al_config import AL_CFG_DEFAULTS, resolve_al_cfg
 from .al_experiment import Experiment, plan_runs
-from .al_runner import ActiveLearningRunner, is_finished, take_budget
+from .al_runner import ActiveLearningRunner, take_budget
 from .al_visualizer import ALVisualizer
 from .cycle_runner import CycleRunner
 from .learning_loss_hook import LearningLossStopGradHook
@@ -8,6 +8,6 @@ from .selection_hook import SelectionHook
 
 __all__ = [
     'AL_CFG_DEFAULTS', 'resolve_al_cfg', 'Experiment', 'plan_runs',
-    'ActiveLearningRunner', 'is_finished', 'take_budget', 'ALVisualizer',
-    'CycleRunner', 'SelectionHook', 'LearningLossStopGradHook'
+    'ActiveLearningRunner', 'take_budget', 'ALVisualizer', 'CycleRunner',
+    'SelectionHook', 'LearningLossStopGradHook'
 ]

@@ -1,6 +1,7 @@
 """The ``al_cfg`` block of a config: keys, defaults and checks."""
 import copy
 import math
+import warnings
 from typing import Any, Dict, Union
 
 from mmal.utils.errors import ConfigError, ConfigKeyError
@@ -9,7 +10,8 @@ from mmal.utils.errors import ConfigError, ConfigKeyError
 AL_CFG_DEFAULTS: Dict[str, Any] = dict(
     initial_size=None,  # images labeled at random (seeded) before cycle 0
     budget=None,  # images added per cycle (int, or a fraction of the pool)
-    budget_boxes=None,  # optional cap on the boxes added per cycle
+    cost_budget=None,  # optional cap on the annotation cost added per
+    # cycle, in the task's cost unit (boxes for detection)
     num_cycles=None,  # trainings; a selection follows all but the last
     seed=0,  # seeds the initial split, training and selection
     train_from_scratch=True,  # False: cycle k starts from cycle k-1's weights
@@ -29,6 +31,8 @@ AL_CFG_DEFAULTS: Dict[str, Any] = dict(
 )
 
 ANNOTATION_POLICIES = ('error', 'drop')
+#: Keys renamed since, still read (with a deprecation warning).
+RENAMED_AL_KEYS = dict(budget_boxes='cost_budget')
 
 
 def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
@@ -45,6 +49,16 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
             'Inherit one of configs/isal_*.py or configs/random_*.py, or add '
             'an al_cfg block (see README "Config keys").')
     al = copy.deepcopy(dict(cfg['al_cfg']))
+    for old, new in RENAMED_AL_KEYS.items():
+        if old in al:
+            if new in al:
+                raise ConfigError(
+                    f'al_cfg.{old} and al_cfg.{new} are both set in {source}'
+                    f': {old} is the old name of {new}; keep {new}')
+            warnings.warn(
+                f'al_cfg.{old} (in {source}) is deprecated: it is now '
+                f'al_cfg.{new}', DeprecationWarning)
+            al[new] = al.pop(old)
     unknown = sorted(set(al) - set(AL_CFG_DEFAULTS))
     if unknown:
         raise ConfigKeyError(
@@ -70,10 +84,10 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
     if not isinstance(out['num_cycles'], int) or out['num_cycles'] <= 0:
         raise ConfigError('al_cfg.num_cycles must be a positive integer, got '
                           f'{out["num_cycles"]!r} in {source}')
-    if out['budget_boxes'] is not None and (not isinstance(
-            out['budget_boxes'], int) or out['budget_boxes'] <= 0):
-        raise ConfigError('al_cfg.budget_boxes must be None or a positive '
-                          f'integer, got {out["budget_boxes"]!r} in {source}')
+    if out['cost_budget'] is not None and (not isinstance(
+            out['cost_budget'], int) or out['cost_budget'] <= 0):
+        raise ConfigError('al_cfg.cost_budget must be None or a positive '
+                          f'integer, got {out["cost_budget"]!r} in {source}')
     target, tol = out['target_metric'], out['target_tolerance']
     if target is not None and not isinstance(target, (int, float)):
         raise ConfigError('al_cfg.target_metric must be None or a number (in '

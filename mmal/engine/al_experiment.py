@@ -18,70 +18,20 @@ import os
 import os.path as osp
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
 from mmal.structures import ALState
+from mmal.structures import experiment_fingerprint as fingerprint
+from mmal.structures.run_files import (PLAN_FILE, STATE_FILE, compare_keys,
+                                       comparison_key, is_finished)
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import ConfigError, MissingFileError, WorkDirError
 from mmal.utils.fileio import atomic_write_json
-from . import experiment_fingerprint as fingerprint
 from .al_config import resolve_al_cfg
-from .al_runner import STATE_FILE, ActiveLearningRunner, is_finished
-
-#: The plan of the last command, in the experiment's root.
-PLAN_FILE = 'experiment.json'
-#: Fingerprint keys that runs compared with each other must share: the
-#: data (datasets without their pipelines), the metric and the sizes.
-COMPARED_KEYS = ('demo_data', 'train_dataloader.dataset',
-                 'test_dataloader.dataset', 'test_evaluator',
-                 'al_cfg.initial_size', 'al_cfg.budget', 'al_cfg.budget_boxes')
-
-
-def comparison_key(experiment: Dict[str, Any]) -> Dict[str, Any]:
-    """What runs compared in one experiment must share.
-
-    Args:
-        experiment (dict): A run's experiment fingerprint
-            (``meta['experiment']`` of its state).
-
-    Returns:
-        dict: The :data:`COMPARED_KEYS` of it, datasets without their
-        ``pipeline`` (augmentation is part of the training recipe).
-    """
-    out = {}
-    for key in COMPARED_KEYS:
-        value = experiment.get(key)
-        if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k != 'pipeline'}
-        out[key] = value
-    return out
-
-
-def compare_keys(keys: Dict[str, Dict[str, Any]], what: str) -> None:
-    """Refuse runs whose :func:`comparison_key` differ.
-
-    Args:
-        keys (dict): Run name -> its comparison key.
-        what (str): What the runs are, for the message.
-
-    Raises:
-        WorkDirError: naming each differing key and the runs' values.
-    """
-    names = list(keys)
-    first = names[0]
-    lines = []
-    for name in names[1:]:
-        for key, old, new in fingerprint.differences(keys[first], keys[name]):
-            lines.append(f'{key}: {first}: {fingerprint.short_repr(old)}; '
-                         f'{name}: {fingerprint.short_repr(new)}')
-    if lines:
-        raise WorkDirError(
-            f'{what} are not one experiment: they must share the data, the '
-            'metric, the initial size and the budgets, and differ in:\n  ' +
-            '\n  '.join(lines))
+from .al_runner import ActiveLearningRunner
 
 
 @dataclass

@@ -16,10 +16,13 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
-from mmal.datasets import PoolSubsetDataset, SelectionContext
+from mmal.datasets import PoolSubsetDataset
 from mmal.datasets.pool_data import check_data_paths, pool_dataset_cfg
 from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
+from mmal.selectors import SelectionContext
 from mmal.structures import ALState, PoolState
+from mmal.structures import experiment_fingerprint as fingerprint
+from mmal.structures.run_files import STATE_FILE, STOP_SETTINGS
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
 from mmal.utils.distributed import (broadcast_from_master, is_distributed,
@@ -28,20 +31,17 @@ from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
                                WorkDirError)
 from mmal.utils.fileio import atomic_write_json, read_json
 from mmal.utils.text import counted
-from . import experiment_fingerprint as fingerprint
 from .al_config import num_images, resolve_al_cfg
 from .al_visualizer import ALVisualizer
 from .annotation_mode import AnnotationMode, resolve_annotation_cfg
 from .cycle_runner import CycleRunner
 from .image_drops import ImageDrops, check_run_images
 
-STATE_FILE = 'al_state.json'
 #: Why a run stopped (``meta['stop']['reason']`` of its state): the last
 #: cycle was trained, the target metric was reached, or every image of the
 #: pool is labeled. A run waiting for annotations has not stopped.
 STOP_REASONS = ('num_cycles', 'target_metric', 'pool_labeled')
 #: ``al_cfg`` keys of the stop rule, recorded with ``meta['stop']``.
-STOP_SETTINGS = ('num_cycles', 'target_metric', 'target_tolerance')
 _run_counter = itertools.count()
 
 
@@ -68,7 +68,7 @@ def take_budget(ranking: Sequence[str],
                 cost_of: Optional[Callable[[str], int]] = None) -> List[str]:
     """The head of ``ranking`` within the image (and cost) budget.
 
-    A cost budget (boxes, ``al_cfg.budget_boxes``) is spent as an annotator
+    A cost budget (boxes, ``al_cfg.cost_budget``) is spent as an annotator
     would spend it: the box count of an unlabeled image is only known once
     it is labeled, so images are labeled in rank order until
     ``budget_cost`` is used up, the image that crosses it included (and at
@@ -151,12 +151,10 @@ class ActiveLearningRunner:
         self.task = self._build_task()
         init_default_scope(
             self.cfg.get('default_scope', self.task.default_scope))
-        if self.al['budget_boxes'] is not None and \
-                self.task.cost_unit != 'boxes':
+        if self.al['cost_budget'] is not None and self.task.cost_is_images:
             raise ConfigError(
-                f'al_cfg.budget_boxes is set, but the annotation cost of '
-                f'{self.task.name} is counted in {self.task.cost_unit}: '
-                'use al_cfg.budget')
+                f'al_cfg.cost_budget is set, but the annotation cost of '
+                f'{self.task.name} is counted in images: use al_cfg.budget')
         self._prepare_demo_data()
         if self.selector.needs_model and self.adapter is None:
             raise ConfigError(
@@ -189,16 +187,23 @@ class ActiveLearningRunner:
 
     # -- helpers ----------------------------------------------------------
     def _build_task(self):
-        """``al_cfg.task``; else the adapter's task; else the registered
-        task whose ``default_scope`` is the config's (detection when none
-        is)."""
+        """``al_cfg.task``; else the adapter's ``task_type``; else the one
+        registered task whose ``default_scope`` is the config's (``mmdet``
+        when the config names none); several or none: an error."""
         task = self.al['task']
-        if task is None and self.adapter is not None and self.adapter.task:
-            task = self.adapter.task
+        if task is None and self.adapter is not None and \
+                self.adapter.task_type:
+            task = self.adapter.task_type
         if task is None:
             scope = self.cfg.get('default_scope', 'mmdet')
-            task = next((name for name, cls in TASKS.module_dict.items()
-                         if cls.default_scope == scope), 'DetectionTask')
+            serving = sorted(name for name, cls in TASKS.module_dict.items()
+                             if cls.default_scope == scope)
+            if len(serving) != 1:
+                raise ConfigError(
+                    f'no al_cfg.task and no al_cfg.adapter: the task of '
+                    f'default_scope {scope!r} is ambiguous (tasks of that '
+                    f'scope: {serving or "none"}); set al_cfg.task')
+            task = serving[0]
         if isinstance(task, str):
             task = dict(type=task)
         return _build(TASKS, dict(task), 'task')
@@ -429,7 +434,7 @@ class ActiveLearningRunner:
 
         ``meta['stop']`` keeps the reason and the stop rule's settings, so
         a later run with more cycles or another target is not taken as
-        finished (:func:`is_finished`).
+        finished (:func:`~mmal.structures.run_files.is_finished`).
         """
         stop = dict(
             reason=reason,
@@ -755,7 +760,7 @@ class ActiveLearningRunner:
                 f'{dict(self.al["selector"])}) returned an empty ranking for '
                 f'{len(unlabeled)} unlabeled images at cycle {cycle}: a '
                 'selection from a non-empty pool cannot be empty')
-        selected = take_budget(ranking, budget, self.al['budget_boxes'],
+        selected = take_budget(ranking, budget, self.al['cost_budget'],
                                lambda i: self.cost([i]))
         # made once: rank 0's selection is the one every rank labels
         record = broadcast_from_master(
@@ -807,36 +812,3 @@ def points_per_10k(metric: float, cost: int) -> Optional[float]:
     """The paper's annotation efficiency: metric points (percent) per
     10,000 units of cost, ``1e4 * 100 * metric / cost`` (None at 0 cost)."""
     return 1e4 * 100 * metric / cost if cost else None
-
-
-def is_finished(meta: dict,
-                cycles: Sequence[dict],
-                al: Optional[dict] = None) -> bool:
-    """Whether a run's state says it has nothing left to do.
-
-    Finished: the run recorded a stop (``meta['stop']``) under the same
-    stop rule as ``al`` (by default the settings recorded in the state);
-    a run that stopped after ``num_cycles=3`` is unfinished for
-    ``num_cycles=5``. A state from before mmal recorded stops counts as
-    finished when its cycle ``num_cycles - 1`` is evaluated.
-
-    Args:
-        meta (dict): The state's ``meta``.
-        cycles (Sequence[dict]): Its cycle records.
-        al (dict, optional): The stop rule to check against (a resolved
-            ``al_cfg``); None: the recorded settings.
-
-    Returns:
-        bool
-    """
-    if al is None:
-        settings = meta.get(fingerprint.SETTINGS_KEY, {})
-        al = {k: settings.get(f'al_cfg.{k}') for k in STOP_SETTINGS}
-    stop = meta.get('stop')
-    if stop is not None:
-        if stop['reason'] == 'pool_labeled':
-            return True
-        return all(stop.get(k) == al.get(k) for k in STOP_SETTINGS)
-    num = al.get('num_cycles')
-    return bool(num) and len(cycles) >= num and \
-        'evaluate' in cycles[num - 1]['done']

@@ -26,7 +26,7 @@ from mmal.utils.fileio import read_json
 from mmal.utils.text import counted
 
 if TYPE_CHECKING:
-    from mmal.datasets import SelectionContext
+    from mmal.selectors import SelectionContext
     from .al_runner import ActiveLearningRunner
 
 #: Keys of ``al_cfg.annotation`` with their defaults (None: required).
@@ -175,11 +175,11 @@ class AnnotationMode:
         self.pool_file = osp.join(runner.work_dir, POOL_DIR,
                                   self.format.pool_file)
         al = runner.al
-        if al['budget_boxes'] is not None:
+        if al['cost_budget'] is not None:
             raise ConfigError(
-                'al_cfg.budget_boxes cannot be used in annotation mode: the '
-                'box count of an image is unknown before it is labeled; use '
-                'al_cfg.budget (images)')
+                'al_cfg.cost_budget cannot be used in annotation mode: the '
+                'cost (box count) of an image is unknown before it is '
+                'labeled; use al_cfg.budget (images)')
         if runner.adapter is None:
             raise ConfigError(
                 'annotation mode needs al_cfg.adapter: the pre-annotations '
@@ -275,7 +275,7 @@ class AnnotationMode:
     def export(self, state: ALState, cycle: int, record: Dict) -> None:
         """Write ``cycle_k/to_annotate/`` with the cycle's model's
         pre-annotations."""
-        from mmal.datasets import SelectionContext
+        from mmal.selectors import SelectionContext
         runner = self.runner
         model = runner.adapter.prepare(
             runner.load_model(runner.checkpoint_path(state, cycle)))

@@ -6,8 +6,8 @@ from typing import Any, Dict, Optional
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from mmal.datasets import SelectionContext
 from mmal.registry import AL_ADAPTERS, HOOKS, SELECTORS, TASKS
+from mmal.selectors import SelectionContext
 from mmal.structures import PoolState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import ConfigError
@@ -111,7 +111,7 @@ class SelectionHook(Hook):
         labeled_file, train_images = self._paths(ds)
         image_dir = osp.abspath(self.image_dir or train_images)
         out_dir = self.out_dir or osp.join(runner.work_dir, 'to_annotate')
-        task = TASKS.build(dict(type=self.adapter.task))
+        task = TASKS.build(dict(type=self.adapter.task_type))
         fmt = annotation_format(task)
         pool_file = osp.join(out_dir, fmt.pool_file)
         classes = dataset_classes(ds)

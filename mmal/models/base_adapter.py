@@ -1,6 +1,7 @@
 """Per-model adapters: what the influence machinery needs from a model."""
 import abc
 import contextlib
+import warnings
 import zlib
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from unittest import mock
@@ -50,7 +51,12 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
             for these parameters. Defaults to ``default_lissa_scale``.
     """
 
-    task: str = ''
+    #: The task type its models serve (a :data:`mmal.registry.TASKS`
+    #: name, e.g. ``'DetectionTask'``): the driver's default task.
+    task_type: str = ''
+    #: Whether :meth:`predict_batch` returns boxes (``bboxes``, ``scores``,
+    #: ``labels``): what selectors that compare boxes need.
+    predicts_boxes: bool = False
     default_param_names: Tuple[str, ...] = ()
     default_lissa_scale: Tuple[float, ...] = ()
     #: Submodule of the model whose forward output, in the model's own
@@ -58,6 +64,15 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
     #: :class:`~mmal.models.LearningLossModel` records it instead of
     #: running the head again for :meth:`per_image_losses`.
     head_module: Optional[str] = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        old = cls.__dict__.get('task')
+        if isinstance(old, str) and 'task_type' not in cls.__dict__:
+            warnings.warn(
+                f'{cls.__name__}.task is deprecated: name the task type '
+                f'task_type (task_type = {old!r})', DeprecationWarning)
+            cls.task_type = old
 
     def __init__(self,
                  param_names: Optional[Sequence[str]] = None,

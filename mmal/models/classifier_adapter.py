@@ -55,7 +55,7 @@ class ImageClassifierAdapter(BaseModelAdapter):
             to True.
     """
 
-    task = 'ClassificationTask'
+    task_type = 'ClassificationTask'
     default_param_names = ('head.fc.weight', )
     default_lissa_scale = (10000.0, )
     head_module = 'head'

@@ -13,7 +13,8 @@ class DetectionAdapter(BaseModelAdapter):
     pseudo labels the confident ones (task :class:`~mmal.tasks.
     DetectionTask`)."""
 
-    task = 'DetectionTask'
+    task_type = 'DetectionTask'
+    predicts_boxes = True
 
     def set_pseudo_labels(self, data_sample: Any, pred: InstanceData,
                           score_thr: float) -> int:

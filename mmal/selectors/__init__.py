@@ -11,11 +11,12 @@ from .localization_stability import (LocalizationStabilitySelector,
 from .pool_pass import pool_pass
 from .random_selector import RandomSelector
 from .score_order import UNSCORED_POLICIES, order_by_score
+from .selection_context import SelectionContext
 
 __all__ = [
-    'BaseSelector', 'SelectionResult', 'InfluenceSelector', 'RandomSelector',
-    'EntropySelector', 'CoresetSelector', 'LearningLossSelector', 'pool_pass',
-    'k_center_greedy', 'order_by_score', 'UNSCORED_POLICIES',
-    'LocalizationStabilitySelector', 'add_pixel_noise', 'box_stability',
-    'localization_stability', 'prediction_stability'
+    'BaseSelector', 'SelectionResult', 'SelectionContext', 'InfluenceSelector',
+    'RandomSelector', 'EntropySelector', 'CoresetSelector',
+    'LearningLossSelector', 'pool_pass', 'k_center_greedy', 'order_by_score',
+    'UNSCORED_POLICIES', 'LocalizationStabilitySelector', 'add_pixel_noise',
+    'box_stability', 'localization_stability', 'prediction_stability'
 ]

@@ -3,7 +3,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
-from mmal.datasets import SelectionContext
+from .selection_context import SelectionContext
 
 
 @dataclass

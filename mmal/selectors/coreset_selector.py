@@ -6,11 +6,11 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from mmal.datasets import SelectionContext
 from mmal.registry import SELECTORS
 from .base import BaseSelector, SelectionResult
 from .k_center_greedy import k_center_greedy
 from .pool_pass import pool_pass
+from .selection_context import SelectionContext
 
 
 @SELECTORS.register_module()

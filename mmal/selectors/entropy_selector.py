@@ -5,11 +5,11 @@ from typing import Dict, List, Optional
 from mmengine.logging import print_log
 from torch import nn
 
-from mmal.datasets import SelectionContext
 from mmal.registry import SELECTORS
 from .base import BaseSelector, SelectionResult
 from .pool_pass import pool_pass
 from .score_order import check_unscored_policy, order_by_score
+from .selection_context import SelectionContext
 
 
 @SELECTORS.register_module()

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
-from mmal.datasets import PoolSubsetDataset, SelectionContext
+from mmal.datasets import PoolSubsetDataset
 from mmal.influence import DampedSolver, LiSSA, ScaleCheck, flat_dot, loss_grad
 from mmal.registry import INFLUENCE_SOLVERS, SELECTORS
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
@@ -15,6 +15,7 @@ from mmal.utils.progress import track_progress
 from .base import BaseSelector, SelectionResult
 from .labeled_hessian import LabeledHessian
 from .score_order import check_unscored_policy, order_by_score
+from .selection_context import SelectionContext
 
 REFERENCE_SETS = ('val', 'labeled')
 

@@ -3,11 +3,11 @@ from typing import Iterator, List, Sequence
 
 import torch
 
-from mmal.datasets import SelectionContext
 from mmal.influence import (HvpFn, ImageHessian, PlannedCache, flatten,
                             unflatten)
 from mmal.utils.distributed import as_float64_sum, gather_or_raise, shard
 from mmal.utils.tensor_utils import tensor_bytes
+from .selection_context import SelectionContext
 
 
 class LabeledHessian:

@@ -6,12 +6,12 @@ from typing import Any, Dict
 from mmengine.logging import print_log
 from torch import nn
 
-from mmal.datasets import SelectionContext
 from mmal.registry import SELECTORS
 from mmal.utils.errors import ConfigError
 from .base import BaseSelector, SelectionResult
 from .pool_pass import pool_pass
 from .score_order import order_by_score
+from .selection_context import SelectionContext
 
 #: The model type learning loss needs (``model.type`` of a config).
 MODEL_TYPE = 'mmal.LearningLossModel'

@@ -20,12 +20,12 @@ from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import nn
 
-from mmal.datasets import SelectionContext
 from mmal.registry import AL_ADAPTERS, SELECTORS
 from mmal.utils import ConfigError
 from .base import BaseSelector, SelectionResult
 from .pool_pass import pool_pass
 from .score_order import check_unscored_policy, order_by_score
+from .selection_context import SelectionContext
 
 #: The default noise standard deviations, on the 0-255 pixel scale.
 NOISE_LEVELS = (8, 16, 24, 32, 40, 48)
@@ -202,14 +202,14 @@ def add_pixel_noise(inputs: torch.Tensor, data_samples: Sequence,
 
 
 # -- the selector -------------------------------------------------------------
-def _require_detection(adapter_name: str, task: Optional[str]) -> None:
-    """Raise ``ConfigError`` unless ``task`` (an adapter's) is detection."""
-    if task != 'DetectionTask':
+def _require_boxes(adapter_name: str, predicts_boxes: bool) -> None:
+    """Raise ``ConfigError`` unless the adapter predicts boxes."""
+    if not predicts_boxes:
         raise ConfigError(
             'mmal.LocalizationStabilitySelector (al_cfg.selector) needs a '
             'detection adapter (al_cfg.adapter, e.g. mmal.FCOSAdapter), got '
-            f'{adapter_name} (task {task!r}): it compares predicted boxes, '
-            'which a classifier does not have')
+            f'{adapter_name}, whose predictions have no boxes: the selector '
+            'compares predicted boxes')
 
 
 @SELECTORS.register_module()
@@ -291,15 +291,17 @@ class LocalizationStabilitySelector(BaseSelector):
         cls = AL_ADAPTERS.get(adapter.get('type', '')) if isinstance(
             adapter, dict) else None
         if cls is not None:
-            _require_detection(adapter['type'], getattr(cls, 'task', None))
+            _require_boxes(adapter['type'],
+                           getattr(cls, 'predicts_boxes', False))
 
     @staticmethod
     def check_detection(context: SelectionContext) -> None:
         """Raise ``ConfigError`` unless the context's adapter detects."""
         adapter = context.adapter
         if adapter is not None:
-            _require_detection(
-                type(adapter).__name__, getattr(adapter, 'task', None))
+            _require_boxes(
+                type(adapter).__name__,
+                getattr(adapter, 'predicts_boxes', False))
 
     def stabilities(
             self, context: SelectionContext

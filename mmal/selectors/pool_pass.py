@@ -4,9 +4,10 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from mmal.datasets import PoolSubsetDataset, SelectionContext
+from mmal.datasets import PoolSubsetDataset
 from mmal.utils.distributed import gather_or_raise, shard
 from mmal.utils.progress import track_progress
+from .selection_context import SelectionContext
 
 #: ``fn(model, data) -> one result per image`` of :func:`pool_pass`.
 BatchFn = Callable[[nn.Module, Dict], Sequence[Any]]

@@ -1,9 +1,9 @@
 """Random selection: the baseline every AL paper compares to."""
 import numpy as np
 
-from mmal.datasets import SelectionContext
 from mmal.registry import SELECTORS
 from .base import BaseSelector, SelectionResult
+from .selection_context import SelectionContext
 
 
 @SELECTORS.register_module()

@@ -3,6 +3,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from mmal.utils.fileio import atomic_write_json, read_json
+from .experiment_fingerprint import FINGERPRINT_KEY
 from .pool_state import PoolState
 
 STATE_FORMAT = 1
@@ -29,6 +30,22 @@ def upgrade_record(rec: dict) -> dict:
         if old in rec and new not in rec:
             rec[new] = rec.pop(old)
     return rec
+
+
+#: Fingerprint keys of states written before a config key was renamed.
+RENAMED_FINGERPRINT_KEYS = {'al_cfg.budget_boxes': 'al_cfg.cost_budget'}
+
+
+def upgrade_meta(meta: dict) -> dict:
+    """A state's ``meta`` with renamed config keys renamed in its
+    experiment fingerprint (in place), so a run recorded under the old name
+    continues and compares with new runs."""
+    experiment = meta.get(FINGERPRINT_KEY)
+    if isinstance(experiment, dict):
+        for old, new in RENAMED_FINGERPRINT_KEYS.items():
+            if old in experiment and new not in experiment:
+                experiment[new] = experiment.pop(old)
+    return meta
 
 
 class ALState:
@@ -92,7 +109,7 @@ class ALState:
                 f'{path}: unsupported state format '
                 f'{data.get("format")!r} (expected {STATE_FORMAT})')
         return cls(
-            PoolState.from_dict(data['pool']), data['meta'],
+            PoolState.from_dict(data['pool']), upgrade_meta(data['meta']),
             [upgrade_record(rec) for rec in data['cycles']])
 
     @staticmethod

@@ -106,13 +106,13 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from mmal.datasets import SelectionContext
 from mmal.datasets.shape_batches import same_shape_batches
 from mmal.engine import ActiveLearningRunner
 from mmal.influence import (DivergenceError, LiSSA, block_top_eigenvalues,
                             flat_dot, loss_grad, scale_report)
 from mmal.models import FCOSAdapter
 from mmal.registry import MODELS
+from mmal.selectors import SelectionContext
 from mmal.selectors.labeled_hessian import LabeledHessian
 from mmal.structures import PoolState
 from mmal.utils import MissingFileError, trusted_checkpoint_loading
@@ -244,6 +244,7 @@ def build_setup(
         cycle=0,
         seed=0,
         work_dir=runner.work_dir,
+        task=runner.task,
         model=model,
         adapter=adapter,
         num_workers=0,

@@ -16,9 +16,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from mmengine.config import Config
 
-from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
-from mmal.selectors import InfluenceSelector
+from mmal.selectors import InfluenceSelector, SelectionContext
 from mmal.structures import ALState, PoolState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from .benchmark import Scores, score_differences
@@ -70,6 +69,7 @@ def score_rounding(config: str,
             cycle,
             seed=seed,
             work_dir=tmp,
+            task=runner.task,
             model=model,
             adapter=adapter,
             num_workers=0)

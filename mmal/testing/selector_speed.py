@@ -90,13 +90,12 @@ from mmengine.optim import OptimWrapper
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mmal.datasets import SelectionContext
 from mmal.engine import ActiveLearningRunner
 from mmal.models import BaseModelAdapter, LearningLossModel
 from mmal.registry import MODELS
 from mmal.selectors import (CoresetSelector, EntropySelector,
                             LearningLossSelector,
-                            LocalizationStabilitySelector)
+                            LocalizationStabilitySelector, SelectionContext)
 from mmal.structures import PoolState
 from mmal.utils import ConfigError, MissingFileError
 from .benchmark import PeakMemory, load_average, ratio, timed, torch_threads
@@ -469,7 +468,7 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
     ll_context = copy.copy(context)
     ll_context.model = learning_loss_model(model)
     runs['learning_loss'] = lambda: learning_loss_pass(ll_context, B)
-    detects = adapter.task == 'DetectionTask'
+    detects = adapter.predicts_boxes
     if detects:
         runs['stability'] = lambda: stability_pass(context, B)
     batch = training_batch(context)

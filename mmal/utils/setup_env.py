@@ -1,6 +1,8 @@
 """Registration of mmal's modules (and the OpenMMLab ones it builds on)."""
 from mmengine.registry import init_default_scope
 
+from mmal.registry import MMAL_REGISTRIES
+
 
 def register_all_modules(init_default_scope_to: str = '') -> None:
     """Import every mmal module that registers something.
@@ -12,12 +14,10 @@ def register_all_modules(init_default_scope_to: str = '') -> None:
         init_default_scope_to (str): When set (e.g. ``'mmdet'``), also make
             it the default scope.
     """
-    import mmal.datasets  # noqa: F401
-    import mmal.engine  # noqa: F401
-    import mmal.influence  # noqa: F401
-    import mmal.models  # noqa: F401
-    import mmal.selectors  # noqa: F401
-    import mmal.tasks  # noqa: F401
+    # each registry imports the subpackages named in its ``locations``
+    # (by name: the utilities import nothing above them)
+    for registry in MMAL_REGISTRIES:
+        registry.import_from_location()
     try:
         from mmdet.utils import register_all_modules as register_mmdet
     except ImportError:  # a classification-only install

@@ -8,15 +8,15 @@ from mmengine.config import Config
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mmal.datasets import PoolSubsetDataset
+from mmal.datasets.pool_data import (as_plain_dict, eval_pipeline, id_loader,
+                                     pool_dataset_cfg, replace_pipeline)
+from mmal.datasets.shape_batches import pad_divisor, same_shape_batches
 from mmal.structures import PoolState
-from .pool_data import (as_plain_dict, eval_pipeline, id_loader,
-                        pool_dataset_cfg, replace_pipeline)
-from .pool_subset import PoolSubsetDataset
-from .shape_batches import pad_divisor, same_shape_batches
+from mmal.tasks import BaseTask
 
-if TYPE_CHECKING:  # adapters and tasks sit above the datasets
+if TYPE_CHECKING:  # only for the annotation: selectors need no adapter
     from mmal.models import BaseModelAdapter
-    from mmal.tasks import BaseTask
 
 
 class SelectionContext:
@@ -33,10 +33,10 @@ class SelectionContext:
         cycle (int): Index of the cycle whose model selects.
         seed (int): Seed of this cycle's selection.
         work_dir (str): The cycle's directory, for artifacts.
+        task (BaseTask): The task (detection, classification): how the
+            views load annotations and what they cost.
         model (nn.Module, optional): The cycle's trained model, eval mode.
         adapter (BaseModelAdapter, optional): The model's adapter.
-        task (BaseTask, optional): The task; defaults to
-            :class:`~mmal.tasks.DetectionTask`.
         num_workers (int): Data loading workers.
         annotation_policy (str): See :class:`PoolSubsetDataset`.
         logger: mmengine logger (or its name) for progress lines.
@@ -58,9 +58,9 @@ class SelectionContext:
                  cycle: int,
                  seed: int,
                  work_dir: str,
+                 task: BaseTask,
                  model: Optional[nn.Module] = None,
                  adapter: Optional['BaseModelAdapter'] = None,
-                 task: Optional['BaseTask'] = None,
                  num_workers: int = 2,
                  annotation_policy: str = 'error',
                  logger: Any = 'current',
@@ -74,9 +74,9 @@ class SelectionContext:
         self.work_dir = work_dir
         self.model = model
         self.adapter = adapter
-        if task is None:
-            from mmal.tasks import DetectionTask
-            task = DetectionTask()
+        if not isinstance(task, BaseTask):
+            raise TypeError('SelectionContext needs a task (a BaseTask, e.g. '
+                            f'mmal.tasks.DetectionTask()), got {task!r}')
         self.task = task
         self.num_workers = num_workers
         self.annotation_policy = annotation_policy

@@ -34,7 +34,7 @@ CHANGES_KEY = 'changes'
 
 #: ``al_cfg`` keys that define the experiment (``selector`` and ``adapter``
 #: are added below).
-AL_DEFINING = ('initial_size', 'budget', 'budget_boxes', 'seed',
+AL_DEFINING = ('initial_size', 'budget', 'cost_budget', 'seed',
                'train_from_scratch')
 #: Config sections that define it: the model, its training and the data.
 CFG_DEFINING = ('model', 'demo_data', 'train_dataloader.dataset',
