@@ -1,7 +1,8 @@
-"""The README's code examples run as written.
+"""The documentation's code examples run as written.
 
 The "Add a selector" example (a selector built on ``pool_pass`` and
-``order_by_score``) is executed from the README's text, registered, and
+``order_by_score``) is executed from the text of
+docs/en/advanced_guides/add_selector.md, registered, and
 ranks the pool of a tiny untrained FCOS; its ranking is checked against
 the same counts computed directly from ``adapter.predict_batch``.
 """
@@ -12,20 +13,22 @@ from mmal.registry import SELECTORS
 from conftest import REPO
 from influence_reference import FCOS_TINY, tiny_detector
 
+DOC = 'docs/en/advanced_guides/add_selector.md'
+
 
 def _block(header: str) -> str:
-    with open(f'{REPO}/README.md') as f:
+    with open(f'{REPO}/{DOC}') as f:
         text = f.read()
     found = re.search(r'```python\n(' + re.escape(header) + r'\n.*?)```', text,
                       re.S)
-    assert found, f'no python block starting with {header!r} in README.md'
+    assert found, f'no python block starting with {header!r} in {DOC}'
     return found.group(1)
 
 
 def test_the_add_a_selector_example_runs(tmp_path):
     namespace = {}
     exec(
-        compile(_block('# my_selectors.py'), 'README my_selectors.py', 'exec'),
+        compile(_block('# my_selectors.py'), f'{DOC} my_selectors.py', 'exec'),
         namespace)
     try:
         model, adapter, context = tiny_detector(
