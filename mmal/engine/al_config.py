@@ -47,7 +47,7 @@ def resolve_al_cfg(cfg: Any, source: str = 'the config') -> Dict[str, Any]:
         raise ConfigKeyError(
             f'{source} has no `al_cfg`: it is not an active-learning config. '
             'Inherit one of configs/isal_*.py or configs/random_*.py, or add '
-            'an al_cfg block (see README "Config keys").')
+            'an al_cfg block (see docs/en/user_guides/config.md).')
     al = copy.deepcopy(dict(cfg['al_cfg']))
     for old, new in RENAMED_AL_KEYS.items():
         if old in al:

@@ -8,7 +8,7 @@ import os
 import os.path as osp
 import re
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -19,7 +19,6 @@ from mmengine.runner import Runner, load_checkpoint
 from mmal.datasets import PoolSubsetDataset
 from mmal.datasets.pool_data import check_data_paths, pool_dataset_cfg
 from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
-from mmal.selectors import SelectionContext
 from mmal.structures import ALState, PoolState
 from mmal.structures import experiment_fingerprint as fingerprint
 from mmal.structures.run_files import STATE_FILE, STOP_SETTINGS
@@ -29,13 +28,14 @@ from mmal.utils.distributed import (broadcast_from_master, is_distributed,
                                     is_master, sync)
 from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
                                WorkDirError)
-from mmal.utils.fileio import atomic_write_json, read_json
+from mmal.utils.fileio import atomic_write_json
 from mmal.utils.text import counted
 from .al_config import num_images, resolve_al_cfg
 from .al_visualizer import ALVisualizer
 from .annotation_mode import AnnotationMode, resolve_annotation_cfg
 from .cycle_runner import CycleRunner
 from .image_drops import ImageDrops, check_run_images
+from .selection_step import Selection, SelectionStep
 
 #: Why a run stopped (``meta['stop']['reason']`` of its state): the last
 #: cycle was trained, the target metric was reached, or every image of the
@@ -60,41 +60,6 @@ def _build(registry, cfg: dict, what: str):
         raise
     except (TypeError, ValueError) as e:  # an unknown key, a bad value
         raise ConfigError(f'al_cfg.{what} = {cfg}: {e}') from e
-
-
-def take_budget(ranking: Sequence[str],
-                budget: int,
-                budget_cost: Optional[int] = None,
-                cost_of: Optional[Callable[[str], int]] = None) -> List[str]:
-    """The head of ``ranking`` within the image (and cost) budget.
-
-    A cost budget (boxes, ``al_cfg.cost_budget``) is spent as an annotator
-    would spend it: the box count of an unlabeled image is only known once
-    it is labeled, so images are labeled in rank order until
-    ``budget_cost`` is used up, the image that crosses it included (and at
-    most ``budget`` images). A non-empty ranking therefore always gives at
-    least one image.
-
-    Args:
-        ranking (Sequence[str]): Candidate ids, best first.
-        budget (int): Maximum number of images.
-        budget_cost (int, optional): Cost to spend; labeling stops once
-            the selected images cost at least this much.
-        cost_of (Callable, optional): Annotation cost of one id, known
-            after it is labeled; needed with ``budget_cost``.
-
-    Returns:
-        list[str]: Selected ids, in rank order.
-    """
-    if budget_cost is None:
-        return list(ranking[:budget])
-    selected, spent = [], 0
-    for sid in ranking:
-        if len(selected) >= budget or spent >= budget_cost:
-            break
-        selected.append(sid)
-        spent += cost_of(sid)
-    return selected
 
 
 class ActiveLearningRunner:
@@ -178,7 +143,8 @@ class ActiveLearningRunner:
         if annotation is None and annotations:
             raise ConfigError(
                 '--annotations is for annotation mode: the config has no '
-                'al_cfg.annotation (see README "Your own unlabeled images")')
+                'al_cfg.annotation (see '
+                'docs/en/user_guides/annotation_mode.md)')
         self.annotation_mode = None
         if annotation is not None:
             self.annotation_mode = AnnotationMode(self, annotation,
@@ -408,7 +374,7 @@ class ActiveLearningRunner:
                                             self.state_path,
                                             self.al['annotation_policy'],
                                             self.logger)
-        self._pool_view = self._costs = None  # built without the dropped
+        self.forget_pool_annotations()  # built before images were dropped
         self.vis = ALVisualizer(self.cfg, self.work_dir, self.name)
         reason = None
         try:
@@ -682,24 +648,41 @@ class ActiveLearningRunner:
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
         return model.to(device).eval()
 
+    @property
+    def selection_step(self) -> SelectionStep:
+        """The run's selector with its settings (:class:`SelectionStep`)."""
+        return SelectionStep(
+            self.cfg,
+            self.selector,
+            self.task,
+            self.adapter,
+            num_workers=self.al['num_workers'],
+            annotation_policy=self.al['annotation_policy'],
+            logger=self.logger,
+            exclude_ids=self.image_drops.ids_by_split(),
+            unlabeled_subset=self.al['unlabeled_subset'],
+            cost_budget=self.al['cost_budget'])
+
+    def make_selection(self, state: ALState, cycle: int) -> Selection:
+        """Cycle ``cycle``'s selection (``cycle_k/selection.json``): made
+        once with the cycle's model, reused after a crash; the state is not
+        changed."""
+        seed = self.al['seed'] * 1000 + cycle
+        return self.selection_step.run(
+            state.pool,
+            cycle,
+            seed=seed,
+            work_dir=self.cycle_dir(cycle),
+            budget=num_images(self.al['budget'], len(state.pool)),
+            load_model=lambda: self.load_model(
+                self.checkpoint_path(state, cycle)),
+            cost_of=lambda i: self.cost([i]),
+            record_file=osp.join(self.cycle_dir(cycle), 'selection.json'))
+
     def select(self, state: ALState, cycle: int) -> List[str]:
         """Rank the unlabeled pool, take the budget, label it for cycle+1."""
-        cdir = self.cycle_dir(cycle)
-        sel_file = osp.join(cdir, 'selection.json')
-        unlabeled = set(state.pool.unlabeled_ids)
-        if broadcast_from_master(osp.isfile(sel_file)):
-            # selected, crashed before the state write
-            selected = read_json(sel_file)['selected']
-            self.log(f'cycle {cycle}: reusing the selection in {sel_file}')
-            seconds = None  # made by an earlier process: time unknown
-        else:
-            start = time.perf_counter()
-            selected = self._new_selection(state, cycle, unlabeled, sel_file)
-            seconds = broadcast_from_master(time.perf_counter() - start)
-        bad = [i for i in selected if i not in unlabeled]
-        if bad:
-            raise ValueError(f'{sel_file} selects ids that are not unlabeled:'
-                             f' {bad[:10]}')
+        selection = self.make_selection(state, cycle)
+        selected, seconds = selection.selected, selection.seconds
         state.pool.label(selected, cycle + 1)
         state.mark_done(
             cycle,
@@ -718,60 +701,10 @@ class ActiveLearningRunner:
                  f'{len(state.pool.unlabeled_ids)} left unlabeled')
         return selected
 
-    def _new_selection(self, state: ALState, cycle: int, unlabeled: set,
-                       sel_file: str) -> List[str]:
-        budget = num_images(self.al['budget'], len(state.pool))
-        if budget > len(unlabeled):
-            self.log(f'cycle {cycle}: budget {budget} > {len(unlabeled)} '
-                     'unlabeled images: taking them all')
-        model = None
-        seed = self.al['seed'] * 1000 + cycle
-        if self.selector.needs_model:
-            model = self.adapter.prepare(
-                self.load_model(self.checkpoint_path(state, cycle)), seed=seed)
-        context = SelectionContext(
-            self.cfg,
-            state.pool,
-            cycle,
-            seed=seed,
-            work_dir=self.cycle_dir(cycle),
-            model=model,
-            adapter=self.adapter,
-            task=self.task,
-            num_workers=self.al['num_workers'],
-            annotation_policy=self.al['annotation_policy'],
-            logger=self.logger,
-            exclude_ids=self.image_drops.ids_by_split(),
-            budget=budget,
-            unlabeled_subset=self.al['unlabeled_subset'])
-        if len(context.unlabeled_ids) < min(budget, len(unlabeled)):
-            raise ConfigError(
-                f'al_cfg.unlabeled_subset ({self.al["unlabeled_subset"]}) is '
-                f'smaller than the budget ({budget} images) at cycle {cycle}')
-        result = self.selector.rank(context)
-        ranking = list(result.ranking)
-        if len(set(ranking)) != len(ranking) or not set(ranking) <= unlabeled:
-            raise ValueError(
-                f'{type(self.selector).__name__} returned a ranking with '
-                'duplicate or non-unlabeled ids')
-        if not ranking:  # the run stops before a selection from no image
-            raise ValueError(
-                f'{type(self.selector).__name__} (al_cfg.selector = '
-                f'{dict(self.al["selector"])}) returned an empty ranking for '
-                f'{len(unlabeled)} unlabeled images at cycle {cycle}: a '
-                'selection from a non-empty pool cannot be empty')
-        selected = take_budget(ranking, budget, self.al['cost_budget'],
-                               lambda i: self.cost([i]))
-        # made once: rank 0's selection is the one every rank labels
-        record = broadcast_from_master(
-            dict(
-                cycle=cycle,
-                selector=type(self.selector).__name__,
-                selected=selected,
-                scores=result.scores,
-                info=result.info))
-        self.write_json(sel_file, record)
-        return record['selected']
+    def forget_pool_annotations(self) -> None:
+        """Rebuild the pool view and its costs on next use (the pool file
+        changed: imported labels, dropped images)."""
+        self._pool_view = self._costs = None
 
     def _log_scalars(self, cycle: int, **scalars) -> None:
         """The AL curves' points of ``cycle`` (:mod:`.al_visualizer`)."""

@@ -22,12 +22,10 @@ from mmal.structures import ALState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
                                WorkDirError)
-from mmal.utils.fileio import read_json
 from mmal.utils.text import counted
 
 if TYPE_CHECKING:
     from mmal.selectors import SelectionContext
-    from .al_runner import ActiveLearningRunner
 
 #: Keys of ``al_cfg.annotation`` with their defaults (None: required).
 ANNOTATION_DEFAULTS: Dict[str, Any] = dict(
@@ -155,15 +153,17 @@ class AnnotationMode:
     """The annotation-mode steps of an :class:`ActiveLearningRunner`.
 
     Args:
-        runner (ActiveLearningRunner): The driver (its config, work dir,
-            state helpers and logger).
+        runner (ActiveLearningRunner): The driver; annotation mode uses its
+            public parts only (config, work dir, ``make_selection``,
+            ``selection_step``, ``load_model``, ``cost``, ``save_state``,
+            ``forget_pool_annotations``, ``log``).
         cfg (dict): Resolved ``al_cfg.annotation``.
         annotations (str, optional): The annotation tool's COCO export
             answering the pending export (``--annotations``).
     """
 
     def __init__(self,
-                 runner: 'ActiveLearningRunner',
+                 runner: Any,
                  cfg: Dict[str, Any],
                  annotations: Optional[str] = None) -> None:
         self.runner = runner
@@ -250,13 +250,7 @@ class AnnotationMode:
         ``cycle + 1`` and returns True (continue).
         """
         runner = self.runner
-        sel_file = osp.join(runner.cycle_dir(cycle), 'selection.json')
-        if broadcast_from_master(osp.isfile(sel_file)):
-            record = read_json(sel_file)
-        else:
-            unlabeled = set(state.pool.unlabeled_ids)
-            runner._new_selection(state, cycle, unlabeled, sel_file)
-            record = read_json(sel_file)
+        record = runner.make_selection(state, cycle).record
         manifest = osp.join(self.export_dir(cycle), MANIFEST_FILE)
         if not broadcast_from_master(osp.isfile(manifest)):
             self.export(state, cycle, record)
@@ -266,8 +260,8 @@ class AnnotationMode:
                 f'{counted(len(record["selected"]), "image")} to label, '
                 f'listed in {self.export_dir(cycle)} (images.txt; the '
                 'pre-annotations for CVAT and Label Studio are there too, '
-                'see README "Your own unlabeled images"). Label them, then '
-                'continue with\n  ' + self.continue_command())
+                'see docs/en/user_guides/annotation_mode.md). Label them, '
+                'then continue with\n  ' + self.continue_command())
             return False
         self.import_labels(state, cycle, record)
         return True
@@ -275,22 +269,16 @@ class AnnotationMode:
     def export(self, state: ALState, cycle: int, record: Dict) -> None:
         """Write ``cycle_k/to_annotate/`` with the cycle's model's
         pre-annotations."""
-        from mmal.selectors import SelectionContext
         runner = self.runner
         model = runner.adapter.prepare(
             runner.load_model(runner.checkpoint_path(state, cycle)))
-        context = SelectionContext(
-            runner.cfg,
+        context = runner.selection_step.context(
             state.pool,
             cycle,
             seed=0,
             work_dir=runner.cycle_dir(cycle),
             model=model,
-            adapter=runner.adapter,
-            task=runner.task,
-            num_workers=runner.al['num_workers'],
-            annotation_policy=runner.al['annotation_policy'],
-            logger=runner.logger)
+            whole_pool=True)
         export_selection(
             context,
             self.format,
@@ -324,7 +312,7 @@ class AnnotationMode:
         if is_master():  # the pool file first: a crash before the state
             self.format.write_pool(self.pool_file, pool)  # imports again
         sync()
-        runner._pool_view = runner._costs = None  # the new annotations
+        runner.forget_pool_annotations()  # the new annotations
         state.pool.label(selected, cycle + 1)
         state.mark_done(
             cycle,

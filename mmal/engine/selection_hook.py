@@ -7,14 +7,13 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from mmal.registry import AL_ADAPTERS, HOOKS, SELECTORS, TASKS
-from mmal.selectors import SelectionContext
 from mmal.structures import PoolState
-from mmal.utils.distributed import broadcast_from_master, is_master, sync
+from mmal.utils.distributed import is_master, sync
 from mmal.utils.errors import ConfigError
 from mmal.utils.text import counted
-from .al_runner import take_budget
 from .annotation_mode import (annotation_format, dataset_classes,
                               export_selection)
+from .selection_step import SelectionStep
 
 
 @HOOKS.register_module()
@@ -134,26 +133,26 @@ class SelectionHook(Hook):
         was_training = model.training
         model.eval()
         self.adapter.prepare(model, seed=self.seed)
-        context = SelectionContext(
+        step = SelectionStep(
             cfg,
+            self.selector,
+            task,
+            self.adapter,
+            num_workers=self.num_workers,
+            logger=runner.logger)
+        selection = step.run(
             state,
             cycle=0,
             seed=self.seed,
             work_dir=out_dir,
-            model=model,
-            adapter=self.adapter,
-            task=task,
-            num_workers=self.num_workers,
-            logger=runner.logger,
-            budget=self.budget)
-        result = self.selector.rank(context)
-        selected = broadcast_from_master(
-            take_budget(result.ranking, self.budget))
+            budget=self.budget,
+            model=model)
+        selected = selection.selected
         export_selection(
-            context,
+            selection.context,  # with the model: the pre-annotations
             fmt,
             selected,
-            result.scores,
+            selection.record['scores'],
             pool_file,
             classes,
             out_dir,
