@@ -16,7 +16,7 @@ from mmengine.dataset import pseudo_collate
 from torch.func import functional_call
 
 from mmal.influence import hessian_vector_product, loss_grad
-from mmal.testing import full_loss, official_scores
+from mmal.testing import float64_mode, full_loss, official_scores
 
 RTOL = 1e-9
 
@@ -134,7 +134,7 @@ def check_scores_against_reference(model,
     (float64)."""
     from mmal.selectors import InfluenceSelector
     selector = InfluenceSelector(score_thr=score_thr)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = [p for _, p in adapter.parameters(model)]
         gen = torch.Generator().manual_seed(1)
         s_test = [torch.randn(p.shape, generator=gen).double() for p in params]
@@ -162,7 +162,7 @@ def check_gradients_against_full_loss(model, adapter, context, num=3):
         list[list[Tensor]]: The adapter's gradients, per image (float32).
     """
     out = []
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = [p for _, p in adapter.parameters(model)]
         for batch in list(context.loader(context.labeled_view()))[:num]:
             ours = loss_grad(adapter.gt_loss(model, batch), params)
@@ -184,7 +184,7 @@ def check_hvp_against_explicit_hessian(model, adapter, batch):
         tuple[Tensor, list[int]]: ``H`` (n, n), float64, and the block
         sizes.
     """
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         named = adapter.parameters(model)
         names = [n for n, _ in named]
         shapes = [p.shape for _, p in named]

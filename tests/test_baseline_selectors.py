@@ -29,6 +29,7 @@ from mmal.models import FasterRCNNAdapter, FCOSAdapter, ImageClassifierAdapter
 from mmal.models.entropy import binary_entropy, categorical_entropy
 from mmal.selectors import (CoresetSelector, EntropySelector, k_center_greedy,
                             pool_pass)
+from mmal.testing import float64_mode
 from influence_reference import (FCOS_TINY, FRCNN_TINY, assert_close64,
                                  tiny_detector)
 
@@ -139,7 +140,7 @@ def test_pool_pass_visits_every_unlabeled_image_once(fcos):
 
 def test_pool_pass_results_do_not_depend_on_the_batch_size(fcos):
     model, adapter, context = fcos
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         one, eight = (
             pool_pass(
                 context,
@@ -179,7 +180,7 @@ def test_entropies_equal_mmdet_predictions_per_image(which, fcos,
             FRCNN_TINY,
             lambda m: m.roi_head.bbox_head.fc_cls.weight.mul_(30),
             num_labeled=8)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         ours = EntropySelector(batch_size=4).entropies(context)
         ref = {
             sid: _mmdet_entropy(model, adapter, context, sid)
@@ -202,7 +203,7 @@ def _inputs(context, adapter, model, num=3):
 
 def test_fcos_features_are_the_pooled_towers(fcos):
     model, adapter, context = fcos
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         inputs = _inputs(context, adapter, model)
         ours = adapter.embed(model, inputs)
         head = model.bbox_head
@@ -225,7 +226,7 @@ def test_faster_rcnn_features_are_the_pooled_fpn(tmp_path):
     model, adapter, context = tiny_detector(tmp_path,
                                             'isal_faster-rcnn_shapes.py',
                                             FasterRCNNAdapter(), FRCNN_TINY)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         inputs = _inputs(context, adapter, model)
         ours = adapter.embed(model, inputs)
         with torch.no_grad():
@@ -252,7 +253,7 @@ def test_classifier_features_are_the_pooled_backbone_output():
                       in_channels=32)).eval()
     adapter = ImageClassifierAdapter()
     x = torch.randn(5, 3, 8, 8)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         ours = adapter.embed(model, x.double())
         with torch.no_grad():
             ref = model.backbone(x.double())[-1].mean(dim=(2, 3))

@@ -42,6 +42,7 @@ from mmal.models import ImageClassifierAdapter
 from mmal.selectors import SelectionContext
 from mmal.selectors.labeled_hessian import LabeledHessian
 from mmal.tasks import ClassificationTask
+from mmal.testing import float64_mode
 from influence_reference import assert_close64, preprocess64
 
 NUM_CLASSES = 3
@@ -268,7 +269,7 @@ def test_head_fc_gradients_hvps_and_scores_equal_autograd(resnet, closed_form):
     assert names == ['head.fc.weight']
     labeled = image_batches(4, seed=1)
     unlabeled = image_batches(4, seed=2, labeled=False, prefix='u')
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = [p for _, p in adapter.parameters(model)]
         h = random_like(params, 3)
         entries = adapter.cache_entries(model, batched(model, adapter,
@@ -335,7 +336,7 @@ def test_other_losses_and_heads_do_not_take_the_closed_form(
     adapter, _ = prepared(model)
     assert not adapter.uses_closed_form(model)
     labeled = image_batches(3, seed=7)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = [p for _, p in adapter.parameters(model)]
         entries = adapter.cache_entries(model, batched(model, adapter,
                                                        labeled))
@@ -370,7 +371,7 @@ def test_all_weights_directional_scores_equal_per_image_backward(resnet):
     assert {id(p) for p in params} == {id(w) for w in expected}
     assert not adapter.uses_closed_form(model) and not adapter.head_only
     unlabeled = image_batches(3, seed=8, labeled=False, prefix='u')
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         check_directional_scores(model, adapter, names, unlabeled, seed=9)
 
 
@@ -382,7 +383,7 @@ def test_hvps_equal_the_explicit_hessian_of_the_plain_loss(tiny_net):
     assert dim == 54 + 36 + 6 == sum(p.numel()
                                      for _, p in adapter.parameters(model))
     batch = image_batches(1, seed=10)[0]
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = [p for _, p in adapter.parameters(model)]
         entry, = adapter.cache_entries(model, batched(model, adapter, [batch]))
         assert 'feats' in entry
@@ -465,7 +466,7 @@ def test_lissa_reaches_the_exact_damped_solve(resnet, tiny_net, theta, fast):
     assert adapter.uses_closed_form(model) is (theta == 'head_fc')
     batch = image_batches(1, seed=11)[0]
     context = InMemoryContext(model, adapter, copies(batch, COPIES), seed=2)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = [p for _, p in adapter.parameters(model)]
         problem = LabeledHessian(context, params, fast=fast, batch_size=8)
         assert isinstance(problem, HessianProblem)

@@ -29,6 +29,7 @@ from mmal.influence import (PlannedCache, flat_dot, hessian_vector_product,
                             loss_grad)
 from mmal.models import FasterRCNNAdapter, FCOSAdapter
 from mmal.selectors import InfluenceSelector
+from mmal.testing import float64_mode
 from influence_reference import FCOS_TINY, FRCNN_TINY, tiny_detector
 
 SCORE_THR = 0.1
@@ -136,7 +137,7 @@ def test_directional_scores_equal_per_image_backward(detector):
     (float64)."""
     model, adapter, context = detector
     items = _mixed_size_items(context)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = _params(model, adapter)
         assert all(p.dtype == torch.float64 for p in params)
         s = [x.double() for x in _direction(params)]
@@ -185,7 +186,7 @@ def test_selector_paths_agree(detector):
     solver = dict(type='mmal.LiSSA', depth=6, repeats=2, log_interval=0)
     fast = InfluenceSelector(solver=solver, batch_size=3)
     slow = InfluenceSelector(solver=solver, fast_path=False)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = _params(model, adapter)
         v_fast = fast.reference_gradient(context, params)
         v_slow = slow.reference_gradient(context, params)
@@ -217,7 +218,7 @@ def test_cached_loss_gradient_and_hvp_equal_the_per_image_ones(detector):
     loader = list(context.loader(context.labeled_view()))
     by_id = {adapter.image_key(b): b for b in loader}
     kind = 'towers' if isinstance(adapter, FCOSAdapter) else 'feats'
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         params = _params(model, adapter)
         h = [x.double() for x in _direction(params)]
         data = next(
@@ -330,7 +331,7 @@ def test_float64_context_is_undone_exactly(detector):
     scores = torch.tensor([0.9, 0.8, 0.7])
     with pytest.raises(Exception):  # mmcv's CPU NMS: float32 only
         nms(boxes.double(), scores.double(), 0.5)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         assert all(v.dtype == torch.float64
                    for v in model.state_dict().values()
                    if v.is_floating_point())

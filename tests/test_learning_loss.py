@@ -32,10 +32,10 @@ from mmal.engine import ActiveLearningRunner
 from mmal.models import (FasterRCNNAdapter, FCOSAdapter,
                          ImageClassifierAdapter, LossPredictionModule,
                          ranking_loss)
-from mmal.models.precision import float64_computation
 from mmal.registry import MODELS
 from mmal.selectors import LearningLossSelector, SelectionContext
 from mmal.structures import ALState
+from mmal.testing import float64_computation, float64_mode
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.config_utils import override_data_root
 from mmal.utils.errors import ConfigError
@@ -134,7 +134,7 @@ def frcnn(tmp_path_factory):
 @pytest.mark.parametrize('which', ['fcos', 'frcnn'])
 def test_per_image_losses_are_each_images_own_loss(which, request):
     model, adapter, context = request.getfixturevalue(which)
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         data, items = _labeled_batch(model, adapter, context)
         feats = model.extract_feat(data['inputs'])
         got = adapter.per_image_losses(model, feats, None,
@@ -210,7 +210,7 @@ def test_wrapped_loss_is_task_loss_plus_ranking_loss(which, request):
     assert model.task_model is task and adapter.unwrap(model) is task
     model.loss_predictor.double()  # the task model: adapter.float64
     try:
-        with adapter.float64(model):
+        with float64_mode(adapter, model):
             data, items = _labeled_batch(model, adapter, context)
             inputs, samples = data['inputs'], data['data_samples']
             losses, plain = (

@@ -28,6 +28,7 @@ from mmal.selectors import (LocalizationStabilitySelector, add_pixel_noise,
                             prediction_stability)
 from mmal.selectors.localization_stability import (pixel_noise,
                                                    pixel_normalisation)
+from mmal.testing import float64_mode
 from mmal.utils import ConfigError
 from conftest import copy_run, cycle0_context, select_cycle0, tiny_config
 
@@ -252,7 +253,7 @@ def test_fcos_selection_and_the_same_selection_again(fcos_cycle0, tmp_path):
     # batches of 4 (images without reference box left out of the noisy
     # passes) give each image what batches of 1 give it
     adapter, model = context.adapter, context.model
-    with adapter.float64(model):
+    with float64_mode(adapter, model):
         one = LocalizationStabilitySelector(
             score_thr=0.02, batch_size=1).stabilities(context)
         four = LocalizationStabilitySelector(

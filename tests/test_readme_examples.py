@@ -10,6 +10,7 @@ import re
 
 from mmal.models import FCOSAdapter
 from mmal.registry import SELECTORS
+from mmal.testing import float64_mode
 from conftest import REPO
 from influence_reference import FCOS_TINY, tiny_detector
 
@@ -42,7 +43,7 @@ def test_the_add_a_selector_example_runs(tmp_path):
             dict(type='FewestBoxesSelector', score_thr=0.275))
         # float64: batched and single-image scores agree to ~1e-15, far
         # below the spread of the scores around the threshold (~1e-3)
-        with adapter.float64(model):
+        with float64_mode(adapter, model):
             result = selector.rank(context)
             unlabeled = sorted(context.state.unlabeled_ids)
             counts = {}

@@ -14,6 +14,7 @@ import math
 import pytest
 import torch
 
+from mmal.testing import float64_mode
 from mmal.testing.selector_speed import (BOX_PHASES, EXPECTED, PHASES, TARGETS,
                                          TRAIN_STEPS, SelectorSpeedOptions,
                                          build_setup, entropy_pass, report,
@@ -115,7 +116,7 @@ def test_entropy_phase_equals_per_image_predict(config, tmp_path):
 def check_entropies(config: str, work_dir: str) -> None:
     model, adapter, context = build_setup(options(config), work_dir)
     view = context.unlabeled_view()
-    with adapter.float64(model) as bare, torch.no_grad():
+    with float64_mode(adapter, model) as bare, torch.no_grad():
         ours = entropy_pass(context, OPTS['batch_size'])
         ref = {}
         for item in context.loader(view):

@@ -17,6 +17,7 @@ from mmal.influence import ConjugateGradient, ExactSolver, LiSSA, flatten
 from mmal.models import FCOSAdapter
 from mmal.selectors import InfluenceSelector
 from mmal.selectors.labeled_hessian import LabeledHessian
+from mmal.testing import float64_mode
 from conftest import copy_run, select_cycle0, tiny_config, train_cycle0
 from influence_reference import (assert_close64,
                                  check_hvp_against_explicit_hessian,
@@ -119,7 +120,8 @@ def fcos(tmp_path_factory):
 
 def test_explicit_mean_hessian_of_a_real_head(fcos):
     model, adapter, context = fcos
-    with adapter.float64(model):  # exact comparisons (see influence_reference)
+    with float64_mode(adapter,
+                      model):  # exact comparisons (see influence_reference)
         params = [p for _, p in adapter.parameters(model)]
         fast = LabeledHessian(context, params, fast=True, batch_size=2)
         slow = LabeledHessian(context, params, fast=False)

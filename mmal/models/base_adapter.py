@@ -4,7 +4,6 @@ import contextlib
 import warnings
 import zlib
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
-from unittest import mock
 
 import torch
 from torch import nn
@@ -12,7 +11,12 @@ from torch import nn
 from mmal.influence import (HvpFn, ImageHessian, OutputProbe,
                             frozen_parameters, loss_grad, select_parameters)
 from mmal.utils.tensor_utils import detach, image_slice, per_image_entries
-from .precision import float64_computation
+
+
+def _not_initialized() -> bool:
+    """``torch.distributed.is_initialized`` inside
+    :meth:`BaseModelAdapter.local_reductions`."""
+    return False
 
 
 class BaseModelAdapter(metaclass=abc.ABCMeta):
@@ -82,8 +86,6 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
             raise ValueError(f'{type(self).__name__} needs param_names')
         self.lissa_scale = list(lissa_scale or self.default_lissa_scale)
         self.seed = 0
-        # set by :meth:`float64`: the dtype the preprocessed images take
-        self.input_dtype: Optional[torch.dtype] = None
 
     @staticmethod
     def unwrap(model: nn.Module) -> nn.Module:
@@ -158,9 +160,13 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
         ``torch.distributed.is_initialized()`` is False, so those helpers
         return their local value, as in a single process.
         """
-        with mock.patch.object(torch.distributed, 'is_initialized',
-                               lambda: False):
+        dist = torch.distributed
+        is_initialized = dist.is_initialized
+        dist.is_initialized = _not_initialized
+        try:
             yield
+        finally:
+            dist.is_initialized = is_initialized
 
     @contextlib.contextmanager
     def loss_scope(self, batch: Dict) -> Iterator[None]:
@@ -179,41 +185,8 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
         return select_parameters(self.unwrap(model), self.param_names)
 
     def preprocess(self, model: nn.Module, batch: Dict) -> Dict:
-        """Run the model's data preprocessor in test mode.
-
-        Inside :meth:`float64` the images it returns (float32, as mmengine's
-        preprocessor makes them) are cast to float64.
-        """
-        data = self.unwrap(model).data_preprocessor(batch, False)
-        if self.input_dtype is not None:
-            data['inputs'] = data['inputs'].to(self.input_dtype)
-        return data
-
-    @contextlib.contextmanager
-    def float64(self, model: nn.Module) -> Iterator[nn.Module]:
-        """Every loss, gradient, HVP and score of this adapter in float64.
-
-        For checks that two paths compute the same numbers: in float32 they
-        agree only up to rounding that depends on the CPU, the BLAS and the
-        batch size, and a detector can turn such bits into other discrete
-        choices. Inside the context the model runs in float64 (cast back on
-        exit, losslessly), the preprocessed images are cast to float64, and
-        NMS decides on float32 copies (mmcv's CPU NMS is float32 only); see
-        :func:`mmal.models.precision.float64_computation`.
-
-        Args:
-            model (nn.Module): The model (possibly wrapped).
-
-        Yields:
-            nn.Module: The unwrapped model, in float64.
-        """
-        before = self.input_dtype  # contexts may nest
-        with float64_computation(self.unwrap(model)) as bare:
-            self.input_dtype = torch.float64
-            try:
-                yield bare
-            finally:
-                self.input_dtype = before
+        """Run the model's data preprocessor in test mode."""
+        return self.unwrap(model).data_preprocessor(batch, False)
 
     # -- the contract: what a subclass provides -------------------------------
     # ``feats`` are the trunk's outputs (θ-free, computed without autograd),

@@ -31,7 +31,7 @@ class DetectionAdapter(BaseModelAdapter):
         """
         keep = pred.scores >= score_thr
         # float32 like annotations (mmdet builds targets from float32
-        # priors); a no-op except under :meth:`float64`
+        # priors); a no-op except under :func:`mmal.testing.float64_mode`
         bboxes = pred.bboxes[keep].detach().to(torch.float32)
         data_sample.gt_instances = InstanceData(
             bboxes=bboxes, labels=pred.labels[keep])

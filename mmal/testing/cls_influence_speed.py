@@ -48,7 +48,7 @@ batched scores (3, 4, 6) are from the per-image reference (5, 7): the
 largest per-image relative difference and whether the ranking of the
 compared images is the same (:func:`~mmal.testing.benchmark.
 compare_scores`). In float32 they differ by rounding; ``float64`` runs
-everything in float64 (``adapter.float64``), where they agree to ~1e-15.
+everything in float64 (``mmal.testing.float64_mode``), where they agree to ~1e-15.
 
 Peak memory of every phase: :class:`~mmal.testing.benchmark.PeakMemory`
 (on CPU the whole process's peak resident set, not the phase alone).
@@ -97,6 +97,7 @@ from mmal.models import ImageClassifierAdapter
 from mmal.utils import ConfigError, MissingFileError
 from .benchmark import (Blocks, PeakMemory, Scores, compare_scores,
                         load_average, ratio, timed, torch_threads)
+from .precision import float64_mode
 
 Batch = Dict[str, list]  # a collated batch: inputs, data_samples, sample_id
 
@@ -359,7 +360,7 @@ def _precision(opts: ClsSpeedOptions, model: nn.Module,
     with contextlib.ExitStack() as stack:
         if opts.float64:
             for adapter in adapters:
-                stack.enter_context(adapter.float64(model))
+                stack.enter_context(float64_mode(adapter, model))
         if opts.amp:
             stack.enter_context(
                 torch.autocast(device_type='cuda', dtype=torch.float16))

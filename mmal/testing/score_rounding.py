@@ -6,7 +6,7 @@ computed once, then the unlabeled pool (as it was before that cycle's
 selection) is scored with the per-image path and with the fast path at
 several batch sizes, and the scores and selections are compared
 (:func:`~mmal.testing.benchmark.score_differences`). In float64
-(``adapter.float64``) the same tells rounding apart from a real difference
+(``mmal.testing.float64_mode``) the same tells rounding apart from a real difference
 between the paths.
 """
 import contextlib
@@ -21,6 +21,7 @@ from mmal.selectors import InfluenceSelector, SelectionContext
 from mmal.structures import ALState, PoolState
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from .benchmark import Scores, score_differences
+from .precision import float64_mode
 
 
 def score_rounding(config: str,
@@ -61,8 +62,8 @@ def score_rounding(config: str,
     adapter = runner.adapter
     model = adapter.prepare(model, seed=seed)
     keys = {k: v for k, v in runner.al['selector'].items() if k != 'type'}
-    with tempfile.TemporaryDirectory() as tmp, (
-            adapter.float64(model) if float64 else contextlib.nullcontext()):
+    with tempfile.TemporaryDirectory() as tmp, (float64_mode(
+            adapter, model) if float64 else contextlib.nullcontext()):
         context = SelectionContext(
             runner.cfg,
             pool,

@@ -1,4 +1,5 @@
-"""Float64 influence computations through mmdet, for exact comparisons.
+"""Float64 influence computations through mmdet, for exact comparisons
+(tests and benchmarks; runs never use it).
 
 Two paths that compute the same gradient (batched vs batch-1, cached head
 inputs vs a full pass) agree only up to float32 rounding, and that rounding
@@ -23,12 +24,12 @@ choices, and their losses and gradients are compared in float64.
 """
 import contextlib
 import importlib
-from typing import Iterator
+from typing import Any, Dict, Iterator
 
 import torch
 from torch import nn
 
-__all__ = ['float64_computation']
+__all__ = ['float64_computation', 'float64_mode']
 
 
 class _NmsInFloat32:
@@ -104,3 +105,42 @@ def float64_computation(model: nn.Module) -> Iterator[nn.Module]:
             yield model
     finally:
         model.to(dtype)
+
+
+@contextlib.contextmanager
+def float64_mode(adapter: Any, model: nn.Module) -> Iterator[nn.Module]:
+    """Every loss, gradient, HVP and score of ``adapter`` in float64.
+
+    For checks that two paths compute the same numbers: in float32 they
+    agree only up to rounding that depends on the CPU, the BLAS and the
+    batch size, and a detector can turn such bits into other discrete
+    choices. Inside the context the model runs in float64
+    (:func:`float64_computation`: cast back on exit, losslessly; NMS
+    decides on float32 copies) and the images that ``adapter.preprocess``
+    returns (float32, as mmengine's preprocessors make them) are cast to
+    float64. Contexts may nest.
+
+    Args:
+        adapter (BaseModelAdapter): The model's adapter.
+        model (nn.Module): The model (possibly wrapped).
+
+    Yields:
+        nn.Module: The unwrapped model, in float64.
+    """
+    shadowed = vars(adapter).get('preprocess')  # a nested context's
+    preprocess = adapter.preprocess
+
+    def preprocess_in_float64(m: nn.Module, batch: Dict) -> Dict:
+        data = preprocess(m, batch)
+        data['inputs'] = data['inputs'].to(torch.float64)
+        return data
+
+    with float64_computation(adapter.unwrap(model)) as bare:
+        adapter.preprocess = preprocess_in_float64
+        try:
+            yield bare
+        finally:
+            if shadowed is None:
+                del adapter.preprocess
+            else:
+                adapter.preprocess = shadowed
