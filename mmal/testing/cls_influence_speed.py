@@ -48,7 +48,8 @@ batched scores (3, 4, 6) are from the per-image reference (5, 7): the
 largest per-image relative difference and whether the ranking of the
 compared images is the same (:func:`~mmal.testing.benchmark.
 compare_scores`). In float32 they differ by rounding; ``float64`` runs
-everything in float64 (``mmal.testing.float64_mode``), where they agree to ~1e-15.
+everything in float64 (:func:`~mmal.testing.precision.float64_mode`),
+where they agree to ~1e-15.
 
 Peak memory of every phase: :class:`~mmal.testing.benchmark.PeakMemory`
 (on CPU the whole process's peak resident set, not the phase alone).

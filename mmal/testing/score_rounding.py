@@ -6,8 +6,8 @@ computed once, then the unlabeled pool (as it was before that cycle's
 selection) is scored with the per-image path and with the fast path at
 several batch sizes, and the scores and selections are compared
 (:func:`~mmal.testing.benchmark.score_differences`). In float64
-(``mmal.testing.float64_mode``) the same tells rounding apart from a real difference
-between the paths.
+(:func:`~mmal.testing.precision.float64_mode`) the same tells rounding
+apart from a real difference between the paths.
 """
 import contextlib
 import os.path as osp
