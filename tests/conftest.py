@@ -17,6 +17,7 @@ import json
 import os
 import os.path as osp
 import shutil
+import sys
 import tempfile
 import time
 from typing import Callable, Optional
@@ -27,6 +28,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# the benchmarks' scenarios (tools/benchmarks/scenarios), as the scripts
+# import them
+sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
 TESTS = osp.join(REPO, 'tests')
 
 

@@ -8,7 +8,6 @@ the tolerance ``RTOL`` = 1e-9 (relative to each block's largest entry) lies
 far above that and far below float32 rounding (~1e-7), which differs
 between CPUs, BLAS builds, thread counts and batch sizes.
 """
-import copy
 
 import pytest
 import torch
@@ -68,33 +67,16 @@ def tiny_detector(work_dir,
     Returns:
         tuple: ``(model, adapter, context)``; the model in eval mode.
     """
-    from mmal.engine import ActiveLearningRunner
-    from mmal.registry import MODELS
-    from mmal.selectors import SelectionContext
-    from mmal.structures import PoolState
+    from mmal.testing.scenario import selection_scenario
     from conftest import tiny_config
-    runner = ActiveLearningRunner(
-        tiny_config(name, **overrides), str(work_dir))
-    torch.manual_seed(0)
-    model = MODELS.build(copy.deepcopy(runner.cfg.model))
-    model.init_weights()
-    if tweak is not None:
-        with torch.no_grad():
-            tweak(model)
-    model.eval()
-    adapter.prepare(model, seed=seed)
-    pool = PoolState.initial(runner.pool_view.sample_ids, num_labeled, seed=0)
-    context = SelectionContext(
-        runner.cfg,
-        pool,
-        cycle=0,
-        seed=seed,
-        work_dir=runner.work_dir,
-        task=runner.task,
-        model=model,
-        adapter=adapter,
-        num_workers=0)
-    return model, adapter, context
+    return tuple(
+        selection_scenario(
+            tiny_config(name, **overrides),
+            str(work_dir),
+            num_labeled,
+            adapter=adapter,
+            seed=seed,
+            tweak=tweak))
 
 
 def reference_scores(model, adapter, context, s_test, score_thr):

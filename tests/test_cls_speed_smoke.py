@@ -1,5 +1,6 @@
-"""The classifier speed benchmark (:mod:`mmal.testing.cls_influence_speed`)
-on a few images of the demo model, in float64.
+"""The classifier speed benchmark
+(``tools/benchmarks/scenarios/cls_influence_speed.py``) on a few images of
+the demo model, in float64.
 
 Its per-image reference scores are checked against an independent
 computation (the plain forward ``model(x, mode='tensor')``,
@@ -10,14 +11,14 @@ agree to ~1e-15; the tolerance is ``RTOL`` = 1e-9 of the largest score.
 """
 import pytest
 import torch
+from scenarios.cls_influence_speed import (COMPARED, ClsSpeedOptions,
+                                           benchmark_model, direction_for,
+                                           preprocess_batch, random_items,
+                                           report, run)
 from torch import nn
 from torch.nn import functional as F
 
 from mmal.models import ImageClassifierAdapter
-from mmal.testing.cls_influence_speed import (COMPARED, ClsSpeedOptions,
-                                              benchmark_model, direction_for,
-                                              preprocess_batch, random_items,
-                                              report, run)
 from mmal.utils import ConfigError, register_all_modules
 
 RTOL = 1e-9

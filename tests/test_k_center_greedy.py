@@ -22,12 +22,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from scenarios.kcenter_speed import (KCenterSpeedOptions, make_features,
+                                     report, run)
 
 from mmal.selectors.k_center_greedy import (first_argmax, greedy_picks,
                                             initial_min_distances,
                                             k_center_greedy)
-from mmal.testing.kcenter_speed import (KCenterSpeedOptions, make_features,
-                                        report, run)
 from mmal.utils import ConfigError
 
 #: smallest relative gap between a pick and the runner-up on random points

@@ -1,5 +1,6 @@
-"""The selector speed benchmark (:mod:`mmal.testing.selector_speed`) on a
-few 64x64 images of the FCOS and the classification demos.
+"""The selector speed benchmark
+(``tools/benchmarks/scenarios/selector_speed.py``) on a few 64x64 images of
+the FCOS and the classification demos.
 
 Besides the structure of the results, the benchmark's entropy phase is
 checked against an independent per-image computation in float64: the
@@ -13,12 +14,11 @@ import math
 
 import pytest
 import torch
+from scenarios.selector_speed import (BOX_PHASES, EXPECTED, PHASES, TARGETS,
+                                      TRAIN_STEPS, SelectorSpeedOptions,
+                                      build_setup, entropy_pass, report, run)
 
 from mmal.testing import float64_mode
-from mmal.testing.selector_speed import (BOX_PHASES, EXPECTED, PHASES, TARGETS,
-                                         TRAIN_STEPS, SelectorSpeedOptions,
-                                         build_setup, entropy_pass, report,
-                                         run)
 from mmal.utils import ConfigError, register_all_modules
 
 RTOL = 1e-9

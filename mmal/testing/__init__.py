@@ -8,20 +8,12 @@
   the official code writes them (LiSSA with full-network autograd per step,
   official-style scoring), the reference that mmal's paths are checked
   against.
-* :mod:`.influence_speed`: the speed benchmark of mmal's influence passes
-  on FCOS (``tools/benchmarks/influence_speed.py``); import it explicitly.
-* :mod:`.cls_influence_speed`: the speed benchmark of scoring on an
-  image classifier (closed form, all-weights fast path, per-image
-  autograd; ``tools/benchmarks/cls_influence_speed.py``); import it
-  explicitly.
-* :mod:`.selector_speed`: the entropy and core-set pool passes against
-  plain batched inference (``tools/benchmarks/selector_speed.py``);
-  import it explicitly.
-* :mod:`.kcenter_speed`: k-center greedy on synthetic features
-  (``tools/benchmarks/kcenter_speed.py``); import it explicitly.
-* :mod:`.score_rounding`: how far float rounding moves a trained cycle's
-  scores and selection (``tools/benchmarks/score_rounding.py``); import it
-  explicitly.
+* :mod:`.scenario`: an untrained model and a cycle-0 selection context on
+  a config's data (:func:`~.scenario.selection_scenario`), what the
+  benchmarks and the tests start from; import it explicitly.
+
+The benchmarks' scenarios themselves live beside their scripts, in
+``tools/benchmarks/scenarios/``.
 """
 from .benchmark import (Blocks, PeakMemory, Scores, block_rel_diff,
                         compare_scores, fmt_list, load_average, ratio,

@@ -7,7 +7,7 @@ images and measures, on them, in eval mode: plain batched inference
 reference) and with θ = every conv and linear weight (batched OutputProbe
 pass; per-image autograd reference), with the peak memory of every phase
 and how far the batched scores are from the per-image ones. What each
-phase computes: :mod:`mmal.testing.cls_influence_speed`.
+phase computes: ``tools/benchmarks/scenarios/cls_influence_speed.py``.
 
 Models (seeded random weights, the head's fc set from calibration images
 so that the predictions spread over the classes): the paper's CIFAR
@@ -33,8 +33,9 @@ Example::
 import argparse
 from typing import Any, Dict, Optional, Sequence
 
+from scenarios.cls_influence_speed import ClsSpeedOptions, report, run
+
 from mmal.testing.benchmark import check_cli, print_and_dump
-from mmal.testing.cls_influence_speed import ClsSpeedOptions, report, run
 from mmal.utils import register_all_modules
 
 

@@ -4,7 +4,8 @@ One run builds one FCOS model and one set of images and measures, on them,
 plain batched inference, mmal's fast and per-image scoring, official-style
 scoring, and s_test by mmal's fast LiSSA and by the official recursion,
 with the peak memory of every phase and how far the paths' numbers are
-apart. What each phase computes: :mod:`mmal.testing.influence_speed`.
+apart. What each phase computes:
+``tools/benchmarks/scenarios/influence_speed.py``.
 
 Models (random weights unless ``--checkpoint``; the classification bias is
 zeroed so that untrained predictions reach the score threshold): the
@@ -32,8 +33,8 @@ import tempfile
 from typing import Any, Dict, Optional, Sequence
 
 import torch
+from scenarios.influence_speed import SpeedOptions, report, run
 
-from mmal.testing.influence_speed import SpeedOptions, report, run
 from mmal.utils import register_all_modules
 
 CONFIGS = osp.join(

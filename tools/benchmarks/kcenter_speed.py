@@ -7,7 +7,7 @@ greedy picks (one matrix-vector product over the unlabeled features per
 pick), with the peak memory of each, the total, the milliseconds per pick
 and whether the total meets the 60 s target (meant for the default sizes
 on 2 CPU cores). What each step computes:
-:mod:`mmal.testing.kcenter_speed`.
+``tools/benchmarks/scenarios/kcenter_speed.py``.
 
 ``--out`` writes every number as JSON, the picks included.
 
@@ -24,8 +24,9 @@ Example::
 import argparse
 from typing import Any, Dict, Optional, Sequence
 
+from scenarios.kcenter_speed import KCenterSpeedOptions, report, run
+
 from mmal.testing.benchmark import check_cli, print_and_dump
-from mmal.testing.kcenter_speed import KCenterSpeedOptions, report, run
 
 
 def options(args: argparse.Namespace) -> KCenterSpeedOptions:

@@ -6,7 +6,7 @@ selection) with the per-image path and with the fast path at several batch
 sizes, and compare the scores and the selections. With ``--float64`` the
 same in float64 (``adapter.float64``), which tells rounding apart from a
 real difference between the paths. The measurement itself:
-:mod:`mmal.testing.score_rounding`.
+``tools/benchmarks/scenarios/score_rounding.py``.
 
     python tools/al_train.py configs/isal_faster-rcnn_shapes.py \\
         --work-dir work_dirs/frcnn_round --cfg-options al_cfg.num_cycles=1
@@ -18,7 +18,8 @@ real difference between the paths. The measurement itself:
 import argparse
 import json
 
-from mmal.testing.score_rounding import score_rounding
+from scenarios.score_rounding import score_rounding
+
 from mmal.utils import register_all_modules
 
 

@@ -15,7 +15,7 @@ loss's module (target: <= 1.1x plain), plus the training overhead of that
 module per iteration (``train_step`` of the wrapped vs the plain model on
 one batch; no target, the ratio is reported). Each phase's time is the
 fastest of ``--repeat`` interleaved rounds after a warm-up. What each
-phase computes: :mod:`mmal.testing.selector_speed`.
+phase computes: ``tools/benchmarks/scenarios/selector_speed.py``.
 
 Models: the ``--config``'s (a shapes demo config: the small FCOS, the
 small Faster R-CNN, the classification demo's 1/4-width ResNet-18), or
@@ -52,9 +52,10 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional, Sequence
 
+from scenarios.selector_speed import (DEFAULT_CONFIG, SelectorSpeedOptions,
+                                      report, run)
+
 from mmal.testing.benchmark import check_cli, print_and_dump
-from mmal.testing.selector_speed import (DEFAULT_CONFIG, SelectorSpeedOptions,
-                                         report, run)
 from mmal.utils import register_all_modules
 
 

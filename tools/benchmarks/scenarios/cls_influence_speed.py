@@ -95,15 +95,16 @@ from torch import nn
 from mmal.datasets.shape_batches import same_shape_batches
 from mmal.influence import flat_dot, loss_grad
 from mmal.models import ImageClassifierAdapter
+from mmal.testing.benchmark import (Blocks, PeakMemory, Scores, compare_scores,
+                                    load_average, ratio, timed, torch_threads)
+from mmal.testing.precision import float64_mode
 from mmal.utils import ConfigError, MissingFileError
-from .benchmark import (Blocks, PeakMemory, Scores, compare_scores,
-                        load_average, ratio, timed, torch_threads)
-from .precision import float64_mode
 
 Batch = Dict[str, list]  # a collated batch: inputs, data_samples, sample_id
 
 REPO_CONFIGS = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
+    osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))),
+    'configs')
 MODEL_CONFIGS = {  # relative to the configs folder
     False: osp.join('_base_', 'models', 'resnet18_cifar.py'),
     True: osp.join('_base_', 'models', 'resnet18-small_cifar.py'),

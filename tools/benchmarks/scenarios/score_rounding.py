@@ -17,11 +17,11 @@ from typing import Any, Dict, List, Sequence, Tuple
 from mmengine.config import Config
 
 from mmal.engine import ActiveLearningRunner
-from mmal.selectors import InfluenceSelector, SelectionContext
+from mmal.selectors import InfluenceSelector
 from mmal.structures import ALState, PoolState
+from mmal.testing.benchmark import Scores, score_differences
+from mmal.testing.precision import float64_mode
 from mmal.utils.checkpoint import trusted_checkpoint_loading
-from .benchmark import Scores, score_differences
-from .precision import float64_mode
 
 
 def score_rounding(config: str,
@@ -64,16 +64,7 @@ def score_rounding(config: str,
     keys = {k: v for k, v in runner.al['selector'].items() if k != 'type'}
     with tempfile.TemporaryDirectory() as tmp, (float64_mode(
             adapter, model) if float64 else contextlib.nullcontext()):
-        context = SelectionContext(
-            runner.cfg,
-            pool,
-            cycle,
-            seed=seed,
-            work_dir=tmp,
-            task=runner.task,
-            model=model,
-            adapter=adapter,
-            num_workers=0)
+        context = runner.selection_step.context(pool, cycle, seed, tmp, model)
         params = [p for _, p in adapter.parameters(model)]
         selector = InfluenceSelector(**keys)
         s_test = selector.s_test(context, params,

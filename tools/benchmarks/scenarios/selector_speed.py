@@ -90,17 +90,18 @@ from mmengine.optim import OptimWrapper
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mmal.engine import ActiveLearningRunner
+from mmal.engine import resolve_al_cfg
 from mmal.models import BaseModelAdapter, LearningLossModel
-from mmal.registry import MODELS
 from mmal.selectors import (CoresetSelector, EntropySelector,
                             LearningLossSelector,
                             LocalizationStabilitySelector, SelectionContext)
-from mmal.structures import PoolState
+from mmal.testing.benchmark import (PeakMemory, load_average, ratio, timed,
+                                    torch_threads)
+from mmal.testing.scenario import selection_scenario
 from mmal.utils import ConfigError, MissingFileError
-from .benchmark import PeakMemory, load_average, ratio, timed, torch_threads
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 DEFAULT_CONFIG = osp.join('configs', 'isal_fcos_shapes.py')
 #: phase -> the largest time allowed, as a multiple of plain inference
 TARGETS = {
@@ -245,23 +246,11 @@ def build_config(opts: SelectorSpeedOptions) -> Config:
     return cfg
 
 
-def build_model(cfg: Config, seed: int, device: str) -> nn.Module:
-    """The config's model with seeded initial weights, in eval mode.
-
-    A head's ``conv_cls`` bias is zeroed (see the module docstring).
-    """
-    model_cfg = copy.deepcopy(cfg.model)
-    if cfg.get('data_preprocessor') is not None:  # as mmengine's Runner
-        model_cfg.setdefault('data_preprocessor',
-                             copy.deepcopy(cfg.data_preprocessor))
-    torch.manual_seed(seed)
-    model = MODELS.build(model_cfg)
-    model.init_weights()
+def zero_cls_bias(model: nn.Module) -> None:
+    """A head's ``conv_cls`` bias zeroed (see the module docstring)."""
     conv_cls = getattr(getattr(model, 'bbox_head', None), 'conv_cls', None)
     if getattr(conv_cls, 'bias', None) is not None:
-        with torch.no_grad():
-            conv_cls.bias.zero_()
-    return model.to(device).eval()
+        conv_cls.bias.zero_()
 
 
 def build_setup(
@@ -277,25 +266,18 @@ def build_setup(
         tuple: ``(model, adapter, context)``; the model in eval mode on
         ``opts.device``, prepared by the config's adapter.
     """
-    runner = ActiveLearningRunner(build_config(opts), work_dir)
-    if runner.adapter is None:
+    cfg = build_config(opts)
+    if resolve_al_cfg(cfg)['adapter'] is None:
         raise ConfigError(f'{opts.config}: al_cfg.adapter is not set')
-    model = build_model(runner.cfg, opts.seed, opts.device)
-    adapter = runner.adapter
-    adapter.prepare(model, seed=opts.seed)
-    pool = PoolState.initial(
-        runner.pool_view.sample_ids, num_labeled(opts), seed=0)
-    context = SelectionContext(
-        runner.cfg,
-        pool,
-        cycle=0,
+    model, adapter, context = selection_scenario(
+        cfg,
+        work_dir,
+        num_labeled(opts),
         seed=opts.seed,
-        work_dir=runner.work_dir,
-        model=model,
-        adapter=adapter,
-        task=runner.task,
-        num_workers=opts.num_workers,
-        logger='silent')
+        init_seed=opts.seed,
+        tweak=zero_cls_bias,
+        device=opts.device,
+        num_workers=opts.num_workers)
     return model, adapter, context
 
 

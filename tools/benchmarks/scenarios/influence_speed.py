@@ -104,22 +104,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 
 from mmal.datasets.shape_batches import same_shape_batches
-from mmal.engine import ActiveLearningRunner
 from mmal.influence import (DivergenceError, LiSSA, block_top_eigenvalues,
                             flat_dot, loss_grad, scale_report)
 from mmal.models import FCOSAdapter
-from mmal.registry import MODELS
 from mmal.selectors import SelectionContext
 from mmal.selectors.labeled_hessian import LabeledHessian
-from mmal.structures import PoolState
-from mmal.utils import MissingFileError, trusted_checkpoint_loading
-from .benchmark import (Blocks, PeakMemory, Scores, block_rel_diff,
-                        compare_scores, fmt_list, load_average, ratio,
-                        round_up, sync, timed)
-from .official_isal import Batch, full_loss, official_lissa, official_scores
+from mmal.testing.benchmark import (Blocks, PeakMemory, Scores, block_rel_diff,
+                                    compare_scores, fmt_list, load_average,
+                                    ratio, round_up, sync, timed)
+from mmal.testing.official_isal import (Batch, full_loss, official_lissa,
+                                        official_scores)
+from mmal.testing.scenario import selection_scenario
+from mmal.utils import MissingFileError
 
 SMALL_CONFIG = 'isal_fcos_shapes.py'  # relative to the configs folder
 R50_MODEL = osp.join('_base_', 'models', 'fcos_r50-caffe_fpn_gn-head.py')
@@ -222,33 +220,20 @@ def build_setup(
         tuple: ``(model, adapter, context, cfg)``; the model is in eval mode
         on ``opts.device`` and prepared by the adapter.
     """
-    cfg = build_config(configs_dir, opts.r50, opts.num_images)
-    runner = ActiveLearningRunner(cfg, work_dir)  # generates the images
-    torch.manual_seed(0)
-    model = MODELS.build(copy.deepcopy(runner.cfg.model))
-    model.init_weights()
-    if opts.checkpoint:
-        with trusted_checkpoint_loading():
-            load_checkpoint(model, opts.checkpoint, map_location='cpu')
-    else:
-        with torch.no_grad():  # untrained predictions above the threshold
+
+    def zero_cls_bias(model: torch.nn.Module) -> None:
+        if not opts.checkpoint:  # untrained: predictions above the threshold
             model.bbox_head.conv_cls.bias.zero_()
-    model.to(opts.device).eval()
-    adapter = FCOSAdapter()
-    adapter.prepare(model)
-    pool = PoolState.initial(
-        runner.pool_view.sample_ids, opts.num_images, seed=0)
-    context = SelectionContext(
-        runner.cfg,
-        pool,
-        cycle=0,
-        seed=0,
-        work_dir=runner.work_dir,
-        task=runner.task,
-        model=model,
-        adapter=adapter,
-        num_workers=0,
-        logger='silent')
+
+    model, adapter, context = scene = selection_scenario(
+        build_config(configs_dir, opts.r50, opts.num_images),
+        work_dir,
+        opts.num_images,
+        adapter=FCOSAdapter(),
+        checkpoint=opts.checkpoint,
+        tweak=zero_cls_bias,
+        device=opts.device)
+    runner = scene.runner
     return model, adapter, context, runner.cfg
 
 

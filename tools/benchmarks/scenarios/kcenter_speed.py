@@ -36,8 +36,9 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from mmal.selectors.k_center_greedy import greedy_picks, initial_min_distances
+from mmal.testing.benchmark import (PeakMemory, load_average, timed,
+                                    torch_threads)
 from mmal.utils import ConfigError
-from .benchmark import PeakMemory, load_average, timed, torch_threads
 
 #: seconds the default sizes must take at most on 2 CPU cores
 TARGET_SECONDS = 60.0
