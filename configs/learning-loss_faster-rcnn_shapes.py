@@ -1,8 +1,8 @@
 # Learning loss (Yoo & Kweon, CVPR 2019) on the built-in demo with the small
-# Faster R-CNN: the task model trained jointly with a loss-prediction module on
-# its 3 FPN levels (the neck's outputs), which never back-propagates into the
-# backbone and neck (the ISAL paper's supplement: detached from epoch 0); the
-# highest predicted loss is labeled first.
+# Faster R-CNN: the target model trained jointly with a loss-prediction module
+# on its 3 FPN levels (the neck's outputs), which never back-propagates into
+# the backbone and neck (the ISAL paper's supplement: detached from epoch 0);
+# the highest predicted loss is labeled first.
 _base_ = './_base_/faster-rcnn_shapes.py'
 
 model = dict(

@@ -1,6 +1,6 @@
 # Learning loss (Yoo & Kweon, CVPR 2019) on ISAL's VOC2012 Faster R-CNN
-# setting: the task model trained jointly with a loss-prediction module on its
-# 5 FPN levels (the neck's outputs), which never back-propagates into the
+# setting: the target model trained jointly with a loss-prediction module on
+# its 5 FPN levels (the neck's outputs), which never back-propagates into the
 # backbone and neck (the ISAL paper's supplement: detached from epoch 0); the
 # highest predicted loss is labeled first.
 _base_ = './_base_/faster-rcnn_voc.py'

@@ -1,5 +1,5 @@
 # Learning loss (Yoo & Kweon, CVPR 2019) on ISAL's large-scale COCO FCOS
-# setting (paper Table 6): the task model trained jointly with a loss-
+# setting (paper Table 6): the target model trained jointly with a loss-
 # prediction module on its 5 FPN levels (the neck's outputs), which never back-
 # propagates into the backbone and neck (the ISAL paper's supplement: detached
 # from epoch 0); the highest predicted loss is labeled first.

@@ -1,5 +1,5 @@
 # Learning loss (Yoo & Kweon, CVPR 2019) on the built-in detection demo
-# (generated shapes): the task model trained jointly with a loss-prediction
+# (generated shapes): the target model trained jointly with a loss-prediction
 # module on its 3 FPN levels (the neck's outputs), which never back-propagates
 # into the backbone and neck (the ISAL paper's supplement: detached from epoch
 # 0); the highest predicted loss is labeled first.

@@ -1,8 +1,8 @@
 # Learning loss (Yoo & Kweon, CVPR 2019) on ISAL's VOC2012 FCOS setting: the
-# task model trained jointly with a loss-prediction module on its 5 FPN levels
-# (the neck's outputs), which never back-propagates into the backbone and neck
-# (the ISAL paper's supplement: detached from epoch 0); the highest predicted
-# loss is labeled first.
+# target model trained jointly with a loss-prediction module on its 5 FPN
+# levels (the neck's outputs), which never back-propagates into the backbone
+# and neck (the ISAL paper's supplement: detached from epoch 0); the highest
+# predicted loss is labeled first.
 _base_ = './_base_/fcos_voc.py'
 
 model = dict(

@@ -1,5 +1,5 @@
 # Learning loss (Yoo & Kweon, CVPR 2019) on CIFAR10 (200 epochs per cycle): the
-# task model trained jointly with a loss-prediction module on the 4 ResNet
+# target model trained jointly with a loss-prediction module on the 4 ResNet
 # stages; the features entering it are detached from epoch 120 (counted from 0:
 # the ranking loss trains the backbone in epochs 0-119 only); the highest
 # predicted loss is labeled first.

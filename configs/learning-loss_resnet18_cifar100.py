@@ -1,8 +1,8 @@
 # Learning loss (Yoo & Kweon, CVPR 2019) on CIFAR100 (200 epochs per cycle):
-# the task model trained jointly with a loss-prediction module on the 4 ResNet
-# stages; the features entering it are detached from epoch 120 (counted from 0:
-# the ranking loss trains the backbone in epochs 0-119 only); the highest
-# predicted loss is labeled first.
+# the target model trained jointly with a loss-prediction module on the 4
+# ResNet stages; the features entering it are detached from epoch 120 (counted
+# from 0: the ranking loss trains the backbone in epochs 0-119 only); the
+# highest predicted loss is labeled first.
 # Each selection ranks a seeded random subset of 10,000 unlabeled images, as
 # the paper does.
 _base_ = './_base_/resnet18_cifar100.py'

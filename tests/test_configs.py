@@ -139,7 +139,7 @@ def test_selector_configs_differ_from_isal_only_in_the_selector(name, other):
 @pytest.mark.parametrize(
     'name', [n[len('isal_'):] for n in TOP_LEVEL if n.startswith('isal_')])
 def test_learning_loss_configs_wrap_the_isal_model_and_add_the_hook(name):
-    """Learning loss differs from ISAL in ``model`` (the same task model,
+    """Learning loss differs from ISAL in ``model`` (the same target model,
     wrapped), ``custom_hooks`` (the stop-gradient), the selector and, on
     CIFAR, the paper's random subset of 10,000 unlabeled images."""
     isal = _load('isal_' + name).to_dict()

@@ -7,7 +7,7 @@ model, the stop-gradient hook and the selector.
 * each image's loss from a batch (the adapters' ``per_image_losses``)
   equals that image's own loss computed alone (FCOS, Faster R-CNN,
   classifier; float64);
-* the wrapped model's training loss = the task model's losses + the
+* the wrapped model's training loss = the target model's losses + the
   ranking loss of the module's predictions on the neck's maps against
   those per-image losses (float64), and the stop-gradient: the ranking
   loss reaches the backbone and neck only while attached;
@@ -207,8 +207,8 @@ def test_wrapped_loss_is_task_loss_plus_ranking_loss(which, request):
     sampling seeded, as in training, by the image's ``img_id``)."""
     model, adapter, context = request.getfixturevalue(which)
     task = model.model
-    assert model.task_model is task and adapter.unwrap(model) is task
-    model.loss_predictor.double()  # the task model: adapter.float64
+    assert model.target_model is task and adapter.unwrap(model) is task
+    model.loss_predictor.double()  # the target model: adapter.float64
     try:
         with float64_mode(adapter, model):
             data, items = _labeled_batch(model, adapter, context)
@@ -297,7 +297,7 @@ def test_a_plain_checkpoint_loads_into_the_wrapped_model(ll_fcos, tmp_path):
         assert torch.equal(again.state_dict()[key], value), key
 
 
-def test_the_task_model_starts_as_the_plain_configs_does():
+def test_the_target_model_starts_as_the_plain_configs_does():
     """Same seed, same initial task weights with or without the module
     (the module's construction does not consume torch's generator)."""
     states = []
@@ -307,7 +307,7 @@ def test_the_task_model_starts_as_the_plain_configs_does():
             torch.manual_seed(3)
             model = MODELS.build(cfg)
             model.init_weights()
-        states.append(getattr(model, 'task_model', model).state_dict())
+        states.append(getattr(model, 'target_model', model).state_dict())
     assert states[0].keys() == states[1].keys()
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key

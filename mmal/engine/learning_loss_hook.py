@@ -15,7 +15,7 @@ class LearningLossStopGradHook(Hook):
     ``runner.epoch >= detach_epoch``. ``runner.epoch`` is mmengine's count
     of finished epochs: 0 during the first epoch. So with
     ``detach_epoch=120`` (the paper's classification setting, 200 epochs)
-    the first 120 epochs (0-119) train the task model through the ranking
+    the first 120 epochs (0-119) train the target model through the ranking
     loss too, and epochs 120-199 (the 121st to the 200th, counted from 1)
     train the module alone; ``detach_epoch=0`` detaches from the start (the
     paper's detection setting: never into the backbone and neck).

@@ -89,11 +89,11 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
 
     @staticmethod
     def unwrap(model: nn.Module) -> nn.Module:
-        """The bare task model under DDP-style wrappers and under a model
+        """The bare target model under DDP-style wrappers and under a model
         that holds it (:class:`~mmal.models.LearningLossModel`'s
-        ``task_model``)."""
+        ``target_model``)."""
         model = getattr(model, 'module', model)
-        inner = getattr(model, 'task_model', None)
+        inner = getattr(model, 'target_model', None)
         return inner if isinstance(inner, nn.Module) else model
 
     def prepare(self, model: nn.Module, seed: int = 0) -> nn.Module:

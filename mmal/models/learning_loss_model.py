@@ -1,5 +1,5 @@
-"""A task model trained jointly with learning loss's loss-prediction
-module (Yoo & Kweon, CVPR 2019)."""
+"""A target model (the detector or classifier) trained jointly with learning
+loss's loss-prediction module (Yoo & Kweon, CVPR 2019)."""
 import contextlib
 import copy
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
@@ -13,7 +13,7 @@ from mmal.utils.tensor_utils import detach
 from .base_adapter import BaseModelAdapter
 from .loss_prediction import LossPredictionModule, ranking_loss
 
-#: Task model class name -> the adapter that gives its per-image losses
+#: Target model class name -> the adapter that gives its per-image losses
 #: when ``adapter`` is not set.
 DEFAULT_ADAPTERS = {
     'FCOS': 'mmal.FCOSAdapter',
@@ -22,7 +22,7 @@ DEFAULT_ADAPTERS = {
 }
 
 #: Prefixes of the wrapper's own state-dict keys; any other key of a
-#: checkpoint being loaded is the task model's (:class:`LearningLossModel`).
+#: checkpoint being loaded is the target model's (:class:`LearningLossModel`).
 _OWN_PREFIXES = ('model.', 'loss_predictor.', 'data_preprocessor.')
 
 
@@ -60,7 +60,7 @@ def infer_in_channels(module: nn.Module, name: str) -> List[int]:
 
 
 class _Recorder:
-    """What one forward of the task model computed on the way."""
+    """What one forward of the target model computed on the way."""
 
     def __init__(self) -> None:
         self.trunk: Any = None
@@ -69,7 +69,7 @@ class _Recorder:
 
 @MODELS.register_module()
 class LearningLossModel(BaseModel):
-    """A task model and learning loss's loss-prediction module, trained
+    """A target model and learning loss's loss-prediction module, trained
     together (Yoo & Kweon, "Learning Loss for Active Learning").
 
     A model in ``MODELS``: a config sets ``model`` to it, wrapping the
@@ -77,35 +77,35 @@ class LearningLossModel(BaseModel):
 
         model = dict(
             type='mmal.LearningLossModel',
-            model=dict(type='FCOS', ...),      # the task model, unchanged
+            model=dict(type='FCOS', ...),      # the target model, unchanged
             feature_modules=['neck'])          # every FPN level
 
-    Training (``mode='loss'``) returns the task model's own losses plus
+    Training (``mode='loss'``) returns the target model's own losses plus
     ``loss_ranking = loss_weight x`` :func:`ranking_loss` of the module's
-    predictions against each image's true task loss (the adapter's
+    predictions against each image's true target loss (the adapter's
     :meth:`~mmal.models.BaseModelAdapter.per_image_losses`, detached; the
-    head outputs that the task loss computed are reused, not recomputed).
+    head outputs that the target loss computed are reused, not recomputed).
     The module reads the outputs of ``feature_modules`` (names of
-    submodules of the task model; a module returning several maps, like an
+    submodules of the target model; a module returning several maps, like an
     FPN, gives one level per map). With ``detach_features`` these enter the
     module detached: the ranking loss then trains the module only, never
-    the task model (:class:`~mmal.engine.LearningLossStopGradHook` switches
-    it at an epoch). ``mode='predict'`` and ``'tensor'`` are the task
-    model's, so evaluators, visualisers and ``tools/test.py`` work as
+    the target model (:class:`~mmal.engine.LearningLossStopGradHook` switches
+    it at an epoch). ``mode='predict'`` and ``'tensor'`` are the
+    target model's, so evaluators, visualisers and ``tools/test.py`` work as
     before. :meth:`predict_loss` gives the predicted losses that
     :class:`~mmal.selectors.LearningLossSelector` ranks by.
 
-    **Parameter names.** The task model's parameters are under ``model.``
+    **Parameter names.** The target model's parameters are under ``model.``
     (``model.backbone.conv1.weight``), the module's under
-    ``loss_predictor.``. Loading a checkpoint of the plain task model
+    ``loss_predictor.``. Loading a checkpoint of the plain target model
     (``load_from``, ``init_cfg`` of type ``Pretrained``) works: keys
-    without one of these prefixes are read as the task model's, and the
+    without one of these prefixes are read as the target model's, and the
     module keeps its initialisation. To load this model's checkpoint into
-    the plain task model, drop the prefix:
+    the plain target model, drop the prefix:
     ``load_checkpoint(model, path, revise_keys=[(r'^model\\.', '')])``.
 
     Args:
-        model (dict | nn.Module): The task model's config (a detector of
+        model (dict | nn.Module): The target model's config (a detector of
             mmdet or a classifier of mmpretrain), or the model itself.
         feature_modules (Sequence[str]): Submodules whose outputs feed the
             module, e.g. ``['neck']`` (the FPN levels of a detector) or
@@ -120,9 +120,9 @@ class LearningLossModel(BaseModel):
         detach_features (bool): Initial stop-gradient state. Defaults to
             False.
         adapter (dict, optional): The adapter giving per-image losses
-            (``mmal.AL_ADAPTERS``). Defaults to the one of the task
-            model's class (:data:`DEFAULT_ADAPTERS`).
-        data_preprocessor (dict, optional): Given to the task model when
+            (``mmal.AL_ADAPTERS``). Defaults to the one of the
+            target model's class (:data:`DEFAULT_ADAPTERS`).
+        data_preprocessor (dict, optional): Given to the target model when
             its own config has none (mmengine's Runner passes a config's
             top-level ``data_preprocessor`` here).
         init_cfg (dict, optional): Initialisation of the whole model.
@@ -140,33 +140,33 @@ class LearningLossModel(BaseModel):
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if isinstance(model, nn.Module):  # wrapped as it is
-            task = model
+            target = model
         else:
             model = copy.deepcopy(model)
             if data_preprocessor is not None:
                 model.setdefault('data_preprocessor', data_preprocessor)
-            task = MODELS.build(model)
+            target = MODELS.build(model)
         super().__init__(
-            data_preprocessor=task.data_preprocessor, init_cfg=init_cfg)
-        self.model = task
+            data_preprocessor=target.data_preprocessor, init_cfg=init_cfg)
+        self.model = target
         self.feature_modules = list(feature_modules)
         if not self.feature_modules:
             raise ValueError('feature_modules must name at least one module')
-        modules = dict(task.named_modules())
+        modules = dict(target.named_modules())
         missing = [n for n in self.feature_modules if n not in modules]
         if missing:
             raise ValueError(
                 f'feature_modules {missing} are not submodules of '
-                f'{type(task).__name__}; some of its modules: '
+                f'{type(target).__name__}; some of its modules: '
                 f'{[n for n in modules if n and n.count(".") < 2][:20]}')
         if in_channels is None:
             in_channels = [
                 c for n in self.feature_modules
                 for c in infer_in_channels(modules[n], n)
             ]
-        # on a side copy of torch's generator: the task model's own
+        # on a side copy of torch's generator: the target model's own
         # initialisation (init_weights, later) then draws what it draws
-        # without the module, so a seed gives the plain config's task model
+        # without the module, so a seed gives the plain config's target model
         with torch.random.fork_rng(devices=[]):
             self.loss_predictor = LossPredictionModule(in_channels,
                                                        hidden_channels)
@@ -177,11 +177,11 @@ class LearningLossModel(BaseModel):
         # whose output is the head outputs, recorded for per_image_losses
         head = self.adapter.head_module
         self._head_module = head if head in modules else None
-        self._register_load_state_dict_pre_hook(self._task_keys_hook)
+        self._register_load_state_dict_pre_hook(self._target_keys_hook)
 
     @property
-    def task_model(self) -> nn.Module:
-        """The wrapped task model (what adapters work on)."""
+    def target_model(self) -> nn.Module:
+        """The wrapped target model (what adapters work on)."""
         return self.model
 
     def _build_adapter(self, cfg: Optional[dict]) -> BaseModelAdapter:
@@ -196,8 +196,8 @@ class LearningLossModel(BaseModel):
         return build_in_mmal_scope(dict(cfg), AL_ADAPTERS)
 
     @staticmethod
-    def _task_keys_hook(state_dict: dict, prefix: str, *args) -> None:
-        """Read a plain task model's keys as ``model.``'s."""
+    def _target_keys_hook(state_dict: dict, prefix: str, *args) -> None:
+        """Read a plain target model's keys as ``model.``'s."""
         for key in list(state_dict):
             if not key.startswith(prefix):
                 continue
@@ -205,7 +205,7 @@ class LearningLossModel(BaseModel):
             if not rest.startswith(_OWN_PREFIXES):
                 state_dict[f'{prefix}model.{rest}'] = state_dict.pop(key)
 
-    # -- recording what the task model computes -----------------------------
+    # -- recording what the target model computes -----------------------------
     @contextlib.contextmanager
     def _recording(self, head: bool) -> Iterator[_Recorder]:
         """Record the trunk's output (``extract_feat``), every output of
@@ -242,7 +242,7 @@ class LearningLossModel(BaseModel):
             if len(calls) != 1:
                 raise RuntimeError(
                     f'feature module {name!r} ran {len(calls)} times in one '
-                    'forward of the task model; learning loss needs exactly '
+                    'forward of the target model; learning loss needs exactly '
                     'one output per image batch')
             feats += _flat_tensors(calls[0])
         if self.detach_features:
@@ -255,22 +255,22 @@ class LearningLossModel(BaseModel):
             inputs: torch.Tensor,
             data_samples: Optional[list] = None,
             mode: str = 'tensor') -> Union[Dict[str, torch.Tensor], list, Any]:
-        """``'loss'``: the task's losses and ``loss_ranking``;
-        ``'predict'`` / ``'tensor'``: the task model's own."""
+        """``'loss'``: the target model's losses and ``loss_ranking``;
+        ``'predict'`` / ``'tensor'``: the target model's own."""
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         return self.model(inputs, data_samples, mode=mode)
 
     def loss(self, inputs: torch.Tensor,
              data_samples: list) -> Dict[str, torch.Tensor]:
-        """The task model's losses plus the weighted ranking loss.
+        """The target model's losses plus the weighted ranking loss.
 
         Args:
             inputs (Tensor): Preprocessed images (B, C, H, W).
             data_samples (list): The batch's samples with labels (B).
 
         Returns:
-            dict[str, Tensor]: The task's loss terms (a term named
+            dict[str, Tensor]: The target model's loss terms (a term named
             ``loss``, mmpretrain's, renamed ``loss_task``: mmengine names
             the total ``loss``) and ``loss_ranking``.
         """
@@ -293,11 +293,11 @@ class LearningLossModel(BaseModel):
 
     @torch.no_grad()
     def predict_loss(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Predicted task loss of each image of a preprocessed batch.
+        """Predicted target loss of each image of a preprocessed batch.
 
         Only what ``feature_modules`` need runs: the trunk
-        (``extract_feat``), or the whole task forward when a feature module
-        lies beyond it.
+        (``extract_feat``), or the whole target-model forward when a feature
+        module lies beyond it.
 
         Args:
             inputs (Tensor): Preprocessed images (B, C, H, W).

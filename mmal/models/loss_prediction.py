@@ -11,7 +11,7 @@ from mmal.registry import MODELS
 
 @MODELS.register_module()
 class LossPredictionModule(BaseModule):
-    """Predicts an image's task loss from feature maps of the task model.
+    """Predicts an image's target loss from feature maps of the target model.
 
     Per feature level: global average pooling -> ``Linear(C_l, 128)`` ->
     ReLU; the levels' vectors are concatenated and ``Linear(128 L, 1)``

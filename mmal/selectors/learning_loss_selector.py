@@ -34,10 +34,10 @@ class LearningLossSelector(BaseSelector):
     predicts for them, highest first.
 
     The cycle's model must be a :class:`~mmal.models.LearningLossModel`
-    (``model=dict(type='mmal.LearningLossModel', model=<the task model>,
+    (``model=dict(type='mmal.LearningLossModel', model=<the target model>,
     ...)``; see ``configs/learning-loss_*.py``): it trained the module
     beside the task. One inference pass over the unlabeled images
-    (:func:`~.pool_pass.pool_pass`) runs the task model's trunk and the
+    (:func:`~.pool_pass.pool_pass`) runs the target model's trunk and the
     module (:meth:`~mmal.models.LearningLossModel.predict_loss`); a
     detector's head and post-processing do not run.
 
@@ -61,7 +61,7 @@ class LearningLossSelector(BaseSelector):
         if not _is_learning_loss_type(model_type):
             raise ConfigError(
                 f'mmal.LearningLossSelector needs model.type = '
-                f'{MODEL_TYPE!r} (the task model wrapped with the '
+                f'{MODEL_TYPE!r} (the target model wrapped with the '
                 f'loss-prediction module), got {model_type!r}; see '
                 'configs/learning-loss_*.py')
 

@@ -39,7 +39,7 @@ loading workers (eval mode, no autograd):
 6. **training steps** (``training`` in the results, not a phase of the
    table): :data:`TRAIN_STEPS` ``model.train_step`` calls on the labeled
    images as one batch (``max(NUM_LABELED, batch_size)`` images, test
-   pipeline, SGD with lr 0), by a copy of the task model and by a copy
+   pipeline, SGD with lr 0), by a copy of the target model and by a copy
    wrapped with learning loss's module: learning loss's training overhead
    per iteration (the per-image losses and the module's forward and
    backward). No target: the ratio is reported.
@@ -114,7 +114,7 @@ EXPECTED = {
     'stability/plain': len(LocalizationStabilitySelector().noise_levels) + 1
 }
 PHASES = ('plain', 'entropy', 'coreset_features', 'learning_loss', 'stability')
-#: training steps timed per round: the task model alone and wrapped with
+#: training steps timed per round: the target model alone and wrapped with
 #: learning loss's module (``training`` in the results)
 TRAIN_STEPS = 3
 #: phases measured for detectors only (they compare boxes)
@@ -574,7 +574,7 @@ def report(res: Dict[str, Any]) -> str:
     tr = res['training']
     lines.append(
         f'training step, {tr["batch_size"]} images (best of '
-        f'{res["repeat"]} rounds of {tr["steps"]} steps): task model '
+        f'{res["repeat"]} rounds of {tr["steps"]} steps): target model '
         f'{tr["plain"]["seconds_per_step"]:.3f} s, with learning loss\'s '
         f'module {tr["learning_loss"]["seconds_per_step"]:.3f} s '
         f'({tr["ratio"]:.3f}x, peak {tr["learning_loss"]["peak_mib"]:.0f} '
