@@ -35,4 +35,9 @@ def _check_versions() -> None:
 
 _check_versions()
 
+# `_base_ = 'mmal::<config>'` in the configs read after `import mmal`
+from .utils.config_scope import register_config_scope  # noqa: E402
+
+register_config_scope()
+
 __all__ = ['__version__']
