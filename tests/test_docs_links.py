@@ -44,6 +44,9 @@ USER_MADE = {
     # mmdet's / mmpretrain's own training and test scripts
     'tools/train.py',
     'tools/test.py',
+    # docs/en/get_started.md: a config of the reader's outside the
+    # repository whose base is mmal::isal_fcos_shapes.py (a python block)
+    '/elsewhere/my_isal_fcos.py',
 }
 
 FENCE = re.compile(r'^\s*(`{3,}|~{3,})\s*([\w+-]*)')
@@ -233,7 +236,8 @@ def test_configs_of_commands_parse(rel):
             if path.startswith('configs/')
         ]
         if any(runner in command for runner in CONFIG_RUNNERS):
-            assert configs, f'{rel}: no config in {command!r}'
+            assert configs or any(name in command for name in USER_MADE), \
+                f'{rel}: no config in {command!r}'
         for config in configs:
             if config in USER_MADE:
                 continue
