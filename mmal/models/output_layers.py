@@ -30,7 +30,8 @@ def _tensors(obj: Any) -> List[torch.Tensor]:
     return []
 
 
-def output_layers(module: nn.Module, run: Callable[[], Any],
+def output_layers(module: nn.Module,
+                  run: Callable[[], Any],
                   prefix: str = '') -> List[str]:
     """Names of the conv / linear layers whose outputs reach ``run()``'s
     tensors without passing another conv / linear layer.
