@@ -16,6 +16,7 @@ from mmengine.registry import DefaultScope
 
 from mmal.engine import resolve_al_cfg
 from mmal.engine.al_config import num_images
+from mmal.models.auto_adapter import adapter_for
 from mmal.registry import AL_ADAPTERS, MODELS, TASKS
 from mmal.selectors import InfluenceSelector, SelectionContext
 from mmal.structures import PoolState
@@ -96,14 +97,25 @@ DETECTION_ONLY = ('stability', )
 #: Selectors whose configs differ from ISAL's only in ``al_cfg.selector``.
 SAME_MODEL = ('random', 'entropy', 'coreset', 'stability')
 
+#: Settings shown as a config of the user's own: ISAL only, al_cfg without
+#: an adapter (chosen from the model's type), θ or scale.
+USER_STYLE = ('retinanet_shapes.py', 'atss_shapes.py', 'gfl_shapes.py',
+              'rtmdet_shapes.py', 'yolox_shapes.py', 'cascade-rcnn_shapes.py',
+              'mobilenet-v3-small_shapes-cls.py', 'vit-tiny_shapes-cls.py')
+#: The paper's settings: one config per selector.
+PAPER_TOP_LEVEL = [
+    n for n in TOP_LEVEL if n.split('_', 1)[1] not in USER_STYLE
+]
+
 
 def _is_detection(setting: str) -> bool:
     return setting.startswith(('fcos', 'faster-rcnn'))
 
 
 def test_every_setting_has_a_config_per_selector():
-    assert len(TOP_LEVEL) >= 6 * 12 - 4
-    for name in TOP_LEVEL:
+    assert len(PAPER_TOP_LEVEL) >= 6 * 12 - 4
+    assert all(f'isal_{s}' in TOP_LEVEL for s in USER_STYLE)
+    for name in PAPER_TOP_LEVEL:
         kind, setting = name.split('_', 1)
         assert kind in SELECTOR_OF, name
         for other in SELECTOR_OF:
@@ -118,16 +130,21 @@ def test_every_setting_has_a_config_per_selector():
 def test_top_level_config_loads_and_resolves(name):
     cfg = _load(name)
     al = resolve_al_cfg(cfg, name)
+    if name.split('_', 1)[1] in USER_STYLE:
+        assert al['adapter'] is None  # chosen from the model's type
+        al['adapter'] = adapter_for(cfg.model, cfg.default_scope)
     assert al['adapter']['type'] in ('mmal.FCOSAdapter',
                                      'mmal.FasterRCNNAdapter',
+                                     'mmal.SingleStageAdapter',
+                                     'mmal.TwoStageAdapter',
                                      'mmal.ImageClassifierAdapter')
     assert al['selector']['type'] == SELECTOR_OF[name.split('_', 1)[0]]
 
 
 @pytest.mark.parametrize(
     'name, other',
-    [(n[len('isal_'):], other) for n in TOP_LEVEL if n.startswith('isal_')
-     for other in SAME_MODEL
+    [(n[len('isal_'):], other)
+     for n in PAPER_TOP_LEVEL if n.startswith('isal_') for other in SAME_MODEL
      if other not in DETECTION_ONLY or _is_detection(n[len('isal_'):])])
 def test_selector_configs_differ_from_isal_only_in_the_selector(name, other):
     isal = _load('isal_' + name).to_dict()
@@ -137,7 +154,8 @@ def test_selector_configs_differ_from_isal_only_in_the_selector(name, other):
 
 
 @pytest.mark.parametrize(
-    'name', [n[len('isal_'):] for n in TOP_LEVEL if n.startswith('isal_')])
+    'name',
+    [n[len('isal_'):] for n in PAPER_TOP_LEVEL if n.startswith('isal_')])
 def test_learning_loss_configs_wrap_the_isal_model_and_add_the_hook(name):
     """Learning loss differs from ISAL in ``model`` (the same target model,
     wrapped), ``custom_hooks`` (the stop-gradient), the selector and, on

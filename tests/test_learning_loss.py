@@ -25,6 +25,7 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint, save_checkpoint
 
@@ -313,13 +314,31 @@ def test_the_target_model_starts_as_the_plain_configs_does():
         assert torch.equal(value, states[1][key]), key
 
 
+class _NotADetector(BaseModel):
+    """A model of no family mmal has an adapter for."""
+
+    def __init__(self):
+        super().__init__()
+        self.neck = torch.nn.Conv2d(1, 1, 1)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        return self.neck(inputs)
+
+
 def test_wrong_feature_modules_and_models_are_refused(tmp_path):
     cfg = tiny_config('learning-loss_fcos_shapes.py').model
     with DefaultScope.overwrite_default_scope('mmdet'):
         with pytest.raises(ValueError, match=r"\['nek'\] are not"):
             MODELS.build({**cfg, 'feature_modules': ['nek']})
-        with pytest.raises(ValueError, match='no default adapter'):
-            MODELS.build({**cfg, 'model': {**cfg.model, 'type': 'ATSS'}})
+        # any single-stage detector gets its family's adapter
+        atss = MODELS.build({**cfg, 'model': {**cfg.model, 'type': 'ATSS'}})
+        assert type(atss.adapter).__name__ == 'SingleStageAdapter'
+        with pytest.raises(ValueError, match='no adapter for _NotADetector'):
+            MODELS.build({
+                **cfg, 'model': _NotADetector(),
+                'feature_modules': ['neck'],
+                'in_channels': [1]
+            })
     runner_cfg = tiny_config('learning-loss_fcos_shapes.py')
     runner_cfg.model = tiny_config('isal_fcos_shapes.py').model
     with pytest.raises(ConfigError, match='needs model.type'):

@@ -18,6 +18,7 @@ from mmengine.runner import Runner, load_checkpoint
 
 from mmal.datasets import PoolSubsetDataset
 from mmal.datasets.pool_data import check_data_paths, pool_dataset_cfg
+from mmal.models.auto_adapter import adapter_for, model_class
 from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
 from mmal.structures import ALState, PoolState
 from mmal.structures import experiment_fingerprint as fingerprint
@@ -110,9 +111,13 @@ class ActiveLearningRunner:
         self.selector = _build(SELECTORS, dict(self.al['selector']),
                                'selector')
         self.adapter = None
+        auto_adapter = None  # logged once the logger exists
         if self.al['adapter'] is not None:
             self.adapter = _build(AL_ADAPTERS, dict(self.al['adapter']),
                                   'adapter')
+        elif self.selector.needs_model or self.al['annotation'] is not None:
+            auto_adapter = self._auto_adapter()
+            self.adapter = _build(AL_ADAPTERS, auto_adapter, 'adapter')
         self.task = self._build_task()
         init_default_scope(
             self.cfg.get('default_scope', self.task.default_scope))
@@ -125,6 +130,12 @@ class ActiveLearningRunner:
             raise ConfigError(
                 f'{type(self.selector).__name__} needs a model adapter: set '
                 'al_cfg.adapter (e.g. dict(type="mmal.FCOSAdapter"))')
+        if getattr(self.selector, 'needs_boxes', False) and \
+                self.adapter is not None and not self.adapter.predicts_boxes:
+            raise ConfigError(
+                f'{type(self.selector).__name__} compares predicted boxes, '
+                f'but the model\'s adapter {type(self.adapter).__name__} '
+                'predicts none (a classifier?): use it with a detector')
         check = getattr(self.selector, 'check_config', None)
         if check is not None:  # BaseSelector's; a duck-typed one may lack it
             check(self.cfg)
@@ -134,6 +145,9 @@ class ActiveLearningRunner:
             log_file=osp.join(self.work_dir, 'al.log'),
             file_mode='a',  # a rerun continues the log of the run it resumes
             log_level='INFO')
+        if auto_adapter is not None:
+            self.log(f'al_cfg.adapter not set: {auto_adapter["type"]} for '
+                     f'{self._model_type()} (chosen from the model\'s type)')
         self._pool_view: Optional[PoolSubsetDataset] = None
         self._costs: Optional[Dict[str, int]] = None
         self.image_drops = ImageDrops()  # undecodable images left out
@@ -152,6 +166,21 @@ class ActiveLearningRunner:
             self.annotation_mode.prepare()
 
     # -- helpers ----------------------------------------------------------
+    def _model_type(self) -> str:
+        return model_class(self.cfg.model,
+                           self.cfg.get('default_scope', 'mmdet')).__name__
+
+    def _auto_adapter(self) -> dict:
+        """The adapter of the config's model family (an unsupported
+        family is refused here, before any training)."""
+        try:
+            return adapter_for(self.cfg.model,
+                               self.cfg.get('default_scope', 'mmdet'))
+        except (ValueError, KeyError) as e:
+            raise ConfigError(
+                f'{type(self.selector).__name__} needs a model adapter and '
+                f'al_cfg.adapter is not set: {e}') from e
+
     def _build_task(self):
         """``al_cfg.task``; else the adapter's ``task_type``; else the one
         registered task whose ``default_scope`` is the config's (``mmdet``

@@ -6,6 +6,7 @@ import zlib
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 from mmal.influence import (HvpFn, ImageHessian, OutputProbe,
@@ -81,11 +82,46 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
     def __init__(self,
                  param_names: Optional[Sequence[str]] = None,
                  lissa_scale: Optional[Sequence[float]] = None) -> None:
+        # empty: θ by rule, resolved on the first model (prepare)
         self.param_names = list(param_names or self.default_param_names)
-        if not self.param_names:
-            raise ValueError(f'{type(self).__name__} needs param_names')
         self.lissa_scale = list(lissa_scale or self.default_lissa_scale)
         self.seed = 0
+
+    # -- θ ------------------------------------------------------------------
+    def param_names_by_rule(self, model: nn.Module) -> List[str]:
+        """θ when neither ``param_names`` nor a paper default is given
+        (e.g. the weights of the head's output layers, found from the
+        model: :func:`mmal.models.output_layers.output_layers`).
+
+        Args:
+            model (nn.Module): The bare model.
+
+        Returns:
+            list[str]: Full parameter names.
+        """
+        raise ValueError(f'{type(self).__name__} has no default θ: set '
+                         'al_cfg.adapter.param_names')
+
+    def resolve_param_names(self, model: nn.Module) -> List[str]:
+        """θ's names: the given or default ones, else
+        :meth:`param_names_by_rule` on the first model (logged, then
+        kept)."""
+        if not self.param_names:
+            bare = self.unwrap(model)
+            names = list(self.param_names_by_rule(bare))
+            if not names:
+                raise ValueError(f'{type(self).__name__}: no θ found in '
+                                 f'{type(bare).__name__}; set '
+                                 'al_cfg.adapter.param_names')
+            params = dict(bare.named_parameters())
+            print_log(
+                f'{type(self).__name__}: θ by rule (the weights of the '
+                'output layers), ' + ', '.join(f'{n} {tuple(params[n].shape)}'
+                                               for n in names) +
+                f'; {sum(params[n].numel() for n in names)} entries',
+                logger='current')
+            self.param_names = names
+        return self.param_names
 
     @staticmethod
     def unwrap(model: nn.Module) -> nn.Module:
@@ -110,6 +146,7 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
                 the image's id (see :meth:`image_rng`).
         """
         self.seed = int(seed)
+        self.resolve_param_names(model)
         return model
 
     @staticmethod
@@ -182,7 +219,8 @@ class BaseModelAdapter(metaclass=abc.ABCMeta):
 
     def parameters(self, model: nn.Module) -> List[Tuple[str, nn.Parameter]]:
         """``(name, parameter)`` of each block of θ, in config order."""
-        return select_parameters(self.unwrap(model), self.param_names)
+        return select_parameters(
+            self.unwrap(model), self.resolve_param_names(model))
 
     def preprocess(self, model: nn.Module, batch: Dict) -> Dict:
         """Run the model's data preprocessor in test mode."""

@@ -3,6 +3,7 @@ from typing import Any, Optional
 
 import torch
 from mmengine.structures import InstanceData
+from torch import nn
 
 from .base_adapter import BaseModelAdapter
 from .entropy import binary_entropy
@@ -55,3 +56,11 @@ class DetectionAdapter(BaseModelAdapter):
         if len(pred.scores) == 0:
             return None
         return float(binary_entropy(pred.scores.double()).max())
+
+
+def blank_image(model: nn.Module, size: int = 128) -> torch.Tensor:
+    """A zero image batch (1, 3, size, size) on the model's device and in
+    its dtype: what a detector's head is run on to find its layers."""
+    param = next(model.parameters())
+    return torch.zeros(
+        1, 3, size, size, device=param.device, dtype=param.dtype)

@@ -10,16 +10,9 @@ from torch import nn
 
 from mmal.registry import AL_ADAPTERS, MODELS, build_in_mmal_scope
 from mmal.utils.tensor_utils import detach
+from .auto_adapter import adapter_for
 from .base_adapter import BaseModelAdapter
 from .loss_prediction import LossPredictionModule, ranking_loss
-
-#: Target model class name -> the adapter that gives its per-image losses
-#: when ``adapter`` is not set.
-DEFAULT_ADAPTERS = {
-    'FCOS': 'mmal.FCOSAdapter',
-    'FasterRCNN': 'mmal.FasterRCNNAdapter',
-    'ImageClassifier': 'mmal.ImageClassifierAdapter',
-}
 
 #: Prefixes of the wrapper's own state-dict keys; any other key of a
 #: checkpoint being loaded is the target model's (:class:`LearningLossModel`).
@@ -120,8 +113,8 @@ class LearningLossModel(BaseModel):
         detach_features (bool): Initial stop-gradient state. Defaults to
             False.
         adapter (dict, optional): The adapter giving per-image losses
-            (``mmal.AL_ADAPTERS``). Defaults to the one of the
-            target model's class (:data:`DEFAULT_ADAPTERS`).
+            (``mmal.AL_ADAPTERS``). Defaults to the one of the target
+            model's family (:func:`~mmal.models.auto_adapter.adapter_for`).
         data_preprocessor (dict, optional): Given to the target model when
             its own config has none (mmengine's Runner passes a config's
             top-level ``data_preprocessor`` here).
@@ -185,14 +178,13 @@ class LearningLossModel(BaseModel):
         return self.model
 
     def _build_adapter(self, cfg: Optional[dict]) -> BaseModelAdapter:
-        if cfg is None:
-            name = type(self.model).__name__
-            if name not in DEFAULT_ADAPTERS:
+        if cfg is None:  # the target model's family's (auto_adapter)
+            try:
+                cfg = adapter_for(dict(type=type(self.model)))
+            except ValueError as e:
                 raise ValueError(
-                    f'mmal.LearningLossModel has no default adapter for '
-                    f'{name}: set adapter=dict(type=...) (an mmal.AL_ADAPTERS '
-                    'type giving per-image losses)')
-            cfg = dict(type=DEFAULT_ADAPTERS[name])
+                    'mmal.LearningLossModel needs an adapter giving per-image '
+                    f'losses: set adapter=dict(type=...); {e}') from e
         return build_in_mmal_scope(dict(cfg), AL_ADAPTERS)
 
     @staticmethod

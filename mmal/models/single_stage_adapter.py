@@ -8,7 +8,8 @@ from torch import nn
 
 from mmal.registry import AL_ADAPTERS
 from mmal.utils.tensor_utils import per_image_entries
-from .detection_adapter import DetectionAdapter
+from .detection_adapter import DetectionAdapter, blank_image
+from .output_layers import output_layers, weights_of
 
 
 class TwiceDifferentiableFocalLoss(nn.Module):
@@ -103,6 +104,19 @@ class SingleStageAdapter(DetectionAdapter):
             head.loss_cls = TwiceDifferentiableFocalLoss(loss_cls)
         return model
 
+    def param_names_by_rule(self, model: nn.Module) -> List[str]:
+        """θ of a head without a paper setting: the weights of the conv /
+        linear layers that produce the head's outputs (per level where the
+        head has per-level layers), found by running the head once on the
+        trunk's features of a blank image (:func:`output_layers`); for FCOS
+        this is the paper's ``conv_cls``, ``conv_reg``, ``conv_centerness``.
+        """
+        head = model.bbox_head
+        with torch.no_grad():
+            feats = self.extract_features(model, blank_image(model))
+        return weights_of(
+            output_layers(head, lambda: head(feats), 'bbox_head.'), model)
+
     def head_forward(self, model: nn.Module, feats):
         return model.bbox_head(feats)
 
@@ -129,18 +143,19 @@ class SingleStageAdapter(DetectionAdapter):
         each level's positions, averaged over the levels, and the two
         branches concatenated (the paper's supplement): 2 x 256 = 512-d
         for FCOS R-50. The pooling includes the padding of the batch's
-        common padded shape, as the head sees it.
+        common padded shape, as the head sees it. A head without such
+        towers (one ``ModuleList`` of layers per tower, shared by the
+        levels) gives the neck's output, pooled the same way.
 
         Returns:
             Tensor: (B, sum of the towers' channels).
         """
         model = self.unwrap(model)
         head = model.bbox_head
-        if not self._has_towers(head):
-            raise ValueError(
-                f'{type(self).__name__}.embed needs a head with the towers '
-                f'{self.towers} (mmdet AnchorFreeHead / AnchorHead style); '
-                f'{type(head).__name__} has none')
+        if not self._has_towers(head):  # e.g. per-level towers (RTMDet)
+            with torch.no_grad():
+                feats = self.extract_features(model, inputs)
+            return torch.stack([x.mean(dim=(2, 3)) for x in feats]).mean(0)
         with torch.no_grad():
             towers = self._record_towers(head,
                                          self.extract_features(model,
@@ -164,9 +179,12 @@ class SingleStageAdapter(DetectionAdapter):
         return outs, {name: rec.levels for name, rec in record.items()}
 
     def _has_towers(self, head: nn.Module) -> bool:
+        """Whether the head has the towers as one ``ModuleList`` each,
+        shared by the levels (not a list per level, as RTMDet's)."""
+        towers = [getattr(head, name, None) for name in self.towers]
         return all(
-            isinstance(getattr(head, name, None), nn.ModuleList)
-            for name in self.towers)
+            isinstance(t, nn.ModuleList) and not any(
+                isinstance(m, nn.ModuleList) for m in t) for t in towers)
 
     def _head_from_towers(self, head: nn.Module,
                           towers: Dict[str, List[torch.Tensor]]):
@@ -193,15 +211,28 @@ class SingleStageAdapter(DetectionAdapter):
             return super().cache_entries(model, data)
         feats = self.extract_features(model, data['inputs'])
         with torch.no_grad():
-            outs, towers = self._record_towers(head, feats)
             if self._replay_ok is None:  # once: does the replay reproduce?
-                again = self._head_from_towers(head, towers)
-                self._replay_ok = all(
-                    torch.equal(a, b)
-                    for a, b in zip(_flat(outs), _flat(again)))
+                self._replay_ok, towers = self._checked_towers(head, feats)
                 if not self._replay_ok:
                     return super().cache_entries(model, data)
+            else:
+                towers = self._record_towers(head, feats)[1]
         return per_image_entries(data, 'towers', towers)
+
+    def _checked_towers(self, head: nn.Module, feats) -> Tuple[bool, Dict]:
+        """The towers' outputs, and whether the head run from them gives
+        exactly the outputs of a plain run: as many tensors, each equal (a
+        head whose forward does not go through the towers as expected, or
+        fails with them swapped, is not replayed)."""
+        try:
+            outs, towers = self._record_towers(head, feats)
+            again = self._head_from_towers(head, towers)
+        except Exception:  # a layout the replay does not fit
+            return False, {}
+        plain, replayed = _flat(outs), _flat(again)
+        return bool(plain) and len(plain) == len(replayed) and all(
+            a.shape == b.shape and torch.equal(a, b)
+            for a, b in zip(plain, replayed)), towers
 
     def cached_gt_loss(self, model: nn.Module, entry: Dict) -> torch.Tensor:
         if 'towers' not in entry:

@@ -5,10 +5,12 @@ from typing import Dict, List
 import torch
 from mmdet.models.utils import unpack_gt_instances
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from mmal.registry import AL_ADAPTERS
 from mmal.utils.tensor_utils import detach
-from .detection_adapter import DetectionAdapter
+from .detection_adapter import DetectionAdapter, blank_image
+from .output_layers import output_layers, weights_of
 
 
 @AL_ADAPTERS.register_module()
@@ -42,6 +44,31 @@ class TwoStageAdapter(DetectionAdapter):
                              'RPN head (precomputed proposals are not '
                              'supported)')
         return super().extract_features(model, inputs)
+
+    def param_names_by_rule(self, model: nn.Module) -> List[str]:
+        """θ of a detector without a paper setting: the weights of the
+        layers that produce the RPN's outputs and every RoI bbox head's
+        (:func:`output_layers`). A cascade gets each stage's ``fc_cls`` and
+        ``fc_reg``: its training loss, the per-image loss, sums the stages'
+        losses, and its test scores average the stages' classifiers, so
+        every stage's output layers shape both.
+        """
+        with torch.no_grad():
+            feats = self.extract_features(model, blank_image(model))
+        rpn = model.rpn_head
+        names = output_layers(rpn, lambda: rpn(feats), 'rpn_head.')
+        roi = model.roi_head
+        heads, extractors = roi.bbox_head, roi.bbox_roi_extractor
+        stages = isinstance(heads, nn.ModuleList)
+        if not stages:
+            heads, extractors = [heads], [extractors]
+        for i, (head, extractor) in enumerate(zip(heads, extractors)):
+            size = _pair(extractor.roi_layers[0].output_size)
+            rois = feats[0].new_zeros(2, extractor.out_channels, *size)
+            prefix = f'roi_head.bbox_head.{i}.' if stages else \
+                'roi_head.bbox_head.'
+            names += output_layers(head, lambda h=head: h(rois), prefix)
+        return weights_of(names, model)
 
     def head_forward(self, model: nn.Module, feats):
         return model.rpn_head(feats)

@@ -266,6 +266,10 @@ class LocalizationStabilitySelector(BaseSelector):
             number of processes. Defaults to 8.
     """
 
+    #: It compares predicted boxes: the adapter must predict them
+    #: (the driver refuses other models before any training).
+    needs_boxes = True
+
     def __init__(self,
                  score_thr: float = 0.1,
                  noise_levels: Sequence[float] = NOISE_LEVELS,

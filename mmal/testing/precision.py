@@ -11,11 +11,14 @@ mmdet and mmcv do not run in float64 as they are:
 
 * mmengine's and mmdet's data preprocessors call ``.float()`` on the images,
   and ``FCOSHead.forward_single`` calls ``.float()`` on ``bbox_pred``;
-* mmcv 2.1's CPU ``nms`` refuses float64 boxes.
+* mmcv 2.1's CPU ``nms`` refuses float64 boxes;
+* some heads write values computed from the predictions into targets they
+  built in the dtype of float32 priors or boxes.
 
 :func:`float64_computation` casts the model to float64 and, while it is
 active, lets ``Tensor.float()`` leave float64 tensors as they are and hands
-mmcv's NMS kernel float32 copies of its boxes and scores. The discrete
+mmcv's NMS kernel float32 copies of its boxes and scores, and an index put
+casts its value to its target's dtype. The discrete
 choices of a detector (NMS, hence predictions and proposals) are thus made
 on float32-rounded values of float64 quantities: two paths whose float64
 values agree to ~1e-16 round to the same float32 values (except at an exact
@@ -80,6 +83,35 @@ def _nms_in_float32() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _index_put_in_target_dtype() -> Iterator[None]:
+    """``t[index] = value`` casts a floating ``value`` to ``t``'s dtype.
+
+    mmdet's heads build some targets in the dtype of float32 priors or
+    boxes and write values computed from the (float64) predictions into
+    them (GFL's quality scores, the IoUs of RTMDet's and YOLOX's
+    assigners): in float32 the dtypes agree, in float64 index put refuses
+    them. The value is rounded as float32 code would round it.
+    """
+    original = torch.Tensor.__setitem__
+    own = '__setitem__' in vars(torch.Tensor)
+
+    def setitem(self, index, value):
+        if isinstance(value, torch.Tensor) and value.dtype != self.dtype \
+                and value.is_floating_point() and self.is_floating_point():
+            value = value.to(self.dtype)
+        return original(self, index, value)
+
+    torch.Tensor.__setitem__ = setitem
+    try:
+        yield
+    finally:
+        if own:
+            torch.Tensor.__setitem__ = original
+        else:
+            del torch.Tensor.__setitem__
+
+
+@contextlib.contextmanager
 def float64_computation(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` in float64 for the duration of the context.
 
@@ -101,7 +133,8 @@ def float64_computation(model: nn.Module) -> Iterator[nn.Module]:
     dtype = dtypes.pop()
     model.double()
     try:
-        with _keep_float64(), _nms_in_float32():
+        with _keep_float64(), _nms_in_float32(), \
+                _index_put_in_target_dtype():
             yield model
     finally:
         model.to(dtype)

@@ -1,0 +1,50 @@
+"""The detector families beyond the paper's FCOS and Faster R-CNN at test
+size: each family's configs/isal_<family>_shapes.py with its head narrowed
+(2 channels) so that an explicit Hessian of θ stays small, and the θ that
+the rule (the weights of the layers producing the head's outputs) must find
+in it."""
+
+#: family -> (config, overrides, θ's parameter names)
+FAMILIES = {
+    'retinanet': ('isal_retinanet_shapes.py', {
+        'model.bbox_head.feat_channels': 2,
+        'model.bbox_head.anchor_generator.scales_per_octave': 1,
+        'model.bbox_head.anchor_generator.ratios': [1.0],
+    }, ['bbox_head.retina_cls.weight', 'bbox_head.retina_reg.weight']),
+    'atss': ('isal_atss_shapes.py', {
+        'model.bbox_head.feat_channels': 2,
+        'model.bbox_head.norm_cfg.num_groups': 2,
+    }, [
+        'bbox_head.atss_cls.weight', 'bbox_head.atss_reg.weight',
+        'bbox_head.atss_centerness.weight'
+    ]),
+    'gfl': ('isal_gfl_shapes.py', {
+        'model.bbox_head.feat_channels': 2,
+        'model.bbox_head.norm_cfg.num_groups': 2,
+        'model.bbox_head.reg_max': 2,
+    }, ['bbox_head.gfl_cls.weight', 'bbox_head.gfl_reg.weight']),
+    'rtmdet': ('isal_rtmdet_shapes.py', {
+        'model.bbox_head.feat_channels': 2,
+    }, [
+        f'bbox_head.rtm_{b}.{i}.weight' for b in ('cls', 'reg')
+        for i in range(3)
+    ]),
+    'yolox': ('isal_yolox_shapes.py', {
+        'model.bbox_head.feat_channels': 2,
+    }, [
+        f'bbox_head.multi_level_conv_{b}.{i}.weight'
+        for b in ('cls', 'reg', 'obj') for i in range(3)
+    ]),
+}
+
+
+def confident(model) -> None:
+    """Zero the biases of the head's classification and objectness output
+    layers (a sigmoid of 0.5), so that an untrained detector has
+    predictions above the score threshold and pseudo boxes."""
+    for name, module in model.bbox_head.named_modules():
+        last = name.split('.')
+        tail = last[-2] if last[-1].isdigit() and len(last) > 1 else last[-1]
+        if getattr(module, 'bias', None) is not None and \
+                tail.endswith(('_cls', '_obj')) and 'convs' not in name:
+            module.bias.zero_()
