@@ -9,5 +9,7 @@ _base_ = [
 ]
 
 model = dict(bbox_head=dict(num_classes=len(_base_.classes)))
+# as mmdet's RTMDet configs: the head shares its convs across levels
+optim_wrapper = dict(paramwise_cfg=dict(bypass_duplicate=True))
 default_hooks = dict(logger=dict(type='LoggerHook', interval=5))
 al_cfg = dict(selector=dict(type='mmal.InfluenceSelector'))

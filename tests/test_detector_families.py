@@ -77,3 +77,59 @@ def test_towers_replay_only_where_they_reproduce_the_head(family):
         feats = adapter.extract_features(model, data['inputs'])
         ok, towers = adapter._checked_towers(head, feats)
     assert ok and all(len(levels) == 3 for levels in towers.values())
+
+
+# -- two-stage: Cascade R-CNN -------------------------------------------------
+CASCADE_TINY = {
+    'demo_data.num_train': 16,  # 10 unlabeled images: the reference is slow
+    'model.rpn_head.feat_channels': 4,
+    'model.roi_head.bbox_head': [
+        dict(h, fc_out_channels=8) for h in tiny_config(
+            'isal_cascade-rcnn_shapes.py').model.roi_head.bbox_head
+    ],
+    'model.train_cfg.rcnn': [
+        dict(stage, sampler=dict(stage['sampler'], num=16)) for stage in
+        tiny_config('isal_cascade-rcnn_shapes.py').model.train_cfg.rcnn
+    ],
+}
+
+
+def _confident_stages(model):
+    """Every stage's classifier x30: confident boxes, so pseudo labels."""
+    for head in model.roi_head.bbox_head:
+        head.fc_cls.weight.mul_(30)
+
+
+@pytest.fixture(scope='module')
+def cascade(tmp_path_factory):
+    cfg = tiny_config('isal_cascade-rcnn_shapes.py', **CASCADE_TINY)
+    adapter = AL_ADAPTERS.build(adapter_for(cfg.model, 'mmdet'))
+    return tiny_detector(
+        tmp_path_factory.mktemp('cascade'),
+        'isal_cascade-rcnn_shapes.py',
+        adapter,
+        CASCADE_TINY,
+        _confident_stages,
+        seed=7)
+
+
+def test_cascade_theta_is_the_rpn_and_every_stages_output_layers(cascade):
+    model, adapter, _ = cascade
+    assert type(adapter).__name__ == 'TwoStageAdapter'
+    assert [n for n, _ in adapter.parameters(model)
+            ] == ['rpn_head.rpn_cls.weight', 'rpn_head.rpn_reg.weight'] + [
+                f'roi_head.bbox_head.{i}.fc_{b}.weight' for i in range(3)
+                for b in ('cls', 'reg')
+            ]
+
+
+def test_cascade_gradient_equals_full_model_loss(cascade):
+    model, adapter, context = cascade
+    grads = check_gradients_against_full_loss(model, adapter, context)
+    # every stage's output layers get a gradient
+    assert all(float(g.abs().sum()) > 0 for g in grads[0][2:])
+
+
+def test_cascade_scores_equal_per_image_reference(cascade):
+    model, adapter, context = cascade
+    check_scores_against_reference(model, adapter, context, SCORE_THR)

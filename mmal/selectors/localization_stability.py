@@ -292,8 +292,8 @@ class LocalizationStabilitySelector(BaseSelector):
     def check_config(self, cfg) -> None:
         """Refuse a classification config before any training."""
         adapter = (cfg.get('al_cfg') or {}).get('adapter') or {}
-        cls = AL_ADAPTERS.get(adapter.get('type', '')) if isinstance(
-            adapter, dict) else None
+        cls = AL_ADAPTERS.get(adapter['type']) if isinstance(
+            adapter, dict) and adapter.get('type') else None
         if cls is not None:
             _require_boxes(adapter['type'],
                            getattr(cls, 'predicts_boxes', False))

@@ -1,0 +1,71 @@
+"""Configs that name only the selector run on the detectors people train
+today: two AL cycles of ISAL through the driver (the adapter chosen from
+the model's type, θ by rule, LiSSA's scales from the scale check), then a
+baseline's selection on the same trained cycle-0 model; a family mmal
+cannot handle is refused before any training."""
+import copy
+import os.path as osp
+
+import pytest
+
+from mmal.engine import ActiveLearningRunner
+from mmal.structures import ALState
+from mmal.utils import ConfigError
+from conftest import copy_run, run_quietly, select_cycle0, tiny_config
+
+#: family -> (config, baseline selected on its trained cycle-0 model)
+RUNS = {
+    'retinanet': ('isal_retinanet_shapes.py', 'mmal.EntropySelector'),
+    'atss': ('isal_atss_shapes.py', 'mmal.LocalizationStabilitySelector'),
+    'gfl': ('isal_gfl_shapes.py', 'mmal.CoresetSelector'),
+    'rtmdet': ('isal_rtmdet_shapes.py', 'mmal.CoresetSelector'),
+    'yolox': ('isal_yolox_shapes.py', 'mmal.EntropySelector'),
+    'cascade-rcnn': ('isal_cascade-rcnn_shapes.py', 'mmal.EntropySelector'),
+}
+#: the adapter each family gets from its model type
+ADAPTERS = {
+    'cascade-rcnn': 'TwoStageAdapter',
+}
+
+
+@pytest.mark.parametrize('family', sorted(RUNS))
+def test_two_cycles_of_isal_then_a_baseline(family, tmp_path):
+    config, baseline = RUNS[family]
+    cfg = tiny_config(
+        config,
+        **{  # one epoch: the run, not the model, is
+            'train_cfg.max_epochs': 1,  # what is checked
+            'train_cfg.val_interval': 1
+        })
+    assert cfg.al_cfg.get('adapter') is None  # as a user's config
+    work_dir = run_quietly(cfg, str(tmp_path / 'isal'))
+    state = ALState.load(osp.join(work_dir, 'al_state.json'))
+    assert [c['done']
+            for c in state.cycles] == [['train', 'evaluate', 'select'],
+                                       ['train', 'evaluate']]
+    assert state.pool.num_labeled == 8 + 4
+    with open(osp.join(work_dir, 'al.log')) as f:
+        log = f.read()
+    adapter = ADAPTERS.get(family, 'SingleStageAdapter')
+    assert f'al_cfg.adapter not set: mmal.{adapter}' in log
+    other = copy.deepcopy(cfg)
+    other.al_cfg.selector = dict(type=baseline)
+    rewound = copy_run(
+        work_dir,
+        str(tmp_path / 'baseline'),
+        forget_experiment=True,
+        rewind=True)
+    selected = select_cycle0(other, rewound)['selected']
+    assert len(selected) == 4 and len(set(selected)) == 4
+    assert set(selected) <= set(state.pool.pool_ids) - set(
+        state.pool.ids_labeled_in(0))
+
+
+@pytest.mark.parametrize('model_type', ['DETR', 'DINO'])
+def test_a_detr_family_model_is_refused_before_training(model_type, tmp_path):
+    cfg = tiny_config('isal_retinanet_shapes.py', **{'model.type': model_type})
+    with pytest.raises(ConfigError, match=f'no adapter for {model_type}') \
+            as err:
+        ActiveLearningRunner(cfg, str(tmp_path))
+    assert 'single-stage detectors' in str(err.value)
+    assert not osp.exists(osp.join(str(tmp_path), 'cycle_0'))
