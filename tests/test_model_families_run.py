@@ -11,7 +11,8 @@ import pytest
 from mmal.engine import ActiveLearningRunner
 from mmal.structures import ALState
 from mmal.utils import ConfigError
-from conftest import copy_run, run_quietly, select_cycle0, tiny_config
+from conftest import (copy_run, run_quietly, select_cycle0, tiny_cls_config,
+                      tiny_config)
 
 #: family -> (config, baseline selected on its trained cycle-0 model)
 RUNS = {
@@ -69,3 +70,48 @@ def test_a_detr_family_model_is_refused_before_training(model_type, tmp_path):
         ActiveLearningRunner(cfg, str(tmp_path))
     assert 'single-stage detectors' in str(err.value)
     assert not osp.exists(osp.join(str(tmp_path), 'cycle_0'))
+
+
+@pytest.mark.parametrize('config, feature_modules, channels', [
+    ('isal_retinanet_shapes.py', ['neck'], [32, 32, 32]),
+    ('isal_vit-tiny_shapes-cls.py', ['backbone'], None),  # no neck
+    ('isal_mobilenet-v3-small_shapes-cls.py', ['neck'], None),
+])
+def test_learning_loss_defaults_its_features_per_family(
+        config, feature_modules, channels):
+    """Without feature_modules: the neck's outputs (an FPN's levels, a
+    classifier's pooled vector); channels from the module's attributes or
+    from one pass of a blank image."""
+    import torch
+    from mmengine.registry import DefaultScope
+
+    from mmal.registry import MODELS
+    cfg = tiny_config(config) if 'cls' not in config else \
+        tiny_cls_config(config)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(
+            dict(type='mmal.LearningLossModel', model=cfg.model))
+    assert model.feature_modules == feature_modules
+    found = model.loss_predictor.in_channels
+    if channels is not None:
+        assert found == channels
+    else:  # one vector per image (a pooled map, ViT's class token)
+        assert len(found) == 1 and found[0] > 0
+    size = 64 if 'cls' not in config else 32
+    with torch.no_grad():
+        losses = model.predict_loss(torch.zeros(2, 3, size, size))
+    assert losses.shape == (2, )
+
+
+def test_learning_loss_runs_on_retinanet_with_its_defaults(tmp_path):
+    cfg = tiny_config(
+        'isal_retinanet_shapes.py', **{
+            'train_cfg.max_epochs': 1,
+            'train_cfg.val_interval': 1
+        })
+    cfg.model = dict(type='mmal.LearningLossModel', model=cfg.model)
+    cfg.al_cfg.selector = dict(type='mmal.LearningLossSelector')
+    work_dir = run_quietly(cfg, str(tmp_path))
+    state = ALState.load(osp.join(work_dir, 'al_state.json'))
+    assert state.record(0)['num_selected'] == 4
+    assert state.pool.num_labeled == 12

@@ -27,6 +27,52 @@ def _flat_tensors(obj: Any) -> List[torch.Tensor]:
     raise TypeError(f'expected tensors or tuples of them, got {type(obj)}')
 
 
+def default_feature_modules(model: nn.Module) -> List[str]:
+    """What feeds the loss-prediction module when ``feature_modules`` is
+    not given: the neck's outputs (a detector's FPN levels, a classifier's
+    pooled vector), else the backbone's."""
+    for name in ('neck', 'backbone'):
+        if isinstance(getattr(model, name, None), nn.Module):
+            return [name]
+    raise ValueError(f'{type(model).__name__} has no neck or backbone: set '
+                     'feature_modules of mmal.LearningLossModel')
+
+
+def probe_in_channels(model: nn.Module, names: Sequence[str]) -> List[int]:
+    """Channels of each map the modules ``names`` output, from one
+    ``extract_feat`` of a blank image (for modules whose attributes do not
+    say, e.g. a ViT or MobileNet backbone)."""
+    from .classifier_adapter import ImageClassifierAdapter
+    modules = dict(model.named_modules())
+    outputs: Dict[str, Any] = {}
+    hooks = [
+        modules[n].register_forward_hook(
+            lambda m, i, out, n=n: outputs.__setitem__(n, out)) for n in names
+    ]
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        for size in (64, 224):
+            try:
+                with torch.no_grad():
+                    model.extract_feat(
+                        ImageClassifierAdapter.dummy_inputs(model, size))
+                break
+            except (RuntimeError, ValueError, AssertionError):
+                continue  # e.g. an image too small for the backbone
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mode in modes.items():
+            m.training = mode
+    missing = [n for n in names if n not in outputs]
+    if missing:
+        raise ValueError(f'cannot tell the output channels of {missing} '
+                         '(they did not run in extract_feat): set in_channels '
+                         'of mmal.LearningLossModel')
+    return [int(t.shape[1]) for n in names for t in _flat_tensors(outputs[n])]
+
+
 def infer_in_channels(module: nn.Module, name: str) -> List[int]:
     """Channels of each map ``module`` outputs, from its attributes.
 
@@ -100,13 +146,15 @@ class LearningLossModel(BaseModel):
     Args:
         model (dict | nn.Module): The target model's config (a detector of
             mmdet or a classifier of mmpretrain), or the model itself.
-        feature_modules (Sequence[str]): Submodules whose outputs feed the
-            module, e.g. ``['neck']`` (the FPN levels of a detector) or
-            ``['backbone.layer1', ..., 'backbone.layer4']`` (the 4 stages
-            of an mmpretrain ResNet).
+        feature_modules (Sequence[str], optional): Submodules whose outputs
+            feed the module, e.g. ``['neck']`` (the FPN levels of a
+            detector) or ``['backbone.layer1', ..., 'backbone.layer4']``
+            (the 4 stages of an mmpretrain ResNet, the paper's). Defaults
+            to the neck, else the backbone (:func:`default_feature_modules`).
         in_channels (Sequence[int], optional): Channels of each map.
             Defaults to what the modules' attributes say
-            (:func:`infer_in_channels`).
+            (:func:`infer_in_channels`), else to what one ``extract_feat``
+            of a blank image gives (:func:`probe_in_channels`).
         hidden_channels (int): Width of each level's FC. Defaults to 128.
         margin (float): ξ of the ranking loss. Defaults to 1.
         loss_weight (float): λ, the ranking loss's weight. Defaults to 1.
@@ -123,7 +171,7 @@ class LearningLossModel(BaseModel):
 
     def __init__(self,
                  model: Union[dict, nn.Module],
-                 feature_modules: Sequence[str],
+                 feature_modules: Optional[Sequence[str]] = None,
                  in_channels: Optional[Sequence[int]] = None,
                  hidden_channels: int = 128,
                  margin: float = 1.0,
@@ -142,7 +190,9 @@ class LearningLossModel(BaseModel):
         super().__init__(
             data_preprocessor=target.data_preprocessor, init_cfg=init_cfg)
         self.model = target
-        self.feature_modules = list(feature_modules)
+        self.feature_modules = list(
+            default_feature_modules(target) if feature_modules is
+            None else feature_modules)
         if not self.feature_modules:
             raise ValueError('feature_modules must name at least one module')
         modules = dict(target.named_modules())
@@ -153,10 +203,13 @@ class LearningLossModel(BaseModel):
                 f'{type(target).__name__}; some of its modules: '
                 f'{[n for n in modules if n and n.count(".") < 2][:20]}')
         if in_channels is None:
-            in_channels = [
-                c for n in self.feature_modules
-                for c in infer_in_channels(modules[n], n)
-            ]
+            try:
+                in_channels = [
+                    c for n in self.feature_modules
+                    for c in infer_in_channels(modules[n], n)
+                ]
+            except ValueError:  # the attributes do not say: run it once
+                in_channels = probe_in_channels(target, self.feature_modules)
         # on a side copy of torch's generator: the target model's own
         # initialisation (init_weights, later) then draws what it draws
         # without the module, so a seed gives the plain config's target model
