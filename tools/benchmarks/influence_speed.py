@@ -1,15 +1,20 @@
 """Speed (and agreement) of mmal's influence computations on one model.
 
-One run builds one FCOS model and one set of images and measures, on them,
+One run builds one detector and one set of images and measures, on them,
 plain batched inference, mmal's fast and per-image scoring, official-style
 scoring, and s_test by mmal's fast LiSSA and by the official recursion,
 with the peak memory of every phase and how far the paths' numbers are
 apart. What each phase computes:
 ``tools/benchmarks/scenarios/influence_speed.py``.
 
-Models (random weights unless ``--checkpoint``; the classification bias is
-zeroed so that untrained predictions reach the score threshold): the
-demo's small FCOS on generated 128x128 shapes, or with ``--r50`` the
+Models (random weights unless ``--checkpoint``; the biases of the heads'
+classification and objectness output layers are zeroed so that untrained
+predictions reach the score threshold): the demo's small FCOS on generated
+128x128 shapes; with ``--config`` the model of any detection ISAL config
+with demo data (single-stage or two-stage: ``configs/isal_<model>_shapes.py``;
+the adapter from ``al_cfg.adapter`` or the model's type, θ by rule where
+the adapter has no paper setting, LiSSA's scales from the selector's scale
+check where neither config nor adapter gives them); or with ``--r50`` the
 paper's FCOS R-50 caffe FPN GN-head on generated 320x320 shapes. The pool
 is ``2 * --num-images`` generated images: ``--num-images`` labeled
 (s_test) and ``--num-images`` unlabeled (scoring).
@@ -24,6 +29,8 @@ Example::
 
     python tools/benchmarks/influence_speed.py --out fcos_small.json
     python tools/benchmarks/influence_speed.py --r50 --out fcos_r50.json
+    python tools/benchmarks/influence_speed.py \
+        --config configs/isal_retinanet_shapes.py --num-images 16
 """
 import argparse
 import json
@@ -47,10 +54,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description='Speed of mmal influence scoring and s_test against '
         'plain inference and the official-style computation.')
     p.add_argument(
+        '--config',
+        default=None,
+        help='a detection ISAL config with demo data whose model is '
+        'measured, e.g. configs/isal_retinanet_shapes.py (a path, or a '
+        'name in configs/); default: the FCOS demo, '
+        'configs/isal_fcos_shapes.py')
+    p.add_argument(
         '--r50',
         action='store_true',
         help='FCOS R-50 (paper) at 320x320 instead of the small '
-        'demo FCOS at 128x128')
+        'demo FCOS at 128x128 (not with --config)')
     p.add_argument(
         '--num-images',
         type=int,
@@ -72,6 +86,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'fastest run is reported')
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch threads (default: torch\'s, one per core); on a '
+        'machine shared with other processes 1 gives steadier times')
+    p.add_argument(
         '--score-thr',
         type=float,
         default=0.1,
@@ -82,8 +102,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         nargs='+',
         default=None,
         help='LiSSA scale per block (default: the config\'s '
-        'selector scale for the small model, the adapter\'s '
-        'FCOS scale [100, 8000, 5000] for --r50)')
+        'selector scale, else the adapter\'s (FCOS [100, 8000, '
+        '5000]; always the adapter\'s for --r50), else the '
+        'selector\'s scale check)')
     p.add_argument(
         '--no-scale-check',
         action='store_true',
@@ -96,7 +117,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--checkpoint',
         default=None,
         help='trained weights (mmengine checkpoint) instead of '
-        'random weights with a zero classification bias')
+        'random weights with zero classification / objectness '
+        'biases')
     p.add_argument('--out', default=None, help='write the numbers as JSON')
     p.add_argument(
         '--keep-work-dir',
@@ -106,9 +128,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.num_images is None:
         args.num_images = 8 if args.r50 else 32
     if args.num_images < 1 or args.batch_size < 1 or args.chains < 1 or \
-            args.repeat < 1:
-        p.error('--num-images, --batch-size, --chains and --repeat must be '
-                '>= 1')
+            args.repeat < 1 or (args.threads is not None
+                                and args.threads < 1):
+        p.error('--num-images, --batch-size, --chains, --repeat and '
+                '--threads must be >= 1')
+    if args.r50 and args.config is not None and \
+            osp.basename(args.config) != 'isal_fcos_shapes.py':
+        p.error('--r50 replaces the FCOS demo\'s model: not with --config')
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device')
     return args
@@ -117,6 +143,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Parse the options, run, print the table, write the JSON."""
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     register_all_modules('mmdet')
     work_dir = tempfile.mkdtemp(prefix='mmal_influence_speed_')
     try:

@@ -1,8 +1,9 @@
-"""Speed (and agreement) of mmal's influence computations on one FCOS.
+"""Speed (and agreement) of mmal's influence computations on one detector.
 
 The benchmark behind ``tools/benchmarks/influence_speed.py``. One run
-(:func:`run`) builds one FCOS model and one set of images, then measures,
-on the same model and the same images:
+(:func:`run`) builds one detector (the demo's FCOS, or the model of any
+detection ISAL config: single-stage or two-stage) and one set of images,
+then measures, on the same model and the same images:
 
 1. **plain inference** (``predict``): mmdet's batched ``model.predict``
    over the unlabeled pool, ``batch_size`` images per batch (the batch-1
@@ -46,11 +47,17 @@ on the same model and the same images:
       ``h = v + (1 - damp) h - hv / scale`` per block; chains averaged.
 
    The scales are the selector's (the config's ``solver.scale``, else
-   the adapter's; ``scale`` overrides). When the fast chain diverges
-   with them (``DivergenceError``; an untrained model's Hessian is far
-   from a trained one's), they are raised per block from mmal's scale
-   check (power iteration, see :func:`checked_scales`) and both paths run
-   with the raised scales (``no_scale_check``: report and skip).
+   the adapter's; ``scale`` overrides). An adapter without scales of its
+   own (θ by rule: every family but FCOS and Faster R-CNN) gets them as
+   the selector does, from its scale check
+   (:class:`~mmal.influence.ScaleCheck`, default settings: 4 labeled
+   images, 20 power iterations each, ``max(25, 1.5 |λ|)`` per block; timed
+   as ``scale_check``, apart from s_test). When the fast chain diverges
+   with the scales (``DivergenceError``; an untrained model's Hessian is
+   far from a trained one's), they are raised per block from mmal's scale
+   check on every labeled image (power iteration, see
+   :func:`checked_scales`) and both paths run with the raised scales
+   (``no_scale_check``: report and skip).
 
    ``v`` (the right-hand side) is the sum of the labeled images'
    ground-truth loss gradients (``adapter.gt_loss`` + ``loss_grad``); its
@@ -72,11 +79,19 @@ over the chains' sequence of images, which is part of mmal's path and of
 its time (its loading time alone is measured separately as
 ``s_test_fast_loading``).
 
-Models (random weights unless ``checkpoint``; the classification bias is
-zeroed so that untrained predictions reach the score threshold):
+Models (random weights unless ``checkpoint``; the biases of the
+classification and objectness output layers are zeroed, see
+:func:`confident`, so that untrained predictions reach the score
+threshold):
 
 * default: the demo's small FCOS (ResNet-18 at 1/4 width,
   ``configs/isal_fcos_shapes.py``) on generated 128x128 shapes;
+* ``config``: the model of a detection ISAL config (e.g.
+  ``configs/isal_retinanet_shapes.py``,
+  ``configs/isal_cascade-rcnn_shapes.py``) on its generated shapes; the
+  adapter is the config's ``al_cfg.adapter``, else the one of the model's
+  family (as the driver chooses it), with θ by rule where the adapter has
+  no paper setting;
 * ``r50``: the paper's FCOS R-50 caffe FPN GN-head
   (``configs/_base_/models/fcos_r50-caffe_fpn_gn-head.py``, 3 classes, no
   pretrained weights) on generated 320x320 shapes.
@@ -106,9 +121,11 @@ import torch
 from mmengine.config import Config
 
 from mmal.datasets.shape_batches import same_shape_batches
-from mmal.influence import (DivergenceError, LiSSA, block_top_eigenvalues,
-                            flat_dot, loss_grad, scale_report)
-from mmal.models import FCOSAdapter
+from mmal.influence import (DivergenceError, LiSSA, ScaleCheck, auto_scales,
+                            block_top_eigenvalues, flat_dot, loss_grad,
+                            scale_report)
+from mmal.influence.spectrum import block_radius
+from mmal.models import BaseModelAdapter
 from mmal.selectors import SelectionContext
 from mmal.selectors.labeled_hessian import LabeledHessian
 from mmal.testing.benchmark import (Blocks, PeakMemory, Scores, block_rel_diff,
@@ -120,6 +137,7 @@ from mmal.testing.scenario import selection_scenario
 from mmal.utils import MissingFileError
 
 SMALL_CONFIG = 'isal_fcos_shapes.py'  # relative to the configs folder
+SMALL_MODEL = 'FCOS R-18/4 (small)'  # the default model's name in the report
 R50_MODEL = osp.join('_base_', 'models', 'fcos_r50-caffe_fpn_gn-head.py')
 
 
@@ -145,7 +163,10 @@ class SpeedOptions:
             configured scales, report it and stop there instead of raising
             them by mmal's scale check. Defaults to False.
         checkpoint (str, optional): Trained weights instead of random ones
-            with a zero classification bias.
+            with zero classification / objectness biases.
+        config (str, optional): A detection ISAL config whose model is
+            measured (a path, or a name in the configs folder). Defaults to
+            the FCOS demo (``configs/isal_fcos_shapes.py``).
     """
     r50: bool = False
     num_images: int = 32
@@ -157,6 +178,7 @@ class SpeedOptions:
     scale: Optional[List[float]] = None
     no_scale_check: bool = False
     checkpoint: Optional[str] = None
+    config: Optional[str] = None
 
     @classmethod
     def from_args(cls, args: Any) -> 'SpeedOptions':
@@ -168,19 +190,40 @@ class SpeedOptions:
 
 
 # -- set-up -------------------------------------------------------------------
-def build_config(configs_dir: str, r50: bool, num_images: int) -> Config:
-    """The shapes demo config, sized for the benchmark.
+def config_path(configs_dir: str, config: Optional[str]) -> str:
+    """The config file: ``config`` as given, else in the configs folder;
+    the FCOS demo when None."""
+    if config is None:
+        return osp.join(configs_dir, SMALL_CONFIG)
+    if osp.isfile(config) or osp.isabs(config):
+        return config
+    inside = osp.join(configs_dir, osp.basename(config))
+    return inside if osp.isfile(inside) else config
+
+
+def build_config(configs_dir: str,
+                 r50: bool,
+                 num_images: int,
+                 config: Optional[str] = None) -> Config:
+    """A shapes demo config, sized for the benchmark.
 
     Args:
         configs_dir (str): The repository's ``configs`` folder.
         r50 (bool): Replace the model by the paper's FCOS R-50 (3 classes,
-            no pretrained download) and generate 320x320 images.
+            no pretrained download) and generate 320x320 images (with the
+            FCOS demo config only).
         num_images (int): Labeled and unlabeled images each.
+        config (str, optional): A detection ISAL config with demo data
+            (see :func:`config_path`). Defaults to the FCOS demo.
 
     Returns:
         Config: The config for :class:`ActiveLearningRunner`.
     """
-    paths = [osp.join(configs_dir, SMALL_CONFIG)]
+    if r50 and config is not None and \
+            osp.basename(config) != SMALL_CONFIG:
+        raise ValueError('r50 replaces the FCOS demo\'s model: it does not '
+                         f'combine with config {config!r}')
+    paths = [config_path(configs_dir, config)]
     if r50:
         paths.append(osp.join(configs_dir, R50_MODEL))
     for path in paths:
@@ -189,6 +232,10 @@ def build_config(configs_dir: str, r50: bool, num_images: int) -> Config:
                 f'{path}: the benchmark\'s config does not exist (configs '
                 f'folder {configs_dir!r})')
     cfg = Config.fromfile(paths[0])
+    if cfg.get('demo_data') is None or cfg.get('al_cfg') is None:
+        raise ValueError(f'{paths[0]}: the benchmark needs an active-learning '
+                         'config with generated demo data (demo_data), e.g. '
+                         'configs/isal_<model>_shapes.py')
     cfg.merge_from_dict({
         'demo_data.num_train': 2 * num_images,
         'demo_data.num_val': 2,
@@ -206,10 +253,52 @@ def build_config(configs_dir: str, r50: bool, num_images: int) -> Config:
     return cfg
 
 
+#: the heads whose output layers :func:`confident` looks at
+HEADS = ('bbox_head', 'rpn_head', 'roi_head')
+
+
+def confident(model: torch.nn.Module) -> List[str]:
+    """Zero the biases of the heads' classification and objectness output
+    layers, so that an untrained detector has predictions above the score
+    threshold (and pseudo boxes).
+
+    The layers are those of ``bbox_head``, ``rpn_head`` and ``roi_head``
+    whose name (the last part that is not a level index) ends in ``_cls``
+    or ``_obj`` and that are not inside a tower (``*convs``): FCOS's
+    ``conv_cls``, RetinaNet's ``retina_cls``, ATSS's ``atss_cls``, GFL's
+    ``gfl_cls``, RTMDet's ``rtm_cls.<level>``, YOLOX's
+    ``multi_level_conv_cls.<level>`` and ``multi_level_conv_obj.<level>``,
+    the RPN's ``rpn_cls`` and the RoI heads' ``fc_cls`` (mmdet initialises
+    the last two with a zero bias already; a sigmoid head's focal-loss
+    prior ``-log(99)`` becomes 0, a score of 0.5).
+
+    Returns:
+        list[str]: The names of the zeroed biases.
+    """
+    zeroed = []
+    for head_name in HEADS:
+        head = getattr(model, head_name, None)
+        if head is None:
+            continue
+        for name, module in head.named_modules():
+            parts = name.split('.')
+            tail = parts[-2] if parts[-1].isdigit() and len(parts) > 1 \
+                else parts[-1]
+            if getattr(module, 'bias', None) is not None and \
+                    tail.endswith(('_cls', '_obj')) and 'convs' not in name:
+                module.bias.zero_()
+                zeroed.append(f'{head_name}.{name}.bias')
+    return zeroed
+
+
 def build_setup(
     opts: SpeedOptions, work_dir: str, configs_dir: str
-) -> Tuple[torch.nn.Module, FCOSAdapter, SelectionContext, Config]:
+) -> Tuple[torch.nn.Module, BaseModelAdapter, SelectionContext, Config, Dict[
+        str, Any]]:
     """Model, adapter and selection context, as the repo's tests build them.
+
+    The adapter is the config's ``al_cfg.adapter``, else the one of the
+    model's family (the driver's choice, :func:`adapter_for`).
 
     Args:
         opts (SpeedOptions): The model, sizes, device and weights.
@@ -217,24 +306,38 @@ def build_setup(
         configs_dir (str): The repository's ``configs`` folder.
 
     Returns:
-        tuple: ``(model, adapter, context, cfg)``; the model is in eval mode
-        on ``opts.device`` and prepared by the adapter.
+        tuple: ``(model, adapter, context, cfg, info)``; the model is in
+        eval mode on ``opts.device`` and prepared by the adapter (θ
+        resolved); ``info``: the zeroed biases and where the adapter and θ
+        came from.
     """
+    zeroed: List[str] = []
 
     def zero_cls_bias(model: torch.nn.Module) -> None:
         if not opts.checkpoint:  # untrained: predictions above the threshold
-            model.bbox_head.conv_cls.bias.zero_()
+            zeroed.extend(confident(model))
 
+    cfg = build_config(configs_dir, opts.r50, opts.num_images, opts.config)
+    adapter_cfg = cfg.al_cfg.get('adapter')
     model, adapter, context = scene = selection_scenario(
-        build_config(configs_dir, opts.r50, opts.num_images),
+        cfg,
         work_dir,
         opts.num_images,
-        adapter=FCOSAdapter(),
         checkpoint=opts.checkpoint,
         tweak=zero_cls_bias,
         device=opts.device)
-    runner = scene.runner
-    return model, adapter, context, runner.cfg
+    if adapter_cfg is not None and adapter_cfg.get('param_names'):
+        theta_from = 'al_cfg.adapter.param_names'
+    elif type(adapter).default_param_names:
+        theta_from = 'paper'
+    else:
+        theta_from = 'by rule'
+    info = dict(
+        adapter=type(adapter).__name__,
+        adapter_from='model type' if adapter_cfg is None else 'al_cfg.adapter',
+        theta_from=theta_from,
+        zeroed_biases=zeroed)
+    return model, adapter, context, scene.runner.cfg, info
 
 
 def load_items(context: SelectionContext, view,
@@ -251,15 +354,58 @@ def merge(items: Sequence[Batch]) -> Batch:
     }
 
 
-def lissa_scales(opts: SpeedOptions, cfg: Config,
-                 adapter: FCOSAdapter) -> List[float]:
-    """LiSSA scales as the selector would take them, or ``opts.scale``."""
+def lissa_scales(opts: SpeedOptions, cfg: Config, adapter: BaseModelAdapter,
+                 num_blocks: int) -> Tuple[List[float], str]:
+    """LiSSA scales as the selector would configure them, or
+    ``opts.scale``: the config's ``solver.scale``, else the adapter's,
+    else LiSSA's default (one value for every block).
+
+    Returns:
+        tuple: The scale of each block and where it came from
+        (``'option'``, ``'config'``, ``'adapter'``, ``'LiSSA default'``).
+    """
     if opts.scale:
-        return list(opts.scale)
-    solver = cfg.al_cfg.selector.get('solver') or {}
-    if not opts.r50 and solver.get('scale'):
-        return list(solver['scale'])
-    return list(adapter.lissa_scale)
+        scales, source = list(opts.scale), 'option'
+    else:
+        solver = cfg.al_cfg.selector.get('solver') or {}
+        if not opts.r50 and solver.get('scale'):
+            scales, source = solver['scale'], 'config'
+        elif adapter.lissa_scale:
+            scales, source = adapter.lissa_scale, 'adapter'
+        else:
+            scales, source = LiSSA().scale, 'LiSSA default'
+    scales = [float(s) for s in scales]
+    if len(scales) == 1:
+        scales = scales * num_blocks
+    if len(scales) != num_blocks:
+        raise ValueError(f'{len(scales)} LiSSA scales {scales} ({source}) for '
+                         f'{num_blocks} blocks of θ')
+    return scales, source
+
+
+def selector_scales(context: SelectionContext, params: Blocks,
+                    scales: Sequence[float],
+                    batch_size: int) -> Tuple[List[float], Dict[str, Any]]:
+    """The selector's scale check (``ScaleCheck()``, mode ``'auto'``) on
+    ``scales``: ``max(configured, margin * |λ|)`` per block, ``|λ|`` the
+    largest dominant eigenvalue on 4 labeled images (seeded pick).
+
+    Returns:
+        tuple: The scales and the record (``configured``, ``measured``).
+    """
+    check = ScaleCheck()
+    problem = LabeledHessian(context, params, fast=True, batch_size=batch_size)
+    eig = check.measure(problem, params)
+    if not eig:
+        return list(scales), dict(configured=list(scales), measured=None)
+    chosen = auto_scales(scales, eig, check.margin)
+    return chosen, dict(
+        configured=list(scales),
+        scales=list(chosen),
+        measured=block_radius(eig),
+        images=len(eig),
+        iters=check.iters,
+        margin=check.margin)
 
 
 def checked_scales(context: SelectionContext, params: Blocks,
@@ -329,7 +475,7 @@ def one_forward(model: torch.nn.Module, items: Sequence[Batch]) -> float:
     return total / len(items)
 
 
-def fast_scores(model: torch.nn.Module, adapter: FCOSAdapter,
+def fast_scores(model: torch.nn.Module, adapter: BaseModelAdapter,
                 items: Sequence[Batch], s_test: Blocks, score_thr: float,
                 batch_size: int) -> Tuple[Scores, Dict[str, int]]:
     """mmal's fast path: same-shape batches and ``directional_scores``.
@@ -347,7 +493,7 @@ def fast_scores(model: torch.nn.Module, adapter: FCOSAdapter,
     return scores, boxes
 
 
-def per_image_scores(model: torch.nn.Module, adapter: FCOSAdapter,
+def per_image_scores(model: torch.nn.Module, adapter: BaseModelAdapter,
                      items: Sequence[Batch], params: Blocks, s_test: Blocks,
                      score_thr: float) -> Tuple[Scores, Dict[str, int]]:
     """mmal's per-image path: ``pseudo_loss``, ``loss_grad``, ``flat_dot``."""
@@ -361,7 +507,7 @@ def per_image_scores(model: torch.nn.Module, adapter: FCOSAdapter,
     return scores, boxes
 
 
-def reference_gradient(model: torch.nn.Module, adapter: FCOSAdapter,
+def reference_gradient(model: torch.nn.Module, adapter: BaseModelAdapter,
                        items: Sequence[Batch], params: Blocks) -> Blocks:
     """``v``: sum of the images' ground-truth loss gradients (float64 sum)."""
     acc = [torch.zeros_like(p, dtype=torch.float64) for p in params]
@@ -399,10 +545,48 @@ def fast_s_test(context: SelectionContext, params: Blocks, v: Blocks,
     return solver.average(results), problem.cache_stats
 
 
-def official_s_test(model: torch.nn.Module, adapter: FCOSAdapter,
-                    items: Dict[str, Batch], params: Blocks, v: Blocks,
-                    chains: Sequence[Sequence[str]], damp: float,
-                    scales: Sequence[float]) -> Blocks:
+def official_step_loss(model: torch.nn.Module, adapter: BaseModelAdapter,
+                       item: Batch, sid: str) -> torch.Tensor:
+    """One step's loss of the official recursion: ``model.loss`` on the
+    image's ground truth, random draws seeded by the adapter."""
+    data = model.data_preprocessor(item, False)
+    with adapter.image_rng(dict(sample_id=[sid])):
+        return full_loss(model, data)
+
+
+def flat_blocks(model: torch.nn.Module, adapter: BaseModelAdapter,
+                items: Dict[str, Batch], params: Blocks) -> List[str]:
+    """The θ blocks in which some labeled image's loss has no second
+    derivative (its gradient does not depend on θ, e.g. a level without
+    positive samples whose output enters the loss as ``0 * x.sum()``).
+
+    The official recursion's second ``torch.autograd.grad`` (no
+    ``allow_unused``) fails on such a block; mmal's path takes its
+    Hessian-vector product as zero. Found once, untimed, with one
+    double backward per image.
+    """
+    names = [n for n, _ in adapter.parameters(model)]
+    flat = set()
+    for sid, item in items.items():
+        loss = official_step_loss(model, adapter, copy.deepcopy(item), sid)
+        grads = torch.autograd.grad(
+            loss, params, create_graph=True, allow_unused=True)
+        dot = sum(g.sum() for g in grads if g is not None and g.requires_grad)
+        hv = [None] * len(params) if not torch.is_tensor(dot) else \
+            torch.autograd.grad(dot, params, allow_unused=True)
+        flat.update(n for n, h in zip(names, hv) if h is None)
+    return [n for n in names if n in flat]
+
+
+def official_s_test(model: torch.nn.Module,
+                    adapter: BaseModelAdapter,
+                    items: Dict[str, Batch],
+                    params: Blocks,
+                    v: Blocks,
+                    chains: Sequence[Sequence[str]],
+                    damp: float,
+                    scales: Sequence[float],
+                    keep_in_graph: bool = False) -> Blocks:
     """The official LiSSA recursion with full-network autograd per step.
 
     :func:`~mmal.testing.official_isal.official_lissa` on ``chains``: each
@@ -411,16 +595,37 @@ def official_s_test(model: torch.nn.Module, adapter: FCOSAdapter,
 
     Args:
         items (dict): Sample id -> its batch-1 item.
+        keep_in_graph (bool): Add ``0 * sum_b |θ_b|^2`` to every step's
+            loss: exact zeros in the loss, its gradient and its Hessian,
+            but every block stays in the double backward's graph (see
+            :func:`flat_blocks`). Defaults to False.
     """
 
     def step_loss(sid: str) -> torch.Tensor:
-        data = model.data_preprocessor(items[sid], False)
-        with adapter.image_rng(dict(sample_id=[sid])):
-            return full_loss(model, data)
+        loss = official_step_loss(model, adapter, items[sid], sid)
+        if keep_in_graph:
+            loss = loss + 0 * sum(p.square().sum() for p in params)
+        return loss
 
     step_losses = [[functools.partial(step_loss, sid) for sid in chain]
                    for chain in chains]
     return official_lissa(v, params, step_losses, damp, scales)
+
+
+def hvp_cache(model: torch.nn.Module, adapter: BaseModelAdapter) -> str:
+    """What the fast s_test path caches per labeled image: the head's
+    tower outputs (single-stage heads whose towers replay the head), else
+    the trunk features (the whole head runs per LiSSA step)."""
+    replay_ok = getattr(adapter, '_replay_ok', None)
+    has_towers = getattr(adapter, '_has_towers', None)
+    head = getattr(adapter.unwrap(model), 'bbox_head', None)
+    if has_towers is None or head is None:
+        return 'trunk features'
+    if not has_towers(head):
+        return 'trunk features (per-level towers, not replayed)'
+    if replay_ok is False:
+        return 'trunk features (the towers\' replay differs)'
+    return 'tower outputs'
 
 
 def load_sequence(context: SelectionContext, sequence: Sequence[str]) -> int:
@@ -443,7 +648,8 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str) -> Dict[str, Any]:
         dict: The results (see :func:`report`).
     """
     load_start = load_average()
-    model, adapter, context, cfg = build_setup(opts, work_dir, configs_dir)
+    model, adapter, context, cfg, setup = build_setup(opts, work_dir,
+                                                      configs_dir)
     params = [p for _, p in adapter.parameters(model)]
     unl_ids = list(context.state.unlabeled_ids)
     lab_ids = sorted(context.state.labeled_ids)
@@ -475,7 +681,15 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str) -> Dict[str, Any]:
     v = timed_phase('v',
                     lambda it: reference_gradient(model, adapter, it, params),
                     fresh(lab_items))
-    scales = lissa_scales(opts, cfg, adapter)
+    scales, scale_source = lissa_scales(opts, cfg, adapter, len(params))
+    selector_check = None
+    if scale_source == 'LiSSA default':
+        # no scales of the model's own (θ by rule): the selector's scale
+        # check chooses them before the chains, as in a selection
+        scales, selector_check = timed_phase(
+            'scale_check', lambda: selector_scales(context, params, scales, B),
+            lambda: ())
+        scale_source = 'scale check'
     damp = 0.01
 
     def solver_for(block_scales):
@@ -494,6 +708,8 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str) -> Dict[str, Any]:
         depth=len(chains[0]),
         steps=len(sequence),
         scale=scales,
+        scale_source=scale_source,
+        selector_scale_check=selector_check,
         damp=damp,
         scale_check=None,
         diverged=None)
@@ -523,9 +739,11 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str) -> Dict[str, Any]:
             s_info['diverged'] += f' | after the scale check: {e}'
     if s_fast is None:
         s_info['error'] = f'fast LiSSA diverged: {s_info["diverged"]}'
+    flat = flat_blocks(model, adapter, lab_by_id, params)
+    s_info['flat_blocks'] = flat
     s_official = timed_phase(
         's_test_official', lambda it: official_s_test(
-            model, adapter, it, params, v, chains, damp, scales),
+            model, adapter, it, params, v, chains, damp, scales, bool(flat)),
         fresh(lab_by_id))
     timed_phase('s_test_fast_loading',
                 lambda: load_sequence(context, sequence), lambda: ())
@@ -569,11 +787,25 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str) -> Dict[str, Any]:
     }
     scored = [k for k, x in ref.items() if x is not None]
     shape = unl_items[0]['inputs'][0].shape
+    named = adapter.parameters(model)
+    if opts.r50:
+        name = 'FCOS R-50 caffe FPN GN-head (paper)'
+    elif opts.config is None:
+        name = SMALL_MODEL
+    else:
+        name = f'{type(model).__name__} ({osp.basename(cfg.filename)})'
     return dict(
-        model=('FCOS R-50 caffe FPN GN-head (paper)'
-               if opts.r50 else 'FCOS R-18/4 (small)') +
-        (f', weights {opts.checkpoint}'
-         if opts.checkpoint else ', random weights, zero cls bias'),
+        model=name + (f', weights {opts.checkpoint}' if opts.checkpoint else
+                      ', random weights, zero cls bias'),
+        config=cfg.filename,
+        adapter=setup['adapter'],
+        adapter_from=setup['adapter_from'],
+        zeroed_biases=setup['zeroed_biases'],
+        theta=dict(
+            blocks=len(named),
+            entries=sum(p.numel() for _, p in named),
+            rule=setup['theta_from']),
+        hvp_cache=hvp_cache(model, adapter),
         num_images=len(unl_ids),
         image_size=f'{shape[-1]}x{shape[-2]}',
         batch_size=B,
@@ -612,12 +844,21 @@ def report(res: Dict[str, Any]) -> str:
     t = {k: v['seconds'] for k, v in res['phases'].items()}
     r = res['ratios']
     s = res['s_test']
+    theta = res.get('theta')
     lines = [
         f'model: {res["model"]}, {res["num_images"]} images '
         f'{res["image_size"]}, batch {res["batch_size"]}, {res["device"]} '
         f'({res["threads"]} threads), repeat {res["repeat"]}; load average '
         f'(1 min) at start {res["load_average"][0]:.2f}, at end '
         f'{res["load_average"][1]:.2f}',
+    ]
+    if theta:
+        lines.append(
+            f'  adapter {res["adapter"]} (from {res["adapter_from"]}); θ '
+            f'{theta["rule"]}: {theta["blocks"]} blocks, '
+            f'{theta["entries"]} entries; fast s_test caches '
+            f'{res["hvp_cache"]}')
+    lines += [
         f'scoring: predict {t["predict"]:.2f}s | fast {t["fast"]:.2f}s '
         f'({r["fast/predict"]:.2f}x predict) | per-image ref '
         f'{t["reference"]:.2f}s ({r["reference/predict"]:.2f}x) | '
@@ -639,6 +880,16 @@ def report(res: Dict[str, Any]) -> str:
                      f'{c["max_abs_diff_over_max_abs"]:.1e}), same unscored: '
                      f'{c["same_unscored"]}, same ranking of all '
                      f'{c["num_compared"]} scored: {c["same_ranking"]}')
+    sel = s.get('selector_scale_check')
+    if sel and sel.get('measured') is not None:
+        lines.append(
+            f's_test scales: no configured or adapter scales; the '
+            f'selector\'s scale check ({sel["images"]} labeled images x '
+            f'{sel["iters"]} HVPs, {t["scale_check"]:.2f}s, not in s_test\'s '
+            f'time): dominant |λ| per block '
+            f'[{", ".join(f"{x:.3g}" for x in sel["measured"])}] -> scales '
+            f'max({sel["configured"][0]:g}, {sel["margin"]:g} |λ|) = '
+            f'{sel["scales"]}')
     check = s.get('scale_check')
     if check:
         lines.append(
@@ -648,6 +899,13 @@ def report(res: Dict[str, Any]) -> str:
             f'{[round(x, 1) for x in check["max_eigenvalue"]]}, negative '
             f'{[round(x, 1) for x in check["min_eigenvalue"]]} (mmal scale '
             f'check): raised to {s["scale"]}')
+    if s.get('flat_blocks'):
+        lines.append(
+            f's_test: no second derivative in {s["flat_blocks"]} for some '
+            'labeled image (its gradient does not depend on θ); the official '
+            'recursion\'s autograd.grad refuses such a block, so its step '
+            'loss gets + 0 * sum |θ_b|^2 (exact zeros, every block kept in '
+            'the graph); mmal\'s path needs nothing')
     if s.get('error'):
         lines.append(f's_test: {s["error"]}')
     else:
