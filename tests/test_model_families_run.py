@@ -72,11 +72,13 @@ def test_a_detr_family_model_is_refused_before_training(model_type, tmp_path):
     assert not osp.exists(osp.join(str(tmp_path), 'cycle_0'))
 
 
-@pytest.mark.parametrize('config, feature_modules, channels', [
-    ('isal_retinanet_shapes.py', ['neck'], [32, 32, 32]),
-    ('isal_vit-tiny_shapes-cls.py', ['backbone'], None),  # no neck
-    ('isal_mobilenet-v3-small_shapes-cls.py', ['neck'], None),
-])
+@pytest.mark.parametrize(
+    'config, feature_modules, channels',
+    [
+        ('isal_retinanet_shapes.py', ['neck'], [32, 32, 32]),
+        ('isal_vit-tiny_shapes-cls.py', ['backbone'], None),  # no neck
+        ('isal_mobilenet-v3-small_shapes-cls.py', ['neck'], None),
+    ])
 def test_learning_loss_defaults_its_features_per_family(
         config, feature_modules, channels):
     """Without feature_modules: the neck's outputs (an FPN's levels, a
