@@ -4,6 +4,7 @@ the model's type, θ by rule, LiSSA's scales from the scale check), then a
 baseline's selection on the same trained cycle-0 model; a family mmal
 cannot handle is refused before any training."""
 import copy
+import json
 import os.path as osp
 
 import pytest
@@ -32,11 +33,18 @@ ADAPTERS = {
 @pytest.mark.parametrize('family', sorted(RUNS))
 def test_two_cycles_of_isal_then_a_baseline(family, tmp_path):
     config, baseline = RUNS[family]
+    thr = ('model.test_cfg.rcnn.score_thr'
+           if family == 'cascade-rcnn' else 'model.test_cfg.score_thr')
     cfg = tiny_config(
         config,
-        **{  # one epoch: the run, not the model, is
-            'train_cfg.max_epochs': 1,  # what is checked
-            'train_cfg.val_interval': 1
+        **{
+            # one epoch: the run, not the model, is checked
+            'train_cfg.max_epochs': 1,
+            'train_cfg.val_interval': 1,
+            # every box a pseudo box: the barely trained model's scores
+            # are low, and ISAL must score images, not only order them
+            thr: 0.0,
+            'al_cfg.selector.score_thr': 0.0,
         })
     assert cfg.al_cfg.get('adapter') is None  # as a user's config
     work_dir = run_quietly(cfg, str(tmp_path / 'isal'))
@@ -45,6 +53,9 @@ def test_two_cycles_of_isal_then_a_baseline(family, tmp_path):
             for c in state.cycles] == [['train', 'evaluate', 'select'],
                                        ['train', 'evaluate']]
     assert state.pool.num_labeled == 8 + 4
+    with open(osp.join(work_dir, 'cycle_0', 'selection.json')) as f:
+        scores = json.load(f)['scores']
+    assert len(scores) == 16 and all(v is not None for v in scores.values())
     with open(osp.join(work_dir, 'al.log')) as f:
         log = f.read()
     adapter = ADAPTERS.get(family, 'SingleStageAdapter')
