@@ -29,12 +29,10 @@ import torch
 from mmengine.registry import DefaultScope
 from mmpretrain.models import ImageClassifier, LinearClsHead
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mmal.datasets.shape_batches import same_shape_batches
 from mmal.influence import (ExactSolver, HessianProblem, ImageHessian, LiSSA,
                             flat_dot, flatten, hessian_vector_product,
                             loss_grad, softmax_ce_grad_sum, unflatten)
@@ -43,10 +41,21 @@ from mmal.selectors import SelectionContext
 from mmal.selectors.labeled_hessian import LabeledHessian
 from mmal.tasks import ClassificationTask
 from mmal.testing import float64_mode
+import classifier_reference
+from classifier_reference import batched, random_like
 from influence_reference import assert_close64, preprocess64
 
 NUM_CLASSES = 3
 SIZE = 8  # images are SIZE x SIZE
+
+
+def image_batches(num: int, seed: int, **kwargs) -> list:
+    """:func:`classifier_reference.image_batches` of this file's size and
+    classes."""
+    return classifier_reference.image_batches(num, seed, SIZE, NUM_CLASSES,
+                                              **kwargs)
+
+
 SCORE_THR = 0.5  # not used by classification (argmax pseudo labels)
 LOSS_WEIGHT = 0.7
 RESNET = dict(
@@ -114,41 +123,6 @@ def tiny_classifier(backbone: dict,
     return model.eval()
 
 
-def image_batches(num: int,
-                  seed: int,
-                  labeled: bool = True,
-                  prefix: str = 'img') -> list:
-    """Collated batches of one random uint8 image each, as mmal's id loaders
-    give them (``inputs``, ``data_samples``, ``sample_id``); unlabeled
-    samples carry no ``gt_label``."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(num):
-        img = torch.randint(
-            0, 256, (3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
-        sample = DataSample()
-        if labeled:
-            sample.set_gt_label(
-                int(torch.randint(NUM_CLASSES, (1, ), generator=gen)))
-        out.append(
-            dict(
-                inputs=[img],
-                data_samples=[sample],
-                sample_id=[f'{prefix}{i}']))
-    return out
-
-
-def batched(model, adapter, batches: list) -> dict:
-    """All ``batches`` preprocessed and stacked into one batch, as the
-    selector's fast path does (:func:`same_shape_batches`)."""
-    data = next(
-        same_shape_batches(
-            lambda b: adapter.preprocess(model, copy.deepcopy(b)), batches,
-            len(batches), adapter.image_key))
-    assert len(data['sample_id']) == len(batches)
-    return data
-
-
 def plain_loss(model, names: list, batch: dict, label: int):
     """``θ -> loss_weight * CE(model(x; θ), label)``: the plain forward
     (``mode='tensor'``, no mmpretrain loss) with θ (flat, the blocks
@@ -184,14 +158,6 @@ def argmax_label(model, batch: dict) -> int:
     inputs = preprocess64(model, copy.deepcopy(batch))['inputs']
     with torch.no_grad():
         return int(model(inputs, mode='tensor').argmax())
-
-
-def random_like(params, seed: int) -> list:
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        torch.randn(p.shape, generator=gen, dtype=torch.float64)
-        for p in params
-    ]
 
 
 def hvp_columns(hvp, like) -> torch.Tensor:

@@ -24,22 +24,31 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mmal.datasets.shape_batches import same_shape_batches
 from mmal.influence import (ImageHessian, flat_dot, flatten, loss_grad,
                             unflatten)
 from mmal.models import ImageClassifierAdapter, LearningLossModel
 from mmal.structures import ALState
 from mmal.testing import float64_mode
+import classifier_reference
+from classifier_reference import batched, random_like
 from conftest import REPO, run_quietly, tiny_cls_config
 from influence_reference import assert_close64, preprocess64
 
 NUM_CLASSES = 3
 SIZE = 32  # images are SIZE x SIZE (the tiny ViT's img_size)
+
+
+def image_batches(num: int, seed: int, **kwargs) -> list:
+    """:func:`classifier_reference.image_batches` of this file's size and
+    classes."""
+    return classifier_reference.image_batches(num, seed, SIZE, NUM_CLASSES,
+                                              **kwargs)
+
+
 LOSS_WEIGHT = 0.7
 SCORE_THR = 0.5  # not used by classification (argmax pseudo labels)
 GAP = dict(type='GlobalAveragePooling')
@@ -111,48 +120,6 @@ def model_of(models: dict, family: str) -> ImageClassifier:
     if family not in models:
         models[family] = tiny_classifier(family)
     return models[family]
-
-
-def image_batches(num: int,
-                  seed: int,
-                  labeled: bool = True,
-                  prefix: str = 'img') -> list:
-    """Collated batches of one random uint8 image each, as mmal's id
-    loaders give them."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(num):
-        img = torch.randint(
-            0, 256, (3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
-        sample = DataSample()
-        if labeled:
-            sample.set_gt_label(
-                int(torch.randint(NUM_CLASSES, (1, ), generator=gen)))
-        out.append(
-            dict(
-                inputs=[img],
-                data_samples=[sample],
-                sample_id=[f'{prefix}{i}']))
-    return out
-
-
-def batched(model, adapter, batches: list) -> dict:
-    """All ``batches`` preprocessed and stacked into one batch (the fast
-    path's :func:`same_shape_batches`)."""
-    data = next(
-        same_shape_batches(
-            lambda b: adapter.preprocess(model, copy.deepcopy(b)), batches,
-            len(batches), adapter.image_key))
-    assert len(data['sample_id']) == len(batches)
-    return data
-
-
-def random_like(params, seed: int) -> list:
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        torch.randn(p.shape, generator=gen, dtype=torch.float64)
-        for p in params
-    ]
 
 
 def model_loss_grad(model, batch: dict, param: nn.Parameter,

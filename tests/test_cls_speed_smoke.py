@@ -11,15 +11,15 @@ agree to ~1e-15; the tolerance is ``RTOL`` = 1e-9 of the largest score.
 """
 import pytest
 import torch
-from scenarios.cls_influence_speed import (COMPARED, ClsSpeedOptions,
-                                           benchmark_model, direction_for,
-                                           preprocess_batch, random_items,
-                                           report, run)
 from torch import nn
 from torch.nn import functional as F
 
 from mmal.models import ImageClassifierAdapter
 from mmal.utils import ConfigError, register_all_modules
+from scenarios.cls_influence_speed import (COMPARED, ClsSpeedOptions,
+                                           benchmark_model, direction_for,
+                                           preprocess_batch, random_items,
+                                           report, run)
 
 RTOL = 1e-9
 OPTS = dict(

@@ -12,11 +12,11 @@ each against a slow, obviously-correct reference:
 """
 import pytest
 import torch
-from families import FAMILIES, confident
 
 from mmal.models.auto_adapter import adapter_for
 from mmal.registry import AL_ADAPTERS
 from conftest import tiny_config
+from families import FAMILIES, confident
 from influence_reference import (check_gradients_against_full_loss,
                                  check_hvp_against_explicit_hessian,
                                  check_scores_against_reference, tiny_detector)

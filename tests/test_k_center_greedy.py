@@ -22,13 +22,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from scenarios.kcenter_speed import (KCenterSpeedOptions, make_features,
-                                     report, run)
 
 from mmal.selectors.k_center_greedy import (first_argmax, greedy_picks,
                                             initial_min_distances,
                                             k_center_greedy)
 from mmal.utils import ConfigError
+from scenarios.kcenter_speed import (KCenterSpeedOptions, make_features,
+                                     report, run)
 
 #: smallest relative gap between a pick and the runner-up on random points
 MIN_GAP = 1e-9

@@ -14,12 +14,12 @@ import math
 
 import pytest
 import torch
-from scenarios.selector_speed import (BOX_PHASES, EXPECTED, PHASES, TARGETS,
-                                      TRAIN_STEPS, SelectorSpeedOptions,
-                                      build_setup, entropy_pass, report, run)
 
 from mmal.testing import float64_mode
 from mmal.utils import ConfigError, register_all_modules
+from scenarios.selector_speed import (BOX_PHASES, EXPECTED, PHASES, TARGETS,
+                                      TRAIN_STEPS, SelectorSpeedOptions,
+                                      build_setup, entropy_pass, report, run)
 
 RTOL = 1e-9
 CONFIGS = ('configs/isal_fcos_shapes.py',

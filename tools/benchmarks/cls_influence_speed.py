@@ -33,10 +33,9 @@ Example::
 import argparse
 from typing import Any, Dict, Optional, Sequence
 
-from scenarios.cls_influence_speed import ClsSpeedOptions, report, run
-
 from mmal.testing.benchmark import check_cli, print_and_dump
 from mmal.utils import register_all_modules
+from scenarios.cls_influence_speed import ClsSpeedOptions, report, run
 
 
 def options(args: argparse.Namespace) -> ClsSpeedOptions:

@@ -40,9 +40,9 @@ import tempfile
 from typing import Any, Dict, Optional, Sequence
 
 import torch
-from scenarios.influence_speed import SpeedOptions, report, run
 
 from mmal.utils import register_all_modules
+from scenarios.influence_speed import SpeedOptions, report, run
 
 CONFIGS = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')

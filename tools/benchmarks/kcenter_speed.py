@@ -24,9 +24,8 @@ Example::
 import argparse
 from typing import Any, Dict, Optional, Sequence
 
-from scenarios.kcenter_speed import KCenterSpeedOptions, report, run
-
 from mmal.testing.benchmark import check_cli, print_and_dump
+from scenarios.kcenter_speed import KCenterSpeedOptions, report, run
 
 
 def options(args: argparse.Namespace) -> KCenterSpeedOptions:

@@ -18,9 +18,8 @@ real difference between the paths. The measurement itself:
 import argparse
 import json
 
-from scenarios.score_rounding import score_rounding
-
 from mmal.utils import register_all_modules
+from scenarios.score_rounding import score_rounding
 
 
 def main() -> None:

@@ -52,11 +52,10 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional, Sequence
 
-from scenarios.selector_speed import (DEFAULT_CONFIG, SelectorSpeedOptions,
-                                      report, run)
-
 from mmal.testing.benchmark import check_cli, print_and_dump
 from mmal.utils import register_all_modules
+from scenarios.selector_speed import (DEFAULT_CONFIG, SelectorSpeedOptions,
+                                      report, run)
 
 
 def options(args: argparse.Namespace) -> SelectorSpeedOptions:
