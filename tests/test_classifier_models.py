@@ -393,11 +393,18 @@ def test_entropy_coreset_and_learning_loss_inputs(models, family):
 
 
 # -- end to end --------------------------------------------------------------
-@pytest.mark.parametrize('selector', ['isal', 'coreset'])
-def test_two_cycles_on_mobilenet_v3(tmp_path, selector):
+@pytest.mark.parametrize('selector, config, theta', [
+    ('isal', 'isal_mobilenet-v3-small_shapes-cls.py',
+     'head.layers.1.fc.weight'),
+    ('coreset', 'isal_mobilenet-v3-small_shapes-cls.py', None),
+    ('isal', 'isal_vit-tiny_shapes-cls.py', 'head.layers.head.weight'),
+])
+def test_two_cycles_on_mobilenet_v3_and_vit(tmp_path, selector, config, theta):
     """ISAL (θ by rule, closed form) and core-set (the head's
-    ``pre_logits``) through the driver on the MobileNetV3 demo config."""
-    cfg = tiny_cls_config('isal_mobilenet-v3-small_shapes-cls.py')
+    ``pre_logits``) through the driver on the MobileNetV3 and ViT demo
+    configs, which name no adapter."""
+    cfg = tiny_cls_config(config)
+    assert cfg.al_cfg.get('adapter') is None
     if selector == 'coreset':
         cfg.al_cfg.selector = dict(type='mmal.CoresetSelector')
     run_quietly(cfg, str(tmp_path))
@@ -413,6 +420,4 @@ def test_two_cycles_on_mobilenet_v3(tmp_path, selector):
     if selector == 'isal':
         info = selection['info']
         assert info['num_scored'] == 24 and info['fast_path']
-        assert info['lissa_scales']['block_names'] == [
-            'head.layers.1.fc.weight'
-        ]
+        assert info['lissa_scales']['block_names'] == [theta]
