@@ -15,7 +15,16 @@ with demo data (single-stage or two-stage: ``configs/isal_<model>_shapes.py``;
 the adapter from ``al_cfg.adapter`` or the model's type, θ by rule where
 the adapter has no paper setting, LiSSA's scales from the selector's scale
 check where neither config nor adapter gives them); or with ``--r50`` the
-paper's FCOS R-50 caffe FPN GN-head on generated 320x320 shapes. The pool
+paper's FCOS R-50 caffe FPN GN-head on generated 320x320 shapes; or with
+``--standard`` (with or without ``--config``) the family's standard-size
+model on generated 320x320 shapes, chosen by the config's model type: FCOS
+R-50 as ``--r50``, and the model of mmdet's own config for the others
+(``retinanet_r50_fpn_1x_coco``, ``atss_r50_fpn_1x_coco``,
+``gfl_r50_fpn_1x_coco``, ``rtmdet_tiny_8xb32-300e_coco`` with its CSPNeXt
+backbone, ``yolox_tiny_8xb8-300e_coco``, ``faster-rcnn_r50_fpn_1x_coco``,
+``cascade-rcnn_r50_fpn_1x_coco``), with the demo's classes and a randomly
+initialised backbone (no download); the adapter, θ by rule and the scale
+check as with ``--config``. The pool
 is ``2 * --num-images`` generated images: ``--num-images`` labeled
 (s_test) and ``--num-images`` unlabeled (scoring).
 
@@ -29,6 +38,8 @@ Example::
 
     python tools/benchmarks/influence_speed.py --out fcos_small.json
     python tools/benchmarks/influence_speed.py --r50 --out fcos_r50.json
+    python tools/benchmarks/influence_speed.py --standard \
+        --config configs/isal_retinanet_shapes.py --batch-size 4 --repeat 2
     python tools/benchmarks/influence_speed.py \
         --config configs/isal_retinanet_shapes.py --num-images 16
 """
@@ -66,11 +77,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='FCOS R-50 (paper) at 320x320 instead of the small '
         'demo FCOS at 128x128 (not with --config)')
     p.add_argument(
+        '--standard',
+        action='store_true',
+        help='the family\'s standard-size model at 320x320 instead of '
+        'the config\'s demo model at 128x128, chosen by the config\'s '
+        'model type: FCOS R-50 (as --r50), mmdet\'s RetinaNet, ATSS, GFL '
+        'R-50 FPN, RTMDet-tiny, YOLOX-tiny, Faster R-CNN and Cascade '
+        'R-CNN R-50 FPN (the demo\'s classes, random init); other types '
+        'are refused')
+    p.add_argument(
         '--num-images',
         type=int,
         default=None,
         help='unlabeled images scored, and labeled images for '
-        's_test (default 32; 8 with --r50)')
+        's_test (default 32; 8 with --r50 or --standard)')
     p.add_argument(
         '--batch-size',
         type=int,
@@ -103,7 +123,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=None,
         help='LiSSA scale per block (default: the config\'s '
         'selector scale, else the adapter\'s (FCOS [100, 8000, '
-        '5000]; always the adapter\'s for --r50), else the '
+        '5000]; always the adapter\'s for --r50 and --standard), '
+        'else the '
         'selector\'s scale check)')
     p.add_argument(
         '--no-scale-check',
@@ -126,7 +147,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='do not delete the temporary work dir (data)')
     args = p.parse_args(argv)
     if args.num_images is None:
-        args.num_images = 8 if args.r50 else 32
+        args.num_images = 8 if args.r50 or args.standard else 32
     if args.num_images < 1 or args.batch_size < 1 or args.chains < 1 or \
             args.repeat < 1 or (args.threads is not None
                                 and args.threads < 1):
@@ -135,6 +156,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.r50 and args.config is not None and \
             osp.basename(args.config) != 'isal_fcos_shapes.py':
         p.error('--r50 replaces the FCOS demo\'s model: not with --config')
+    if args.r50 and args.standard:
+        p.error('--r50 and --standard: give one (--standard with the FCOS '
+                'demo is --r50)')
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device')
     return args

@@ -94,7 +94,14 @@ threshold):
   no paper setting;
 * ``r50``: the paper's FCOS R-50 caffe FPN GN-head
   (``configs/_base_/models/fcos_r50-caffe_fpn_gn-head.py``, 3 classes, no
-  pretrained weights) on generated 320x320 shapes.
+  pretrained weights) on generated 320x320 shapes;
+* ``standard``: the standard-size model of the config's family
+  (:data:`STANDARD_MODELS`, by the model type: FCOS R-50 as ``r50``, else
+  the model of mmdet's own R-50 FPN, RTMDet-tiny or YOLOX-tiny config),
+  the demo's classes, the backbone's ``init_cfg`` removed (random init, no
+  download), on generated 320x320 shapes; adapter, θ and the scale check
+  as for ``config``, the LiSSA scales never the config's (they are for its
+  demo model).
 
 The pool is ``2 * num_images`` generated images: ``num_images`` labeled
 (s_test) and ``num_images`` unlabeled (scoring).
@@ -139,6 +146,21 @@ from mmal.utils import MissingFileError
 SMALL_CONFIG = 'isal_fcos_shapes.py'  # relative to the configs folder
 SMALL_MODEL = 'FCOS R-18/4 (small)'  # the default model's name in the report
 R50_MODEL = osp.join('_base_', 'models', 'fcos_r50-caffe_fpn_gn-head.py')
+#: ``standard``: per model type of a ``config``, the config whose model is
+#: the family's standard-size model (``mmdet::`` names mmdet's installed
+#: configs, others are relative to the configs folder)
+STANDARD_MODELS = {
+    'FCOS': R50_MODEL,
+    'RetinaNet': 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    'ATSS': 'mmdet::atss/atss_r50_fpn_1x_coco.py',
+    'GFL': 'mmdet::gfl/gfl_r50_fpn_1x_coco.py',
+    'RTMDet': 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
+    'YOLOX': 'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py',
+    'FasterRCNN': 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+    'CascadeRCNN': 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
+}
+#: the image size of ``r50`` and ``standard``
+STANDARD_SIZE = 320
 
 
 @dataclasses.dataclass
@@ -148,6 +170,11 @@ class SpeedOptions:
     Args:
         r50 (bool): The paper's FCOS R-50 at 320x320 instead of the small
             demo FCOS at 128x128. Defaults to False.
+        standard (bool): The family's standard-size model
+            (:data:`STANDARD_MODELS`, by the model type of ``config``, the
+            FCOS demo when None) at 320x320 instead of the config's demo
+            model at 128x128; for the FCOS demo the same as ``r50``.
+            Defaults to False.
         num_images (int): Unlabeled images scored, and labeled images for
             s_test. Defaults to 32.
         batch_size (int): Images per batch of plain inference and of the
@@ -169,6 +196,7 @@ class SpeedOptions:
             the FCOS demo (``configs/isal_fcos_shapes.py``).
     """
     r50: bool = False
+    standard: bool = False
     num_images: int = 32
     batch_size: int = 8
     chains: int = 4
@@ -185,8 +213,10 @@ class SpeedOptions:
         """The options from any object with these attributes (e.g. an
         ``argparse.Namespace``); other attributes are ignored."""
         return cls(
-            **{f.name: getattr(args, f.name)
-               for f in dataclasses.fields(cls)})
+            **{
+                f.name: getattr(args, f.name, f.default)
+                for f in dataclasses.fields(cls)
+            })
 
 
 # -- set-up -------------------------------------------------------------------
@@ -201,10 +231,58 @@ def config_path(configs_dir: str, config: Optional[str]) -> str:
     return inside if osp.isfile(inside) else config
 
 
+def standard_model_path(configs_dir: str, name: str) -> str:
+    """The file of a :data:`STANDARD_MODELS` entry: ``mmdet::<path>`` in
+    mmdet's installed configs (``.mim/configs``), else in the configs
+    folder."""
+    if name.startswith('mmdet::'):
+        from mmengine.utils import get_installed_path
+        return osp.join(
+            get_installed_path('mmdet'), '.mim', 'configs',
+            name[len('mmdet::'):])
+    return osp.join(configs_dir, name)
+
+
+def standard_model(configs_dir: str, model_type: str,
+                   source: str) -> Tuple[Config, str]:
+    """The standard-size model config of a model type
+    (:data:`STANDARD_MODELS`) and its name there.
+
+    Raises:
+        ValueError: The type has no standard model.
+    """
+    name = STANDARD_MODELS.get(model_type)
+    if name is None:
+        raise ValueError(
+            f'{source}: model type {model_type!r} has no standard-size model '
+            f'for the benchmark (known: {", ".join(STANDARD_MODELS)}); '
+            'measure its demo model without --standard')
+    path = standard_model_path(configs_dir, name)
+    if not osp.isfile(path):
+        raise MissingFileError(
+            f'{path}: the standard-size model of {model_type} ({name}) does '
+            'not exist (is mmdet installed with its configs?)')
+    return Config.fromfile(path).model, name
+
+
+def set_num_classes(model: Config, num_classes: int) -> None:
+    """``num_classes`` of every head of a detector config that has one:
+    ``bbox_head``, the RoI head's ``bbox_head`` (a list for Cascade
+    R-CNN)."""
+    if model.get('bbox_head') is not None:
+        model.bbox_head.num_classes = num_classes
+    roi_head = model.get('roi_head')
+    if roi_head is not None:
+        heads = roi_head.bbox_head
+        for head in heads if isinstance(heads, (list, tuple)) else [heads]:
+            head.num_classes = num_classes
+
+
 def build_config(configs_dir: str,
                  r50: bool,
                  num_images: int,
-                 config: Optional[str] = None) -> Config:
+                 config: Optional[str] = None,
+                 standard: bool = False) -> Config:
     """A shapes demo config, sized for the benchmark.
 
     Args:
@@ -215,6 +293,11 @@ def build_config(configs_dir: str,
         num_images (int): Labeled and unlabeled images each.
         config (str, optional): A detection ISAL config with demo data
             (see :func:`config_path`). Defaults to the FCOS demo.
+        standard (bool): Replace the config's model by its family's
+            standard-size model (:data:`STANDARD_MODELS`, chosen by the
+            config's model type; the demo's classes, the backbone without
+            pretrained download) and generate 320x320 images. Defaults to
+            False.
 
     Returns:
         Config: The config for :class:`ActiveLearningRunner`.
@@ -223,17 +306,16 @@ def build_config(configs_dir: str,
             osp.basename(config) != SMALL_CONFIG:
         raise ValueError('r50 replaces the FCOS demo\'s model: it does not '
                          f'combine with config {config!r}')
-    paths = [config_path(configs_dir, config)]
-    if r50:
-        paths.append(osp.join(configs_dir, R50_MODEL))
-    for path in paths:
-        if not osp.isfile(path):
+    path = config_path(configs_dir, config)
+    paths = [path] + ([osp.join(configs_dir, R50_MODEL)] if r50 else [])
+    for p in paths:
+        if not osp.isfile(p):
             raise MissingFileError(
-                f'{path}: the benchmark\'s config does not exist (configs '
+                f'{p}: the benchmark\'s config does not exist (configs '
                 f'folder {configs_dir!r})')
-    cfg = Config.fromfile(paths[0])
+    cfg = Config.fromfile(path)
     if cfg.get('demo_data') is None or cfg.get('al_cfg') is None:
-        raise ValueError(f'{paths[0]}: the benchmark needs an active-learning '
+        raise ValueError(f'{path}: the benchmark needs an active-learning '
                          'config with generated demo data (demo_data), e.g. '
                          'configs/isal_<model>_shapes.py')
     cfg.merge_from_dict({
@@ -242,14 +324,18 @@ def build_config(configs_dir: str,
         'al_cfg.initial_size': num_images,
         'al_cfg.num_workers': 0,
     })
+    model = None
     if r50:
         model = Config.fromfile(paths[1]).model
-        model.bbox_head.num_classes = len(cfg.classes)
+    elif standard:
+        model, _ = standard_model(configs_dir, cfg.model.type, path)
+    if model is not None:
+        set_num_classes(model, len(cfg.classes))
         model.backbone.init_cfg = None  # random init, no download
         cfg.model = model
         # the test pipeline keeps generated images at their size
         # (Resize scale_factor=1.0), so generate them at 320x320
-        cfg.merge_from_dict({'demo_data.img_size': 320})
+        cfg.merge_from_dict({'demo_data.img_size': STANDARD_SIZE})
     return cfg
 
 
@@ -317,7 +403,8 @@ def build_setup(
         if not opts.checkpoint:  # untrained: predictions above the threshold
             zeroed.extend(confident(model))
 
-    cfg = build_config(configs_dir, opts.r50, opts.num_images, opts.config)
+    cfg = build_config(configs_dir, opts.r50, opts.num_images, opts.config,
+                       opts.standard)
     adapter_cfg = cfg.al_cfg.get('adapter')
     model, adapter, context = scene = selection_scenario(
         cfg,
@@ -368,7 +455,8 @@ def lissa_scales(opts: SpeedOptions, cfg: Config, adapter: BaseModelAdapter,
         scales, source = list(opts.scale), 'option'
     else:
         solver = cfg.al_cfg.selector.get('solver') or {}
-        if not opts.r50 and solver.get('scale'):
+        # the config's scales are for its demo model, not a replaced one
+        if not (opts.r50 or opts.standard) and solver.get('scale'):
             scales, source = solver['scale'], 'config'
         elif adapter.lissa_scale:
             scales, source = adapter.lissa_scale, 'adapter'
@@ -788,8 +876,14 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str) -> Dict[str, Any]:
     scored = [k for k, x in ref.items() if x is not None]
     shape = unl_items[0]['inputs'][0].shape
     named = adapter.parameters(model)
-    if opts.r50:
+    standard_type = cfg.model.type if opts.standard else None
+    if opts.r50 or (standard_type == 'FCOS'
+                    and STANDARD_MODELS['FCOS'] == R50_MODEL):
         name = 'FCOS R-50 caffe FPN GN-head (paper)'
+    elif opts.standard:
+        name = (f'{type(model).__name__} standard '
+                f'({STANDARD_MODELS[standard_type]}, for '
+                f'{osp.basename(cfg.filename)})')
     elif opts.config is None:
         name = SMALL_MODEL
     else:
