@@ -132,8 +132,7 @@ def test_the_hook_in_a_plain_mmpretrain_training(tmp_path):
         dict(
             type='mmal.SelectionHook',
             selector=dict(type='mmal.CoresetSelector'),
-            adapter=dict(type='mmal.ImageClassifierAdapter'),
-            budget=6,
+            budget=6,  # no adapter: the classifier's, from the model type
             unlabeled_ann_file=str(tmp_path / 'unlabeled.txt'),
             num_workers=0)
     ]

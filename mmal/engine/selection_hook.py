@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from mmal.models.auto_adapter import adapter_for
 from mmal.registry import AL_ADAPTERS, HOOKS, SELECTORS, TASKS
 from mmal.structures import PoolState
 from mmal.utils.distributed import is_master, sync
@@ -29,8 +30,7 @@ class SelectionHook(Hook):
         custom_hooks = [
             dict(type='mmal.SelectionHook',
                  selector=dict(type='mmal.EntropySelector'),
-                 adapter=dict(type='mmal.FCOSAdapter'),
-                 budget=100)
+                 budget=100)  # adapter: from the model's type
         ]
 
     The labeled images are the training set (``train_dataloader.dataset``,
@@ -45,8 +45,10 @@ class SelectionHook(Hook):
 
     Args:
         selector (dict): A selector config (``mmal.SELECTORS``).
-        adapter (dict): The model's adapter config (``mmal.AL_ADAPTERS``).
         budget (int): Images to select.
+        adapter (dict, optional): The model's adapter config
+            (``mmal.AL_ADAPTERS``). Defaults to the adapter of the model's
+            family (:func:`~mmal.models.auto_adapter.adapter_for`).
         image_dir (str, optional): The pool's image folder. Defaults to the
             training set's (``data_root`` + ``data_prefix.img``).
         unlabeled_ann_file (str, optional): A COCO file listing the
@@ -68,8 +70,8 @@ class SelectionHook(Hook):
 
     def __init__(self,
                  selector: dict,
-                 adapter: dict,
                  budget: int,
+                 adapter: Optional[dict] = None,
                  image_dir: Optional[str] = None,
                  unlabeled_ann_file: Optional[str] = None,
                  out_dir: Optional[str] = None,
@@ -82,7 +84,8 @@ class SelectionHook(Hook):
             raise ConfigError(f'SelectionHook: budget must be a positive '
                               f'integer, got {budget!r}')
         self.selector = SELECTORS.build(selector)
-        self.adapter = AL_ADAPTERS.build(adapter)
+        # None: the adapter of the trained model's family, at after_train
+        self.adapter = None if adapter is None else AL_ADAPTERS.build(adapter)
         self.budget = budget
         self.image_dir = image_dir
         self.unlabeled_ann_file = unlabeled_ann_file
@@ -110,6 +113,13 @@ class SelectionHook(Hook):
         labeled_file, train_images = self._paths(ds)
         image_dir = osp.abspath(self.image_dir or train_images)
         out_dir = self.out_dir or osp.join(runner.work_dir, 'to_annotate')
+        if self.adapter is None:
+            self.adapter = AL_ADAPTERS.build(
+                adapter_for(runner.cfg.model,
+                            runner.cfg.get('default_scope', 'mmdet')))
+            print_log(
+                f'SelectionHook: {type(self.adapter).__name__} for the '
+                'model (chosen from its type)', runner.logger)
         task = TASKS.build(dict(type=self.adapter.task_type))
         fmt = annotation_format(task)
         pool_file = osp.join(out_dir, fmt.pool_file)
