@@ -4,6 +4,7 @@ import copy
 
 import torch
 from mmpretrain.structures import DataSample
+from torch import nn
 
 from mmal.datasets.shape_batches import same_shape_batches
 
@@ -52,3 +53,15 @@ def random_like(params, seed: int) -> list:
         torch.randn(p.shape, generator=gen, dtype=torch.float64)
         for p in params
     ]
+
+
+def randomise_batch_norm(model: nn.Module) -> None:
+    """Non-trivial running statistics and affine parameters in every batch
+    norm (eval mode then uses them: an untrained model's are 0 and 1).
+    Call under ``torch.no_grad()``."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.normal_(0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_(0, 0.2)

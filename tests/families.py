@@ -36,15 +36,3 @@ FAMILIES = {
         for b in ('cls', 'reg', 'obj') for i in range(3)
     ]),
 }
-
-
-def confident(model) -> None:
-    """Zero the biases of the head's classification and objectness output
-    layers (a sigmoid of 0.5), so that an untrained detector has
-    predictions above the score threshold and pseudo boxes."""
-    for name, module in model.bbox_head.named_modules():
-        last = name.split('.')
-        tail = last[-2] if last[-1].isdigit() and len(last) > 1 else last[-1]
-        if getattr(module, 'bias', None) is not None and \
-                tail.endswith(('_cls', '_obj')) and 'convs' not in name:
-            module.bias.zero_()

@@ -42,7 +42,7 @@ from mmal.selectors.labeled_hessian import LabeledHessian
 from mmal.tasks import ClassificationTask
 from mmal.testing import float64_mode
 import classifier_reference
-from classifier_reference import batched, random_like
+from classifier_reference import batched, random_like, randomise_batch_norm
 from influence_reference import assert_close64, preprocess64
 
 NUM_CLASSES = 3
@@ -112,12 +112,7 @@ def tiny_classifier(backbone: dict,
                 mean=[120., 110., 100.],
                 std=[60., 50., 40.]))
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.normal_(0, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
+        randomise_batch_norm(model)
         model.head.fc.weight.mul_(4)
         model.head.fc.bias.normal_()
     return model.eval()

@@ -34,7 +34,7 @@ from mmal.models import ImageClassifierAdapter, LearningLossModel
 from mmal.structures import ALState
 from mmal.testing import float64_mode
 import classifier_reference
-from classifier_reference import batched, random_like
+from classifier_reference import batched, random_like, randomise_batch_norm
 from conftest import REPO, run_quietly, tiny_cls_config
 from influence_reference import assert_close64, preprocess64
 
@@ -97,12 +97,7 @@ def tiny_classifier(family: str, seed: int = 0) -> ImageClassifier:
                 mean=[120., 110., 100.],
                 std=[60., 50., 40.]))
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.normal_(0, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
+        randomise_batch_norm(model)
         for m in model.head.modules():
             if isinstance(m, nn.Linear):
                 m.weight.normal_(0, 3 / m.in_features**0.5)

@@ -15,8 +15,9 @@ import torch
 
 from mmal.models.auto_adapter import adapter_for
 from mmal.registry import AL_ADAPTERS
+from mmal.testing.scenario import confident
 from conftest import tiny_config
-from families import FAMILIES, confident
+from families import FAMILIES
 from influence_reference import (check_gradients_against_full_loss,
                                  check_hvp_against_explicit_hessian,
                                  check_scores_against_reference, tiny_detector)

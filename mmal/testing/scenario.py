@@ -2,7 +2,7 @@
 what tests and benchmarks of the selection passes start from."""
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 from mmengine.config import Config
@@ -104,3 +104,41 @@ def selection_scenario(cfg: Config,
         num_workers=num_workers,
         logger=logger)
     return Scenario(model, adapter, context, runner)
+
+
+#: the heads whose output layers :func:`confident` looks at
+HEADS = ('bbox_head', 'rpn_head', 'roi_head')
+
+
+def confident(model: torch.nn.Module) -> List[str]:
+    """Zero the biases of the heads' classification and objectness output
+    layers, so that an untrained detector has predictions above the score
+    threshold (and pseudo boxes).
+
+    The layers are those of ``bbox_head``, ``rpn_head`` and ``roi_head``
+    whose name (the last part that is not a level index) ends in ``_cls``
+    or ``_obj`` and that are not inside a tower (``*convs``): FCOS's
+    ``conv_cls``, RetinaNet's ``retina_cls``, ATSS's ``atss_cls``, GFL's
+    ``gfl_cls``, RTMDet's ``rtm_cls.<level>``, YOLOX's
+    ``multi_level_conv_cls.<level>`` and ``multi_level_conv_obj.<level>``,
+    the RPN's ``rpn_cls`` and the RoI heads' ``fc_cls`` (mmdet initialises
+    the last two with a zero bias already; a sigmoid head's focal-loss
+    prior ``-log(99)`` becomes 0, a score of 0.5).
+
+    Returns:
+        list[str]: The names of the zeroed biases.
+    """
+    zeroed = []
+    for head_name in HEADS:
+        head = getattr(model, head_name, None)
+        if head is None:
+            continue
+        for name, module in head.named_modules():
+            parts = name.split('.')
+            tail = parts[-2] if parts[-1].isdigit() and len(parts) > 1 \
+                else parts[-1]
+            if getattr(module, 'bias', None) is not None and \
+                    tail.endswith(('_cls', '_obj')) and 'convs' not in name:
+                module.bias.zero_()
+                zeroed.append(f'{head_name}.{name}.bias')
+    return zeroed

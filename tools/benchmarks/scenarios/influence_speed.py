@@ -140,7 +140,7 @@ from mmal.testing.benchmark import (Blocks, PeakMemory, Scores, block_rel_diff,
                                     ratio, round_up, sync, timed)
 from mmal.testing.official_isal import (Batch, full_loss, official_lissa,
                                         official_scores)
-from mmal.testing.scenario import selection_scenario
+from mmal.testing.scenario import confident, selection_scenario
 from mmal.utils import MissingFileError
 
 SMALL_CONFIG = 'isal_fcos_shapes.py'  # relative to the configs folder
@@ -337,44 +337,6 @@ def build_config(configs_dir: str,
         # (Resize scale_factor=1.0), so generate them at 320x320
         cfg.merge_from_dict({'demo_data.img_size': STANDARD_SIZE})
     return cfg
-
-
-#: the heads whose output layers :func:`confident` looks at
-HEADS = ('bbox_head', 'rpn_head', 'roi_head')
-
-
-def confident(model: torch.nn.Module) -> List[str]:
-    """Zero the biases of the heads' classification and objectness output
-    layers, so that an untrained detector has predictions above the score
-    threshold (and pseudo boxes).
-
-    The layers are those of ``bbox_head``, ``rpn_head`` and ``roi_head``
-    whose name (the last part that is not a level index) ends in ``_cls``
-    or ``_obj`` and that are not inside a tower (``*convs``): FCOS's
-    ``conv_cls``, RetinaNet's ``retina_cls``, ATSS's ``atss_cls``, GFL's
-    ``gfl_cls``, RTMDet's ``rtm_cls.<level>``, YOLOX's
-    ``multi_level_conv_cls.<level>`` and ``multi_level_conv_obj.<level>``,
-    the RPN's ``rpn_cls`` and the RoI heads' ``fc_cls`` (mmdet initialises
-    the last two with a zero bias already; a sigmoid head's focal-loss
-    prior ``-log(99)`` becomes 0, a score of 0.5).
-
-    Returns:
-        list[str]: The names of the zeroed biases.
-    """
-    zeroed = []
-    for head_name in HEADS:
-        head = getattr(model, head_name, None)
-        if head is None:
-            continue
-        for name, module in head.named_modules():
-            parts = name.split('.')
-            tail = parts[-2] if parts[-1].isdigit() and len(parts) > 1 \
-                else parts[-1]
-            if getattr(module, 'bias', None) is not None and \
-                    tail.endswith(('_cls', '_obj')) and 'convs' not in name:
-                module.bias.zero_()
-                zeroed.append(f'{head_name}.{name}.bias')
-    return zeroed
 
 
 def build_setup(
