@@ -2,7 +2,7 @@
 config."""
 import copy
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -35,9 +35,62 @@ def as_plain_dict(cfg) -> dict:
         dict(cfg))
 
 
+def split_wrappers(ds_cfg: dict) -> Tuple[List[dict], dict]:
+    """A dataset config's sampling wrappers and the dataset they wrap.
+
+    mmdet's ``MultiImageMixDataset`` (YOLOX's Mosaic and MixUp), mmengine's
+    ``RepeatDataset`` and ``ClassBalancedDataset`` wrap one dataset (key
+    ``dataset``) and change how its samples are drawn, not which images
+    exist. The pool is the dataset they wrap; each cycle's labeled view is
+    wrapped in them again for training (:func:`rewrap`), so a mosaic only
+    mixes labeled images. ``ConcatDataset`` (key ``datasets``) is a pool of
+    its own.
+
+    Args:
+        ds_cfg (dict): A dataset config.
+
+    Returns:
+        tuple[list[dict], dict]: The wrappers, outermost first, each without
+        its ``dataset``; the innermost dataset's config (plain copies).
+    """
+    wrappers = []
+    ds_cfg = as_plain_dict(ds_cfg)
+    while isinstance(ds_cfg.get('dataset'), dict) and not str(
+            ds_cfg.get('type', '')).endswith('PoolSubsetDataset'):
+        wrapper = dict(ds_cfg)
+        ds_cfg = wrapper.pop('dataset')
+        wrappers.append(wrapper)
+    return wrappers, ds_cfg
+
+
+def rewrap(wrappers: Sequence[dict], ds_cfg: dict) -> dict:
+    """``ds_cfg`` inside ``wrappers`` (outermost first), as
+    :func:`split_wrappers` returned them."""
+    for wrapper in reversed(wrappers):
+        ds_cfg = dict(copy.deepcopy(wrapper), dataset=ds_cfg)
+    return ds_cfg
+
+
 def pool_dataset_cfg(cfg: Config) -> dict:
-    """The pool: a copy of the config's training dataset."""
-    return as_plain_dict(cfg.train_dataloader['dataset'])
+    """The pool: a copy of the config's training dataset, out of its
+    sampling wrappers (:func:`split_wrappers`)."""
+    return split_wrappers(cfg.train_dataloader['dataset'])[1]
+
+
+def replace_pool_dataset(cfg: Config, fn: Callable[[dict], dict]) -> dict:
+    """The config's training dataset with the pool replaced by
+    ``fn(pool)``, inside the same sampling wrappers.
+
+    Args:
+        cfg (Config): The run's config (not changed).
+        fn (callable): Maps the pool's dataset config to its replacement
+            (e.g. a :class:`PoolSubsetDataset` of the labeled ids).
+
+    Returns:
+        dict: The new ``train_dataloader.dataset``.
+    """
+    wrappers, pool = split_wrappers(cfg.train_dataloader['dataset'])
+    return rewrap(wrappers, fn(pool))
 
 
 def data_paths(ds_cfg: dict) -> Dict[str, str]:

@@ -17,7 +17,8 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
 from mmal.datasets import PoolSubsetDataset
-from mmal.datasets.pool_data import check_data_paths, pool_dataset_cfg
+from mmal.datasets.pool_data import (check_data_paths, pool_dataset_cfg,
+                                     replace_pool_dataset)
 from mmal.models.auto_adapter import adapter_for, model_class
 from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
 from mmal.structures import ALState, PoolState
@@ -569,11 +570,12 @@ class ActiveLearningRunner:
         ids_file = osp.join(cdir, 'labeled_ids.json')
         self.write_json(ids_file, labeled)
         cfg = self._runner_cfg(cycle, 'train')
-        cfg.train_dataloader.dataset = dict(
-            type='mmal.PoolSubsetDataset',
-            dataset=pool_dataset_cfg(self.cfg),
-            ids_file=ids_file,
-            annotation_policy=self.al['annotation_policy'])
+        cfg.train_dataloader.dataset = replace_pool_dataset(
+            self.cfg, lambda pool: dict(
+                type='mmal.PoolSubsetDataset',
+                dataset=pool,
+                ids_file=ids_file,
+                annotation_policy=self.al['annotation_policy']))
         if not self.al['train_from_scratch'] and cycle > 0:
             cfg.load_from = self.checkpoint_path(state, cycle - 1)
         resume_from = broadcast_from_master(

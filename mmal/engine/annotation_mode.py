@@ -18,6 +18,7 @@ from mmengine.registry import DATASETS
 
 from mmal.annotation import FORMATS, AnnotationFormat
 from mmal.annotation.export_writers import MANIFEST_FILE
+from mmal.datasets.pool_data import pool_dataset_cfg, replace_pool_dataset
 from mmal.structures import ALState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
 from mmal.utils.errors import (ConfigError, ConfigKeyError, MissingFileError,
@@ -188,7 +189,7 @@ class AnnotationMode:
 
     # -- set-up -------------------------------------------------------------
     def _classes(self) -> List[str]:
-        return dataset_classes(self.runner.cfg.train_dataloader['dataset'])
+        return dataset_classes(pool_dataset_cfg(self.runner.cfg))
 
     def prepare(self) -> None:
         """Write the pool file on the first run (rank 0), point the
@@ -216,9 +217,9 @@ class AnnotationMode:
                         self.runner.al['annotation_policy']))
             sync()
         cfg = self.runner.cfg
-        cfg.train_dataloader['dataset'] = self.format.dataset(
-            cfg.train_dataloader['dataset'], self.pool_file,
-            self.cfg['image_dir'], self.classes)
+        cfg.train_dataloader['dataset'] = replace_pool_dataset(
+            cfg, lambda pool: self.format.dataset(
+                pool, self.pool_file, self.cfg['image_dir'], self.classes))
         if not cfg.get('val_dataloader') and not cfg.get('test_dataloader'):
             selector = self.runner.selector
             if getattr(selector, 'reference', None) == 'val':

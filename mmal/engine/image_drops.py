@@ -31,7 +31,8 @@ from mmal.datasets import (BadImage, UndecodableImageError, check_images,
                            image_load_cfg)
 from mmal.datasets.image_checks import undecodable_message
 from mmal.datasets.pool_data import (as_plain_dict, dataset_pipeline,
-                                     eval_pipeline, replace_pipeline)
+                                     eval_pipeline, replace_pipeline,
+                                     split_wrappers)
 from mmal.registry import DATASETS
 from mmal.structures import ALState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
@@ -89,7 +90,9 @@ def find_undecodable(cfg: Config,
         loader = cfg.get(key)
         if not loader:
             continue
-        ds_cfg = as_plain_dict(loader['dataset'])
+        # the images are the wrapped dataset's (a mosaic wrapper's own
+        # pipeline loads none)
+        ds_cfg = split_wrappers(loader['dataset'])[1]
         loads = _split_load_cfgs(cfg, split, ds_cfg)
         if not loads:
             print_log(

@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from mmal.datasets.pool_data import pool_dataset_cfg, replace_pool_dataset
 from mmal.models.auto_adapter import adapter_for
 from mmal.registry import AL_ADAPTERS, HOOKS, SELECTORS, TASKS
 from mmal.structures import PoolState
@@ -109,7 +110,7 @@ class SelectionHook(Hook):
         return (ann if osp.isabs(ann) else osp.join(root, ann)), img
 
     def after_train(self, runner) -> None:
-        ds = copy.deepcopy(runner.cfg.train_dataloader['dataset'])
+        ds = pool_dataset_cfg(runner.cfg)  # out of any mosaic wrapper
         labeled_file, train_images = self._paths(ds)
         image_dir = osp.abspath(self.image_dir or train_images)
         out_dir = self.out_dir or osp.join(runner.work_dir, 'to_annotate')
@@ -131,11 +132,11 @@ class SelectionHook(Hook):
                                self.unlabeled_ann_file))
         sync()
         cfg = copy.deepcopy(runner.cfg)
-        cfg.train_dataloader['dataset'] = fmt.dataset(ds, pool_file, image_dir,
-                                                      classes)
+        pool = fmt.dataset(ds, pool_file, image_dir, classes)
+        cfg.train_dataloader['dataset'] = replace_pool_dataset(
+            runner.cfg, lambda _: pool)
         from mmal.datasets import PoolSubsetDataset
-        pool_ids = PoolSubsetDataset(
-            dict(cfg.train_dataloader['dataset'], pipeline=[])).sample_ids
+        pool_ids = PoolSubsetDataset(dict(pool, pipeline=[])).sample_ids
         state = PoolState(pool_ids)
         state.label(
             fmt.initial_labeled_ids(labeled_file, fmt.read_pool(pool_file)), 0)
