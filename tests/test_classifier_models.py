@@ -1,5 +1,6 @@
-"""ImageClassifierAdapter on mmpretrain classifiers of three head families:
-``LinearClsHead`` (ResNet), ``StackedLinearClsHead`` (MobileNetV3) and
+"""ImageClassifierAdapter on mmpretrain classifiers of four families:
+``LinearClsHead`` after a neck (ResNet) and after ConvNeXt's pooled,
+normalised features (no neck), ``StackedLinearClsHead`` (MobileNetV3) and
 ``VisionTransformerClsHead`` (ViT).
 
 * θ by rule (the weight of the head's last linear layer, found from the
@@ -11,7 +12,8 @@
   scores equal per-image references; a head whose output is not its final
   linear layer's takes autograd, on the batch where that shows;
 * entropy, core-set, learning loss and random have what they need;
-* two AL cycles of ISAL and of core-set on the MobileNetV3 demo config.
+* two AL cycles of ISAL and of core-set on the MobileNetV3 demo config,
+  of ISAL on the ViT and ConvNeXt ones.
 
 Tolerances: ``assert_close64`` (1e-9 of the largest entry, float64).
 """
@@ -74,6 +76,15 @@ FAMILIES = {
             dict(
                 type='VisionTransformerClsHead', in_channels=32,
                 hidden_dim=16), 'head.layers.head'),
+    # as mmpretrain's convnext configs: no neck, the backbone pools before
+    # its final norm (gap_before_final_norm); layer scale 1 instead of 1e-6
+    # so that the random blocks are not the identity
+    'convnext': (dict(
+        type='ConvNeXt',
+        arch=dict(depths=[1, 1, 1, 1], channels=[8, 16, 24, 32]),
+        gap_before_final_norm=True,
+        layer_scale_init_value=1.0), None,
+                 dict(type='LinearClsHead', in_channels=32), 'head.fc'),
 }
 NAMES = sorted(FAMILIES)
 
@@ -191,6 +202,7 @@ DEMO_THETA = {
     'isal_mobilenet-v3-small_shapes-cls.py': ('head.layers.1.fc.weight',
                                               (4, 1280)),
     'isal_vit-tiny_shapes-cls.py': ('head.layers.head.weight', (4, 64)),
+    'isal_convnext-tiny_shapes-cls.py': ('head.fc.weight', (4, 128)),
 }
 
 
@@ -356,6 +368,8 @@ LL_FEATURES = {
         'backbone.layer12'
     ], [8, 16, 24, 288]),
     'vit': (['backbone'], [32]),  # the class token, (B, 32)
+    # the stages' maps, channels from one pass
+    'convnext': ([f'backbone.stages.{i}' for i in range(4)], None),
 }
 
 
@@ -393,11 +407,13 @@ def test_entropy_coreset_and_learning_loss_inputs(models, family):
      'head.layers.1.fc.weight'),
     ('coreset', 'isal_mobilenet-v3-small_shapes-cls.py', None),
     ('isal', 'isal_vit-tiny_shapes-cls.py', 'head.layers.head.weight'),
+    ('isal', 'isal_convnext-tiny_shapes-cls.py', 'head.fc.weight'),
 ])
-def test_two_cycles_on_mobilenet_v3_and_vit(tmp_path, selector, config, theta):
+def test_two_cycles_on_mobilenet_v3_vit_and_convnext(tmp_path, selector,
+                                                     config, theta):
     """ISAL (θ by rule, closed form) and core-set (the head's
-    ``pre_logits``) through the driver on the MobileNetV3 and ViT demo
-    configs, which name no adapter."""
+    ``pre_logits``) through the driver on the MobileNetV3, ViT and ConvNeXt
+    demo configs, which name no adapter."""
     cfg = tiny_cls_config(config)
     assert cfg.al_cfg.get('adapter') is None
     if selector == 'coreset':

@@ -101,7 +101,8 @@ SAME_MODEL = ('random', 'entropy', 'coreset', 'stability')
 #: an adapter (chosen from the model's type), θ or scale.
 USER_STYLE = ('retinanet_shapes.py', 'atss_shapes.py', 'gfl_shapes.py',
               'rtmdet_shapes.py', 'yolox_shapes.py', 'cascade-rcnn_shapes.py',
-              'mobilenet-v3-small_shapes-cls.py', 'vit-tiny_shapes-cls.py')
+              'mobilenet-v3-small_shapes-cls.py', 'vit-tiny_shapes-cls.py',
+              'convnext-tiny_shapes-cls.py')
 #: The paper's settings: one config per selector.
 PAPER_TOP_LEVEL = [
     n for n in TOP_LEVEL if n.split('_', 1)[1] not in USER_STYLE
