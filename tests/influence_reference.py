@@ -103,7 +103,8 @@ def reference_scores(model, adapter, context, s_test, score_thr):
         params,
         s_test,
         score_thr,
-        preprocess=lambda b: preprocess64(model, b))
+        preprocess=lambda b: preprocess64(model, b),
+        max_boxes=adapter.max_pseudo_boxes)
     return {sid: None if x is None else -x for sid, x in values.items()}
 
 

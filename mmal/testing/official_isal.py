@@ -107,7 +107,8 @@ def official_scores(
     params: Sequence[torch.Tensor],
     s_test: Sequence[torch.Tensor],
     score_thr: float,
-    preprocess: Optional[Callable[[Batch], Batch]] = None
+    preprocess: Optional[Callable[[Batch], Batch]] = None,
+    max_boxes: Optional[int] = None,
 ) -> Tuple[Scores, Dict[str, int]]:
     """Official-style scores: predict, pseudo labels, full ``model.loss``.
 
@@ -131,6 +132,10 @@ def official_scores(
         preprocess (Callable, optional): ``preprocess(item)`` -> the
             model's input dict. Defaults to
             ``model.data_preprocessor(item, False)``.
+        max_boxes (int, optional): At most this many pseudo boxes, the
+            highest scores (the official code's come capped by FCOS's
+            ``max_per_img``); pass the adapter's ``max_pseudo_boxes`` to
+            compare with mmal on heads without that cap. None: no cap.
 
     Returns:
         tuple[dict, dict]: Per sample id ``∇θ l(z', pseudo labels) ·
@@ -153,6 +158,12 @@ def official_scores(
                 copy.deepcopy(data['data_samples']),
                 rescale=False)[0].pred_instances
         keep = pred.scores >= score_thr
+        if max_boxes is not None and int(keep.sum()) > max_boxes:
+            kept = torch.nonzero(keep).flatten()
+            top = torch.sort(
+                pred.scores[kept], descending=True, stable=True).indices
+            keep = torch.zeros_like(keep)
+            keep[kept[top[:max_boxes]]] = True
         boxes[sid] = int(keep.sum())
         if not keep.any():
             scores[sid] = None

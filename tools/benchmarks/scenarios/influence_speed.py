@@ -817,8 +817,14 @@ def run(opts: SpeedOptions, work_dir: str, configs_dir: str) -> Dict[str, Any]:
         lambda it: per_image_scores(model, adapter, it, params, s_test, thr),
         fresh(unl_items))
     official, off_boxes = timed_phase(
-        'official',
-        lambda it: official_scores(model, adapter, it, params, s_test, thr),
+        'official', lambda it: official_scores(
+            model,
+            adapter,
+            it,
+            params,
+            s_test,
+            thr,
+            max_boxes=getattr(adapter, 'max_pseudo_boxes', None)),
         fresh(unl_items))
 
     t = {k: x['seconds'] for k, x in phases.items()}
