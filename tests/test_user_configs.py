@@ -186,6 +186,29 @@ def test_a_mosaic_wrapper_mixes_only_labeled_images(tmp_path, user_data):
     assert len(dataset) == len(labeled)
 
 
+def test_a_concatenated_pool_is_restricted_part_by_part(user_data):
+    """A pool of two datasets (as VOC2007 + VOC2012 trainval): the view of
+    some ids of each keeps exactly those, and each part only its own."""
+    from mmal.datasets import PoolSubsetDataset
+    init_default_scope('mmdet')
+    parts = [
+        dict(
+            type='CocoDataset',
+            data_root=user_data + '/',
+            ann_file=f'annotations/{split}.json',
+            data_prefix=dict(img=f'images/{split}/'),
+            metainfo=dict(classes=('square', 'circle', 'triangle')),
+            filter_cfg=None,
+            pipeline=[]) for split in ('train', 'val')
+    ]
+    wanted = ['3', '5', '16', '17', '18']  # train ids 1-16, val 17-18
+    view = PoolSubsetDataset(
+        dict(type='ConcatDataset', datasets=parts), sample_ids=wanted)
+    assert view.sample_ids == wanted and len(view) == 5
+    assert [len(d) for d in view.dataset.datasets] == [3, 2]
+    assert [view[i]['img_id'] for i in range(5)] == [3, 5, 16, 17, 18]
+
+
 def test_yolox_full_config_runs_two_isal_cycles(tmp_path, user_data):
     cfg = _yolox_user_config(tmp_path, user_data)
     from mmal.engine import ActiveLearningRunner

@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import get_text
+from torch.utils.data import ConcatDataset
 
 from mmal.registry import DATASETS
 from .annotation_checks import check_annotations
@@ -62,6 +63,37 @@ def _unknown_ids_error(unknown: Sequence[str], dataset: Any) -> KeyError:
         f'{len(unknown)} sample id(s) asked for are not in {ann}: {named}' +
         (f' ... and {more} more' if more > 0 else '') +
         ' (filtered out by filter_cfg, or from another dataset?)')
+
+
+def unserialized(ds_cfg: dict) -> dict:
+    """A copy of a dataset config that keeps its samples as Python objects
+    (``serialize_data=False``, unless it says otherwise), which a view
+    restricts in place; for a ``ConcatDataset``, each of its datasets."""
+    ds_cfg = copy.deepcopy(ds_cfg)
+    if isinstance(ds_cfg.get('datasets'), list):
+        ds_cfg['datasets'] = [unserialized(d) for d in ds_cfg['datasets']]
+    else:
+        ds_cfg.setdefault('serialize_data', False)
+    return ds_cfg
+
+
+def restrict_(dataset: Any, positions: Sequence[int]) -> None:
+    """Keep only the samples at ``positions`` (sorted), in place.
+
+    mmengine datasets do it themselves (``get_subset_``); a
+    ``ConcatDataset`` (e.g. VOC2007 + VOC2012 trainval) is restricted
+    dataset by dataset, its offsets recomputed.
+    """
+    parts = getattr(dataset, 'datasets', None)
+    if not isinstance(dataset, ConcatDataset) or parts is None:
+        dataset.get_subset_(list(positions))
+        return
+    start = 0
+    for part in parts:
+        end = start + len(part)
+        restrict_(part, [p - start for p in positions if start <= p < end])
+        start = end
+    ConcatDataset.__init__(dataset, parts)  # the offsets (cumulative_sizes)
 
 
 @DATASETS.register_module()
@@ -111,9 +143,7 @@ class PoolSubsetDataset:
         if sample_ids is not None and ids_file is not None:
             raise ValueError('Give at most one of sample_ids and ids_file.')
         if isinstance(dataset, dict):
-            cfg = copy.deepcopy(dataset)
-            cfg.setdefault('serialize_data', False)
-            self.dataset = DATASETS.build(cfg)
+            self.dataset = DATASETS.build(unserialized(dataset))
         else:
             self.dataset = copy.deepcopy(dataset)
         self._requested = (None if sample_ids is None else
@@ -149,7 +179,7 @@ class PoolSubsetDataset:
                 raise _unknown_ids_error(unknown, inner)
             wanted = set(requested) - set(self._excluded)
             positions = [i for i, sid in enumerate(all_ids) if sid in wanted]
-            inner.get_subset_(positions)
+            restrict_(inner, positions)
             self._sample_ids = [all_ids[i] for i in positions]
         else:
             self._sample_ids = all_ids

@@ -33,6 +33,7 @@ from mmal.datasets.image_checks import undecodable_message
 from mmal.datasets.pool_data import (as_plain_dict, dataset_pipeline,
                                      eval_pipeline, replace_pipeline,
                                      split_wrappers)
+from mmal.datasets.pool_subset import unserialized
 from mmal.registry import DATASETS
 from mmal.structures import ALState
 from mmal.utils.distributed import broadcast_from_master, is_master, sync
@@ -59,9 +60,7 @@ def _split_load_cfgs(cfg: Config, split: str, ds_cfg: dict) -> List[dict]:
 
 def _build_plain(ds_cfg: dict) -> Any:
     """The dataset of a config, annotations only, fully initialised."""
-    ds_cfg = replace_pipeline(ds_cfg, [])
-    ds_cfg.setdefault('serialize_data', False)
-    dataset = DATASETS.build(ds_cfg)
+    dataset = DATASETS.build(unserialized(replace_pipeline(ds_cfg, [])))
     if hasattr(dataset, 'full_init'):
         dataset.full_init()
     return dataset
