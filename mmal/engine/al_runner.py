@@ -14,12 +14,15 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_to_model)
 
 from mmal.datasets import PoolSubsetDataset
 from mmal.datasets.pool_data import (check_data_paths, pool_dataset_cfg,
                                      replace_pool_dataset)
 from mmal.models.auto_adapter import adapter_for, model_class
+from mmal.models.class_quality import add_quality_buffers
 from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
 from mmal.structures import ALState, PoolState
 from mmal.structures import experiment_fingerprint as fingerprint
@@ -674,8 +677,10 @@ class ActiveLearningRunner:
             model_cfg.setdefault('data_preprocessor',
                                  copy.deepcopy(self.cfg.data_preprocessor))
         model = MODELS.build(model_cfg)
-        load_checkpoint(
-            model, checkpoint, map_location='cpu', logger=self.logger)
+        state = _load_checkpoint(checkpoint, map_location='cpu')
+        # buffers a training hook added (PPAL's class qualities)
+        add_quality_buffers(model, state.get('state_dict', state))
+        _load_checkpoint_to_model(model, state, logger=self.logger)
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
         return model.to(device).eval()
 

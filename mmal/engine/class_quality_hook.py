@@ -17,9 +17,8 @@ from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from mmal.models.base_adapter import BaseModelAdapter
+from mmal.models.class_quality import bbox_head_of, class_quality_of
 from mmal.registry import HOOKS
-from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.errors import ConfigError
 
 #: The heads whose training loss the probes read (checked on the methods
@@ -31,7 +30,6 @@ SUPPORTED_HEADS = ('RetinaHead, RetinaSepBNHead, RPNHead, AnchorHead '
 #: The official code's ``avg_c = sum_c / (count_c + 1e-5)``.
 COUNT_EPS = 1e-5
 ABSENT_POLICIES = ('decay', 'hold')
-QUALITY_KEY = 'bbox_head.class_quality'
 
 
 # -- pure functions ----------------------------------------------------------
@@ -381,11 +379,6 @@ class QualityProbe:
 
 
 # -- the hook -----------------------------------------------------------------
-def _bbox_head(model: nn.Module) -> Optional[nn.Module]:
-    head = getattr(BaseModelAdapter.unwrap(model), 'bbox_head', None)
-    return head if isinstance(head, nn.Module) else None
-
-
 @HOOKS.register_module()
 class ClassQualityHook(Hook):
     """Keep PPAL's per-class quality on the detector's ``bbox_head`` while
@@ -440,7 +433,7 @@ class ClassQualityHook(Hook):
         self.probe: Optional[QualityProbe] = None
 
     def before_run(self, runner) -> None:
-        head = _bbox_head(runner.model)
+        head = bbox_head_of(runner.model)
         if head is None:
             raise ConfigError(
                 f'mmal.ClassQualityHook needs a detector with a bbox_head '
@@ -513,41 +506,3 @@ class ClassQualityHook(Hook):
         if self.probe is not None:
             self.probe.remove()
             self.probe = None
-
-
-def class_quality_of(
-        model: nn.Module,
-        checkpoint: Optional[str] = None) -> Optional[torch.Tensor]:
-    """PPAL's per-class quality of a trained detector.
-
-    Args:
-        model (nn.Module): The detector (wrapped or not).
-        checkpoint (str, optional): A checkpoint of it, read when the
-            model's head has no ``class_quality`` buffer (a detector built
-            afresh and loaded non-strictly drops it).
-
-    Returns:
-        Tensor | None: The quality, shape (C,) (a CPU copy), from the head's
-        buffer, else from the checkpoint's ``state_dict`` key ending in
-        ``bbox_head.class_quality``; None when neither has it.
-    """
-    head = _bbox_head(model)
-    buffer = getattr(head, 'class_quality', None)
-    if isinstance(buffer, torch.Tensor):
-        return buffer.detach().cpu().clone()
-    if checkpoint is None:
-        return None
-    from mmengine.runner.checkpoint import CheckpointLoader
-    with trusted_checkpoint_loading():
-        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-    keys = [
-        k for k in state if k == QUALITY_KEY or k.endswith('.' + QUALITY_KEY)
-    ]
-    if not keys:
-        return None
-    if len(keys) > 1 and QUALITY_KEY not in keys:
-        raise ValueError(f'{checkpoint}: several class qualities '
-                         f'({", ".join(sorted(keys))})')
-    key = QUALITY_KEY if QUALITY_KEY in keys else keys[0]
-    return state[key].detach().cpu().clone()

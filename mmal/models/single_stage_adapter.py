@@ -166,6 +166,26 @@ class SingleStageAdapter(DetectionAdapter):
         ],
                          dim=1)
 
+    def forward_with_towers(self, model: nn.Module, inputs: torch.Tensor):
+        """The head's outputs with the per-level outputs of its towers.
+
+        Args:
+            model (nn.Module): The detector (possibly wrapped).
+            inputs (Tensor): A preprocessed batch (B, 3, H, W).
+
+        Returns:
+            tuple: The head's outputs, and per tower name (``cls_convs``,
+            ``reg_convs``) its outputs per level (B, C, H_l, W_l); for a
+            head without towers shared by the levels, ``{'neck': levels}``
+            (the features the head reads).
+        """
+        model = self.unwrap(model)
+        head = model.bbox_head
+        feats = self.extract_features(model, inputs)
+        if not self._has_towers(head):
+            return head(feats), {'neck': list(feats)}
+        return self._record_towers(head, feats)
+
     # -- caching the towers' outputs ------------------------------------------
     def _record_towers(self, head: nn.Module, feats):
         """The head's outputs and its towers' per-level outputs."""
