@@ -2,7 +2,19 @@
 size: each family's configs/isal_<family>_shapes.py with its head narrowed
 (2 channels) so that an explicit Hessian of θ stays small, and the θ that
 the rule (the weights of the layers producing the head's outputs) must find
-in it."""
+in it; :func:`hessian_blocks` splits such a Hessian by θ's parameters."""
+import itertools
+
+
+def hessian_blocks(H, sizes):
+    """``blocks[i][j]``: the block of an explicit Hessian ``H`` (n, n) over
+    θ's parameters ``i`` and ``j`` (``sizes``: their numbers of entries, in
+    θ's order)."""
+    edges = [0, *itertools.accumulate(sizes)]
+    assert H.shape == (edges[-1], edges[-1])
+    return [[H[a:b, c:d] for c, d in zip(edges, edges[1:])]
+            for a, b in zip(edges, edges[1:])]
+
 
 #: family -> (config, overrides, θ's parameter names)
 FAMILIES = {

@@ -1,7 +1,8 @@
 """ISAL on the detectors people train today (RetinaNet, ATSS, GFL, RTMDet,
-YOLOX): the adapter chosen from the model's type, θ found by rule, and the
-float64 checks FCOS and Faster R-CNN have (tests/test_fcos_influence.py),
-each against a slow, obviously-correct reference:
+YOLOX, Cascade R-CNN): the adapter chosen from the model's type, θ found by
+rule, and the float64 checks FCOS and Faster R-CNN have
+(tests/test_fcos_influence.py), each against a slow, obviously-correct
+reference:
 
 * the adapter's frozen-trunk loss gives the θ-gradient of mmdet's full
   ``model.loss``;
@@ -17,7 +18,7 @@ from mmal.models.auto_adapter import adapter_for
 from mmal.registry import AL_ADAPTERS
 from mmal.testing.scenario import confident
 from conftest import tiny_config
-from families import FAMILIES
+from families import FAMILIES, hessian_blocks
 from influence_reference import (check_gradients_against_full_loss,
                                  check_hvp_against_explicit_hessian,
                                  check_scores_against_reference, tiny_detector)
@@ -129,6 +130,23 @@ def test_cascade_gradient_equals_full_model_loss(cascade):
     grads = check_gradients_against_full_loss(model, adapter, context)
     # every stage's output layers get a gradient
     assert all(float(g.abs().sum()) > 0 for g in grads[0][2:])
+
+
+def test_cascade_hvp_equals_explicit_hessian(cascade):
+    """The HVP against the explicit Hessian of the full ``model.loss``
+    over all of θ (312 entries: 4-channel RPN, 8-d fcs)."""
+    model, adapter, context = cascade
+    batch = next(iter(context.loader(context.labeled_view())))
+    H, sizes = check_hvp_against_explicit_hessian(model, adapter, batch)
+    block = hessian_blocks(H, sizes)
+    # the RPN's and every stage's classifier have curvature: each stage's
+    # loss reaches the HVP...
+    assert all(block[i][i].any() for i in (0, 2, 4, 6))
+    # ...and no two layers of θ couple: the RPN's and each head's terms
+    # are separate losses, mmdet detaches the proposals, and each stage
+    # refines the boxes of the next without autograd
+    assert not any(block[i][j].any() for i in range(8)
+                   for j in range(8) if i != j)
 
 
 def test_cascade_scores_equal_per_image_reference(cascade):
