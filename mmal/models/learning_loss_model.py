@@ -51,12 +51,21 @@ def probe_in_channels(model: nn.Module, names: Sequence[str]) -> List[int]:
     ]
     modes = {m: m.training for m in model.modules()}
     model.eval()
-    try:
+
+    def blanks() -> Iterator[torch.Tensor]:
         for size in (64, 224):
+            blank = ImageClassifierAdapter.dummy_inputs(model, size)
+            yield blank
+            if blank.shape[1] != 3:  # the first conv reads more than the
+                # image (a space-to-depth stem, YOLOX's Focus): an RGB image
+                yield blank.new_zeros((1, 3) + tuple(blank.shape[2:]))
+
+    try:
+        for blank in blanks():
+            outputs.clear()  # of a pass that failed
             try:
                 with torch.no_grad():
-                    model.extract_feat(
-                        ImageClassifierAdapter.dummy_inputs(model, size))
+                    model.extract_feat(blank)
                 break
             except (RuntimeError, ValueError, AssertionError):
                 continue  # e.g. an image too small for the backbone
@@ -78,10 +87,13 @@ def infer_in_channels(module: nn.Module, name: str) -> List[int]:
 
     An FPN-like neck (``out_channels`` and ``num_outs``): ``num_outs``
     maps of ``out_channels``; a ``Sequential`` of blocks (a ResNet stage):
-    its last block's ``out_channels``; else the module's ``out_channels``.
+    its last block's ``out_channels``; else the module's ``out_channels``,
+    unless it reads several levels (``in_channels`` a list) without saying
+    how many maps it outputs (RTMDet's and YOLOX's PAFPN necks).
 
     Raises:
-        ValueError: None of these applies (set ``in_channels``).
+        ValueError: None of these applies (set ``in_channels``, or probe
+            the module: :func:`probe_in_channels`).
     """
     out = getattr(module, 'out_channels', None)
     num = getattr(module, 'num_outs', None)
@@ -91,7 +103,8 @@ def infer_in_channels(module: nn.Module, name: str) -> List[int]:
         last = getattr(module[-1], 'out_channels', None)
         if isinstance(last, int):
             return [last]
-    if isinstance(out, int):
+    levels = getattr(module, 'in_channels', None)
+    if isinstance(out, int) and not isinstance(levels, (list, tuple)):
         return [out]
     raise ValueError(f'cannot tell the output channels of {name!r} '
                      f'({type(module).__name__}): set in_channels of '
