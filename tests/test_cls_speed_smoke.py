@@ -1,6 +1,7 @@
 """The classifier speed benchmark
 (``tools/benchmarks/scenarios/cls_influence_speed.py``) on a few images of
-the demo model, in float64.
+the demo ResNet-18 and, more briefly, of the other demo models
+(MobileNetV3-Small, the tiny ViT and ConvNeXt), in float64.
 
 Its per-image reference scores are checked against an independent
 computation (the plain forward ``model(x, mode='tensor')``,
@@ -15,11 +16,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmal.models import ImageClassifierAdapter
+from mmal.testing.benchmark import torch_threads
 from mmal.utils import ConfigError, register_all_modules
-from scenarios.cls_influence_speed import (COMPARED, ClsSpeedOptions,
+from scenarios.cls_influence_speed import (COMPARED, MODELS, ClsSpeedOptions,
                                            benchmark_model, direction_for,
-                                           preprocess_batch, random_items,
-                                           report, run)
+                                           final_linear, preprocess_batch,
+                                           random_items, report, run)
 
 RTOL = 1e-9
 OPTS = dict(
@@ -40,12 +42,14 @@ def result():
     return run(ClsSpeedOptions(**OPTS))
 
 
-def plain_scores(theta: str, num: int) -> dict:
+def plain_scores(theta: str, num: int, opts: dict = OPTS) -> dict:
     """``∇θ CE(model(x), argmax) · S`` per image by plain autograd on the
     benchmark's model, images and direction (float64)."""
-    model = benchmark_model(OPTS['small'], OPTS['seed'])
+    with torch_threads(opts['threads']):  # the same calibration rounding
+        model = benchmark_model(
+            opts.get('model', 'resnet18'), opts['small'], opts['seed'])
     if theta == 'last':
-        params = [model.head.fc.weight]
+        params = [final_linear(model).weight]
         adapter = ImageClassifierAdapter()
     else:
         params = [
@@ -54,12 +58,12 @@ def plain_scores(theta: str, num: int) -> dict:
         ]
         adapter = ImageClassifierAdapter(param_types=('Conv2d', 'Linear'))
     direction = [
-        d.double() for d in direction_for(model, adapter, OPTS['seed'])
+        d.double() for d in direction_for(model, adapter, opts['seed'])
     ]
     model.double()
     weight = float(model.head.loss_module.loss_weight)
     out = {}
-    for item in random_items(OPTS['num_images'], OPTS['seed'])[:num]:
+    for item in random_items(opts['num_images'], opts['seed'])[:num]:
         logits = model(preprocess_batch(model, item)['inputs'], mode='tensor')
         loss = weight * F.cross_entropy(logits, logits.argmax(1))
         grads = torch.autograd.grad(loss, params)
@@ -112,12 +116,42 @@ def test_all_weights_batched_scores_equal_per_image(result):
     assert c['same_ranking']
 
 
+#: the other models: 3 images in batches of 2, the all-weights reference on
+#: the first
+OTHER = dict(
+    OPTS, small=False, num_images=3, batch_size=2, reference_images=1, seed=5)
+
+
+@pytest.mark.parametrize('model', [m for m in MODELS if m != 'resnet18'])
+def test_the_other_demo_models(model):
+    """``--model``: each phase runs; the scores equal plain autograd's
+    (last layer: all images; all weights: the first) and the batched ones
+    the per-image ones."""
+    register_all_modules()
+    opts = dict(OTHER, model=model)
+    res = run(ClsSpeedOptions(**opts))
+    assert set(res['phases']) == set(PHASES)
+    assert res['theta']['closed_form'] and res['model'].endswith(
+        'random weights, calibrated head')
+    assert res['predicted_classes'] > 1
+    for fast, ref in COMPARED:
+        c = res['agreement'][f'{fast}_vs_{ref}']
+        assert c['max_abs_diff_over_max_abs'] <= RTOL, (fast, c)
+    assert_scores_close(res['scores']['last_reference'],
+                        plain_scores('last', OTHER['num_images'], opts))
+    assert_scores_close(res['scores']['all_reference'],
+                        plain_scores('all', OTHER['reference_images'], opts))
+    assert 'closed form' in report(res)
+
+
 @pytest.mark.parametrize('bad', [
     dict(amp=True),
     dict(amp=True, device='cuda', float64=True),
     dict(reference_images=5, num_images=4),
     dict(num_images=0),
-    dict(threads=0)
+    dict(threads=0),
+    dict(model='vit-tiny', small=True),
+    dict(model='resnet50')
 ])
 def test_bad_options_are_config_errors(bad):
     with pytest.raises(ConfigError):

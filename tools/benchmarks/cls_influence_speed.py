@@ -9,10 +9,15 @@ pass; per-image autograd reference), with the peak memory of every phase
 and how far the batched scores are from the per-image ones. What each
 phase computes: ``tools/benchmarks/scenarios/cls_influence_speed.py``.
 
-Models (seeded random weights, the head's fc set from calibration images
-so that the predictions spread over the classes): the paper's CIFAR
-ResNet-18 (``configs/_base_/models/resnet18_cifar.py``), or with
-``--small`` the demo's 1/4-width one.
+Models (seeded random weights; the batch norms' statistics and the head's
+final linear layer set from calibration images, so that the predictions
+spread over the classes):
+``--model resnet18`` (the default), the paper's CIFAR ResNet-18
+(``configs/_base_/models/resnet18_cifar.py``), or with ``--small`` the
+demo's 1/4-width one; ``--model mobilenet-v3-small``, ``vit-tiny`` or
+``convnext-tiny``, the model of that classification demo
+(``configs/isal_<model>_shapes-cls.py``; its model config under
+``configs/_base_/models/``).
 
 ``--out`` writes every number as JSON: per phase ``seconds`` (the fastest
 of ``--repeat`` runs), ``seconds_all``, ``peak_mib`` and ``start_mib``;
@@ -27,6 +32,8 @@ Example::
 
     python tools/benchmarks/cls_influence_speed.py --out cls_r18.json
     python tools/benchmarks/cls_influence_speed.py --small --threads 1
+    python tools/benchmarks/cls_influence_speed.py --model vit-tiny \\
+        --threads 1 --repeat 3
     python tools/benchmarks/cls_influence_speed.py --device cuda --amp \\
         --num-images 2048 --batch-size 256
 """
@@ -35,7 +42,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from mmal.testing.benchmark import check_cli, print_and_dump
 from mmal.utils import register_all_modules
-from scenarios.cls_influence_speed import ClsSpeedOptions, report, run
+from scenarios.cls_influence_speed import MODELS, ClsSpeedOptions, report, run
 
 
 def options(args: argparse.Namespace) -> ClsSpeedOptions:
@@ -49,13 +56,20 @@ def options(args: argparse.Namespace) -> ClsSpeedOptions:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Command line options (see the module docstring)."""
     p = argparse.ArgumentParser(
-        description='Speed of mmal influence scoring on a CIFAR ResNet-18 '
-        'against plain inference and per-image autograd.')
+        description='Speed of mmal influence scoring on an image classifier '
+        '(the CIFAR ResNet-18 or a classification demo\'s model) against '
+        'plain inference and per-image autograd.')
+    p.add_argument(
+        '--model',
+        default='resnet18',
+        choices=MODELS,
+        help='the classifier: the CIFAR ResNet-18 (default) or the model '
+        'of the MobileNetV3-Small, tiny ViT or tiny ConvNeXt demo')
     p.add_argument(
         '--small',
         action='store_true',
         help='the demo ResNet-18 at 1/4 width (128-d features) '
-        'instead of the paper\'s CIFAR ResNet-18')
+        'instead of the paper\'s CIFAR ResNet-18 (--model resnet18 only)')
     p.add_argument(
         '--num-images',
         type=int,

@@ -13,8 +13,9 @@ random 32x32 images, then measures, on the same model and the same images
    once.
 2. **plain feature extraction** (``extract_feat``): the same batches
    through ``model.data_preprocessor`` and ``model.extract_feat``, no grad.
-3. **last-layer θ, closed form** (``last_closed_form``): θ =
-   ``head.fc.weight``; :class:`~mmal.models.ImageClassifierAdapter`'s
+3. **last-layer θ, closed form** (``last_closed_form``): θ = the head's
+   last linear layer's weight, found by rule (``head.fc.weight`` for
+   ResNet-18 and ConvNeXt); :class:`~mmal.models.ImageClassifierAdapter`'s
    ``directional_scores``, which for softmax cross-entropy scores every
    image of a batch from one feature pass without autograd. The batches
    are made as the selector makes them,
@@ -54,21 +55,28 @@ where they agree to ~1e-15.
 Peak memory of every phase: :class:`~mmal.testing.benchmark.PeakMemory`
 (on CPU the whole process's peak resident set, not the phase alone).
 
-The model (seeded, PyTorch's default initialisation, eval mode, BN with
-its initial running statistics):
+The model (seeded, PyTorch's default initialisation, eval mode, the batch
+norms' statistics those of calibration images, :func:`calibrate_batch_norm`),
+``model`` (:data:`MODEL_CONFIGS`, under ``configs/_base_/models/``):
 
-* default: the paper's CIFAR ResNet-18
-  (``configs/_base_/models/resnet18_cifar.py``: 3x3 stem, 512-d features,
-  10 classes);
-* ``small``: the demo model (``configs/_base_/models/resnet18-small_cifar.py``,
-  1/4 width, 128-d features).
+* ``'resnet18'`` (default): the paper's CIFAR ResNet-18
+  (``resnet18_cifar.py``: 3x3 stem, 512-d features); with ``small`` the
+  demo model (``resnet18-small_cifar.py``, 1/4 width, 128-d features);
+* ``'mobilenet-v3-small'``: the MobileNetV3-Small demo's model
+  (``mobilenet-v3-small_cifar.py``: mmpretrain's CIFAR MobileNetV3-Small,
+  head Linear(576, 1280) + HSwish + Linear(1280, C));
+* ``'vit-tiny'``: the tiny ViT demo's (``vit-tiny_p4-32px.py``: 64-d
+  tokens, 4 layers, 4x4 patches);
+* ``'convnext-tiny'``: the tiny ConvNeXt demo's
+  (``convnext-tiny_p2-32px.py``: 2 blocks per stage, 16-128 channels).
 
-Its data preprocessor is CIFAR10's (``configs/_base_/datasets/
-al_cifar10.py``). An untrained network maps random images to nearly the
-same feature, so its predictions would all be one class; the head is
-therefore set from the features of separate calibration images
+With 10 classes; its data preprocessor is CIFAR10's
+(``configs/_base_/datasets/al_cifar10.py``). An untrained network maps
+random images to nearly the same feature, so its predictions would all be
+one class; the head's final linear layer (the one θ by rule finds) is
+therefore set from its inputs on separate calibration images
 (:func:`calibrate_head`): ``W = G / (σ √D) * gain``, ``b = -W μ`` (``G``
-standard normal, ``μ`` and ``σ`` the features' per-dimension mean and
+standard normal, ``μ`` and ``σ`` the inputs' per-dimension mean and
 standard deviation), which spreads the logits (standard deviation about
 ``gain`` = 3) and the predicted classes. The report gives the number of
 distinct predicted classes.
@@ -105,9 +113,25 @@ Batch = Dict[str, list]  # a collated batch: inputs, data_samples, sample_id
 REPO_CONFIGS = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))),
     'configs')
-MODEL_CONFIGS = {  # relative to the configs folder
-    False: osp.join('_base_', 'models', 'resnet18_cifar.py'),
-    True: osp.join('_base_', 'models', 'resnet18-small_cifar.py'),
+#: ``(model, small)`` -> its config, relative to the configs folder
+MODEL_CONFIGS = {
+    ('resnet18', False): osp.join('_base_', 'models', 'resnet18_cifar.py'),
+    ('resnet18', True): osp.join('_base_', 'models',
+                                 'resnet18-small_cifar.py'),
+    ('mobilenet-v3-small', False): osp.join('_base_', 'models',
+                                            'mobilenet-v3-small_cifar.py'),
+    ('vit-tiny', False): osp.join('_base_', 'models', 'vit-tiny_p4-32px.py'),
+    ('convnext-tiny', False): osp.join('_base_', 'models',
+                                       'convnext-tiny_p2-32px.py'),
+}
+MODELS = tuple(dict.fromkeys(m for m, _ in MODEL_CONFIGS))
+#: ``(model, small)`` -> how the report names it
+MODEL_NAMES = {
+    ('resnet18', False): 'ResNet-18 CIFAR (paper)',
+    ('resnet18', True): 'ResNet-18 CIFAR 1/4 width (demo)',
+    ('mobilenet-v3-small', False): 'MobileNetV3-Small CIFAR (demo)',
+    ('vit-tiny', False): 'ViT tiny, 4x4 patches (demo)',
+    ('convnext-tiny', False): 'ConvNeXt tiny, 2x2 stem (demo)',
 }
 DATA_CONFIG = osp.join('_base_', 'datasets', 'al_cifar10.py')
 IMAGE_SIZE = 32
@@ -125,8 +149,11 @@ class ClsSpeedOptions:
     """What one benchmark run measures.
 
     Args:
+        model (str): The classifier, one of :data:`MODELS` (see
+            :data:`MODEL_CONFIGS`). Defaults to ``'resnet18'``.
         small (bool): The demo's 1/4-width ResNet-18 instead of the paper's
-            CIFAR ResNet-18. Defaults to False.
+            CIFAR ResNet-18 (``model='resnet18'`` only; the other models
+            are the demos'). Defaults to False.
         num_images (int): Images scored. Defaults to 256.
         batch_size (int): Images per batch of every batched phase.
             Defaults to 64.
@@ -147,6 +174,7 @@ class ClsSpeedOptions:
             machine, fewer threads than cores avoid OpenMP threads waiting
             for a busy core (timings then collapse by 10x and more).
     """
+    model: str = 'resnet18'
     small: bool = False
     num_images: int = 256
     batch_size: int = 64
@@ -159,6 +187,11 @@ class ClsSpeedOptions:
     threads: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if (self.model, self.small) not in MODEL_CONFIGS:
+            raise ConfigError(
+                f'ClsSpeedOptions: no model {self.model!r}'
+                f'{" with small=True" if self.small else ""}; choose among '
+                f'{list(MODELS)} (small: resnet18 only)')
         for name in ('num_images', 'batch_size', 'repeat', 'threads'):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f'ClsSpeedOptions.{name} must be >= 1, '
@@ -174,13 +207,15 @@ class ClsSpeedOptions:
 
 
 # -- set-up -------------------------------------------------------------------
-def build_classifier(small: bool,
+def build_classifier(model: str,
+                     small: bool,
                      seed: int,
                      configs_dir: str = REPO_CONFIGS) -> nn.Module:
     """The benchmark's ``ImageClassifier`` (before :func:`calibrate_head`).
 
     Args:
-        small (bool): The demo model instead of the paper's.
+        model (str): One of :data:`MODELS`.
+        small (bool): The demo ResNet-18 instead of the paper's.
         seed (int): Seed of the random weights.
         configs_dir (str): The repository's ``configs`` folder. Defaults
             to the one next to the ``mmal`` package (a source checkout).
@@ -189,7 +224,7 @@ def build_classifier(small: bool,
         nn.Module: The model on the CPU, in eval mode.
     """
     paths = [
-        osp.join(configs_dir, MODEL_CONFIGS[small]),
+        osp.join(configs_dir, MODEL_CONFIGS[model, small]),
         osp.join(configs_dir, DATA_CONFIG)
     ]
     for path in paths:
@@ -202,11 +237,12 @@ def build_classifier(small: bool,
     model_cfg.head.num_classes = data_cfg.num_classes
     model_cfg.data_preprocessor = dict(
         type='ClsDataPreprocessor', **data_cfg.data_preprocessor)
-    from mmpretrain.registry import MODELS  # only classification needs it
+    from mmpretrain.registry import \
+        MODELS as REGISTRY  # only classification needs it
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(model_cfg)
-    return model.eval()
+        classifier = REGISTRY.build(model_cfg)
+    return classifier.eval()
 
 
 def random_samples(num: int, seed: int, prefix: str = 'img') -> List[Dict]:
@@ -241,29 +277,48 @@ def preprocess_batch(model: nn.Module, batch: Batch) -> Dict:
     return data
 
 
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The head's final linear layer, as θ by rule finds it
+    (``ImageClassifierAdapter.head_info``)."""
+    name = ImageClassifierAdapter().head_info(model).final_linear
+    if name is None:
+        raise ValueError(f'{type(model.head).__name__}: the head does not '
+                         'return a linear layer\'s output')
+    return model.get_submodule(name)
+
+
 def calibrate_head(model: nn.Module,
                    batch: Batch,
                    seed: int,
                    gain: float = LOGIT_GAIN) -> None:
-    """Set the head's fc so that the logits of these images spread.
+    """Set the head's final linear layer so that the logits of these images
+    spread.
 
     ``W = G / (σ √D) * gain`` and ``b = -W μ``: ``G`` (C, D) standard
     normal (seeded), ``μ`` and ``σ`` (D, ) the per-dimension mean and
-    standard deviation of the images' pre-logits features. Over images
+    standard deviation of the layer's inputs on the images. Over images
     like these, each logit then has mean 0 and standard deviation about
     ``gain``.
 
     Args:
-        model (nn.Module): An ``ImageClassifier`` with a ``LinearClsHead``.
+        model (nn.Module): An ``ImageClassifier`` whose head returns its
+            final linear layer's output (:func:`final_linear`).
         batch (dict): Calibration images, collated.
         seed (int): Seed of ``G``.
         gain (float): The logits' standard deviation. Defaults to 3.
     """
+    fc = final_linear(model)
+    inputs: List[torch.Tensor] = []
+    handle = fc.register_forward_hook(
+        lambda _m, args, _out: inputs.append(args[0]))
     with torch.no_grad():
         data = preprocess_batch(model, copy.deepcopy(batch))
-        f = model.head.pre_logits(model.extract_feat(data['inputs']))
+        try:
+            model.head(model.extract_feat(data['inputs']))
+        finally:
+            handle.remove()
+        f, = inputs
         mu, sigma = f.mean(0), f.std(0).clamp_min(1e-12)
-        fc = model.head.fc
         gen = torch.Generator().manual_seed(seed)
         g = torch.randn(fc.weight.shape, generator=gen).to(f)
         weight = g / (sigma * f.shape[1]**0.5) * gain
@@ -271,18 +326,52 @@ def calibrate_head(model: nn.Module,
         fc.bias.copy_(-weight @ mu)
 
 
-def benchmark_model(small: bool,
+def calibrate_batch_norm(model: nn.Module, batch: Batch) -> None:
+    """Set every batch norm's running statistics to those of these images.
+
+    One training-mode pass of ``extract_feat`` with each batch norm's
+    statistics reset and its momentum ``None`` (a plain average): each
+    layer's running mean and variance are then its inputs' on these images,
+    each layer normalised as in that pass. Without it an untrained network
+    in eval mode normalises nothing (mean 0, variance 1): MobileNetV3's
+    features then shrink about tenfold per block, to ~1e-9 on 32x32
+    images, and differ between images only by rounding. A no-op without
+    batch norm (ViT, ConvNeXt); the model is left in eval mode.
+    """
+    norms = [
+        m for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        with torch.no_grad():
+            model.extract_feat(
+                preprocess_batch(model, copy.deepcopy(batch))['inputs'])
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
+
+
+def benchmark_model(model: str,
+                    small: bool,
                     seed: int,
                     configs_dir: str = REPO_CONFIGS) -> nn.Module:
-    """:func:`build_classifier` with its head set by :func:`calibrate_head`
-    on :data:`CALIBRATION_IMAGES` random images (seed ``seed + 1``)."""
-    model = build_classifier(small, seed, configs_dir)
-    calibrate_head(
-        model,
-        pseudo_collate(
-            random_samples(CALIBRATION_IMAGES, seed + 1, prefix='calib')),
-        seed)
-    return model
+    """:func:`build_classifier` with its batch norms' statistics set by
+    :func:`calibrate_batch_norm` and its head by :func:`calibrate_head`, on
+    :data:`CALIBRATION_IMAGES` random images (seed ``seed + 1``)."""
+    classifier = build_classifier(model, small, seed, configs_dir)
+    calibration = pseudo_collate(
+        random_samples(CALIBRATION_IMAGES, seed + 1, prefix='calib'))
+    calibrate_batch_norm(classifier, calibration)
+    calibrate_head(classifier, calibration, seed)
+    return classifier
 
 
 def random_direction(params: Sequence[torch.Tensor], seed: int) -> Blocks:
@@ -391,7 +480,7 @@ def run(opts: ClsSpeedOptions,
 def _run(opts: ClsSpeedOptions, configs_dir: str) -> Dict[str, Any]:
     """:func:`run` with the thread count set."""
     load_start = load_average()
-    model = benchmark_model(opts.small, opts.seed, configs_dir)
+    model = benchmark_model(opts.model, opts.small, opts.seed, configs_dir)
     model.to(opts.device)
     last = ImageClassifierAdapter()
     last_autograd = ImageClassifierAdapter(closed_form=False)
@@ -472,8 +561,7 @@ def _run(opts: ClsSpeedOptions, configs_dir: str) -> Dict[str, Any]:
         agreement[f'{fast}_vs_{ref}'] = compare_scores(ours, results[ref])
     predicted = results['predict']
     return dict(
-        model=('ResNet-18 CIFAR 1/4 width (demo)'
-               if opts.small else 'ResNet-18 CIFAR (paper)') +
+        model=MODEL_NAMES[opts.model, opts.small] +
         ', random weights, calibrated head',
         num_images=opts.num_images,
         reference_images=num_ref,
