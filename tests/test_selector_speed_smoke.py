@@ -9,17 +9,28 @@ entropy written out here (detection: the largest binary entropy of a
 predicted box's score; classification: the softmax entropy). In float64
 two paths that compute the same number agree to ~1e-15 relative; the
 tolerance is ``RTOL`` = 1e-9 of the largest entropy.
-"""
-import math
 
+The PPAL diversity mode (``ppal_diversity``) runs on 40 synthetic images
+of 10 detections; its seeds and medoids are checked against the functions
+called directly on the same detections.
+"""
+import importlib.util
+import math
+import os.path as osp
+
+import numpy as np
 import pytest
 import torch
 
+from mmal.selectors.ccms import ccms_distances
+from mmal.selectors.k_medoids import farthest_first, k_medoids
 from mmal.testing import float64_mode
 from mmal.utils import ConfigError, register_all_modules
-from scenarios.selector_speed import (BOX_PHASES, EXPECTED, PHASES, TARGETS,
-                                      TRAIN_STEPS, SelectorSpeedOptions,
-                                      build_setup, entropy_pass, report, run)
+from scenarios.selector_speed import (BOX_PHASES, EXPECTED, PHASES,
+                                      PPAL_SCORE_THR, TARGETS, TRAIN_STEPS,
+                                      SelectorSpeedOptions, build_setup,
+                                      entropy_pass, ppal_detections, report,
+                                      run)
 
 RTOL = 1e-9
 CONFIGS = ('configs/isal_fcos_shapes.py',
@@ -143,8 +154,66 @@ def check_entropies(config: str, work_dir: str) -> None:
     dict(threads=0),
     dict(num_workers=-1),
     dict(device='tpu'),
-    dict(amp=True)
+    dict(amp=True),
+    dict(ppal_diversity=1),
+    dict(ppal_boxes=0),
+    dict(ppal_classes=0),
+    dict(ppal_dim=0),
+    dict(ppal_valid=1.5),
 ])
 def test_bad_options_are_config_errors(bad):
     with pytest.raises(ConfigError):
         SelectorSpeedOptions(**bad)
+
+
+PPAL = dict(
+    ppal_diversity=40, ppal_boxes=10, ppal_classes=4, ppal_dim=8, threads=1)
+
+
+def test_ppal_diversity_mode(tmp_path):
+    opts = SelectorSpeedOptions(**PPAL)
+    res = run(opts, str(tmp_path))
+    assert res['kind'] == 'ppal_diversity'
+    assert set(res['phases']) == {'ccms', 'farthest_first', 'k_medoids'}
+    for m in res['phases'].values():
+        assert m['seconds'] > 0 and m['peak_mib'] > 0
+        assert m['cpu_seconds'] >= 0
+    assert res['total_s'] == pytest.approx(
+        sum(m['seconds'] for m in res['phases'].values()))
+    assert res['num_images'] == 40 and res['budget'] == 20
+    assert res['matrix_mib'] == pytest.approx(40 * 40 * 4 / 2**20)
+    # the detections: score-sorted, valid ones as counted
+    det = ppal_detections(opts)
+    assert len(det['feats']) == 40 and det['feats'][0].shape == (10, 8)
+    valid = torch.cat([s > PPAL_SCORE_THR for s in det['scores']])
+    assert res['valid_total'] == det['valid_total'] == int(valid.sum())
+    assert 0.1 < float(valid.float().mean()) < 0.5  # ppal_valid 0.3
+    assert all((s[:-1] >= s[1:]).all() for s in det['scores'])
+    labels = torch.cat(det['labels'])[valid]
+    assert res['pairs'] == sum(int((labels == c).sum())**2 for c in range(4))
+    # the same selection by the functions called directly
+    dist = ccms_distances(det['labels'], det['scores'], det['feats']).numpy()
+    seeds = farthest_first(dist, 20, res['first'])
+    medoids, assign = k_medoids(dist, seeds)
+    assert res['distinct'] == len(set(medoids))
+    assert res['moved'] == len(set(medoids) - set(seeds))
+    assert res['empty_clusters'] == int((np.bincount(assign,
+                                                     minlength=20) == 0).sum())
+    text = report(res)
+    assert 'PPAL diversity: 40 candidate images x 10 detections' in text
+    assert 'k-medoids (k_medoids)' in text and 'budget 20' in text
+
+
+def test_ppal_diversity_command_line(capsys):
+    path = osp.join(
+        osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'benchmarks',
+        'selector_speed.py')
+    spec = importlib.util.spec_from_file_location('selector_speed_cli', path)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    argv = []
+    for key, value in PPAL.items():
+        argv += ['--' + key.replace('_', '-'), str(value)]
+    res = cli.main(argv)
+    assert res['kind'] == 'ppal_diversity' and res['num_images'] == 40
+    assert 'CCMS distances (ccms_distances)' in capsys.readouterr().out

@@ -34,6 +34,13 @@ On a machine shared with other processes, ``--threads`` below the number
 of cores keeps the timings stable (a busy core stalls every OpenMP
 thread).
 
+``--ppal-diversity N`` measures instead PPAL's diversity stage on N
+synthetic candidate images (no model): the CCMS distance matrix
+(``mmal.selectors.ccms.ccms_distances``), farthest-first seeding and
+k-medoids (``mmal.selectors.k_medoids``) for a budget of N // 2, time and
+peak memory per phase (``--ppal-boxes``, ``--ppal-classes``,
+``--ppal-valid``, ``--ppal-dim`` size the detections).
+
 Example::
 
     python tools/benchmarks/selector_speed.py --threads 2 --out fcos.json
@@ -46,6 +53,8 @@ Example::
         --num-images 40
     python tools/benchmarks/selector_speed.py --device cuda --amp \\
         --num-images 2000 --batch-size 32
+    python tools/benchmarks/selector_speed.py --ppal-diversity 9464 \\
+        --threads 2
 """
 import argparse
 import shutil
@@ -122,6 +131,34 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='data loading workers of every phase (default 0)')
     p.add_argument(
         '--seed', type=int, default=0, help='seed of the model weights')
+    p.add_argument(
+        '--ppal-diversity',
+        type=int,
+        default=None,
+        metavar='N',
+        help='time PPAL\'s diversity stage (CCMS distances, farthest-first, '
+        'k-medoids, budget N // 2) on N synthetic candidate images instead '
+        'of the pool passes')
+    p.add_argument(
+        '--ppal-boxes',
+        type=int,
+        default=100,
+        help='detections per image (default 100)')
+    p.add_argument(
+        '--ppal-classes',
+        type=int,
+        default=80,
+        help='classes of the detections (default 80)')
+    p.add_argument(
+        '--ppal-valid',
+        type=float,
+        default=0.3,
+        help='expected share of the scores above 0.05 (default 0.3)')
+    p.add_argument(
+        '--ppal-dim',
+        type=int,
+        default=256,
+        help='feature dimension (default 256)')
     p.add_argument('--out', default=None, help='write the numbers as JSON')
     p.add_argument(
         '--keep-work-dir',

@@ -74,6 +74,26 @@ test pipelines keep generated images at their size).
 id -> entropy, None: no box); :func:`report` turns them into a table. The
 1-minute load average at the start and the end is recorded too: other
 processes on the machine distort timings.
+
+**PPAL diversity** (``ppal_diversity`` = N candidates; no model, no image):
+:func:`ppal_run` times PPAL's second stage on synthetic detections
+(:func:`ppal_detections`): N images of ``ppal_boxes`` detections each
+(labels uniform over ``ppal_classes``, about ``ppal_valid`` of the scores
+above 0.05, ``ppal_dim``-d standard normal features, float32), then
+
+1. ``ccms``: :func:`~mmal.selectors.ccms.ccms_distances` (the N x N
+   distance, made a NumPy array);
+2. ``farthest_first``: :func:`~mmal.selectors.k_medoids.farthest_first`
+   of ``budget = N // 2`` seeds (COCO-large: 2 x 11,727 candidates for a
+   budget of 11,727) from a seeded first point;
+3. ``k_medoids``: :func:`~mmal.selectors.k_medoids.k_medoids` from them
+   (at most 100 iterations, stopping at a fixed point).
+
+Each phase runs once after a warm-up on a few images (thread pools);
+the report gives its wall time and the process's CPU time (all threads;
+below the wall time where other processes take the cores), and its peak
+memory: the process's peak RSS on the CPU (the inputs included) or CUDA's
+peak allocation.
 """
 import contextlib
 import copy
@@ -81,8 +101,10 @@ import dataclasses
 import os
 import os.path as osp
 import platform
+import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -95,6 +117,8 @@ from mmal.models import BaseModelAdapter, LearningLossModel
 from mmal.selectors import (CoresetSelector, EntropySelector,
                             LearningLossSelector,
                             LocalizationStabilitySelector, SelectionContext)
+from mmal.selectors.ccms import ccms_distances
+from mmal.selectors.k_medoids import farthest_first, k_medoids
 from mmal.testing.benchmark import (PeakMemory, load_average, ratio, timed,
                                     torch_threads)
 from mmal.testing.scenario import selection_scenario
@@ -148,7 +172,18 @@ class SelectorSpeedOptions:
         num_workers (int): Data loading workers of every phase. Defaults
             to 0.
         seed (int): Seed of the weights (the images are the demo's, seed
-            of ``demo_data``). Defaults to 0.
+            of ``demo_data``). Defaults to 0. With ``ppal_diversity``, the
+            seed of the synthetic detections and of the first seed point.
+        ppal_diversity (int, optional): Instead of the pool passes, time
+            PPAL's diversity stage on this many synthetic candidate images
+            (see the module docstring). Defaults to None.
+        ppal_boxes (int): Detections per image. Defaults to 100 (the
+            official's ``max_per_img``).
+        ppal_classes (int): Classes of the labels. Defaults to 80 (COCO).
+        ppal_valid (float): Expected share of the scores above 0.05, in
+            [0, 1]. Defaults to 0.3.
+        ppal_dim (int): Feature dimension. Defaults to 256 (RetinaNet's
+            classification tower).
     """
     config: str = DEFAULT_CONFIG
     model_config: Optional[str] = None
@@ -161,11 +196,18 @@ class SelectorSpeedOptions:
     threads: Optional[int] = None
     num_workers: int = 0
     seed: int = 0
+    ppal_diversity: Optional[int] = None
+    ppal_boxes: int = 100
+    ppal_classes: int = 80
+    ppal_valid: float = 0.3
+    ppal_dim: int = 256
 
     def __post_init__(self) -> None:
-        for name, low in (('num_images', 1), ('batch_size', 1), ('img_size',
-                                                                 16),
-                          ('repeat', 1), ('threads', 1), ('num_workers', 0)):
+        for name, low in (('num_images', 1), ('batch_size', 1),
+                          ('img_size', 16), ('repeat', 1), ('threads', 1),
+                          ('num_workers', 0), ('ppal_diversity', 2),
+                          ('ppal_boxes', 1), ('ppal_classes', 1), ('ppal_dim',
+                                                                   1)):
             value = getattr(self, name)
             if value is not None and value < low:
                 raise ConfigError(f'SelectorSpeedOptions.{name} must be >= '
@@ -175,6 +217,9 @@ class SelectorSpeedOptions:
                               f'cuda, got {self.device!r}')
         if self.amp and self.device != 'cuda':
             raise ConfigError('SelectorSpeedOptions.amp needs device cuda')
+        if not 0 <= self.ppal_valid <= 1:
+            raise ConfigError('SelectorSpeedOptions.ppal_valid must lie in '
+                              f'[0, 1], got {self.ppal_valid}')
 
 
 # -- set-up -------------------------------------------------------------------
@@ -429,9 +474,13 @@ def run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
         pass's ratio by construction; detectors only, as its phase);
         ``entropies`` (sample id -> entropy of the last entropy pass,
         None: no box), ``stability_scored`` (images with a reference box;
-        None for a classifier) and ``unlabeled_ids``.
+        None for a classifier) and ``unlabeled_ids``. With
+        ``ppal_diversity``: :func:`ppal_run`'s results (``work_dir`` is
+        not used).
     """
     with torch_threads(opts.threads):
+        if opts.ppal_diversity:
+            return ppal_run(opts)
         return _run(opts, work_dir)
 
 
@@ -534,6 +583,8 @@ _LABELS = {
 
 def report(res: Dict[str, Any]) -> str:
     """The human-readable table of :func:`run`'s results."""
+    if res.get('kind') == 'ppal_diversity':
+        return ppal_report(res)
     boxes = res['boxes_per_image']
     lines = [
         f'config: {res["config"]}' +
@@ -585,4 +636,177 @@ def report(res: Dict[str, Any]) -> str:
                            f' (warm-up {m["warmup_s"]:.2f})'
                            for k, m in res['phases'].items()))
     lines.append(f'peak memory: {res["memory_kind"]}')
+    return '\n'.join(lines)
+
+
+# -- PPAL diversity -----------------------------------------------------------
+#: CCMS's validity threshold (official)
+PPAL_SCORE_THR = 0.05
+#: images of the warm-up run (not timed)
+PPAL_WARMUP_IMAGES = 16
+
+
+def ppal_detections(opts: SelectorSpeedOptions,
+                    num: Optional[int] = None) -> Dict[str, Any]:
+    """Synthetic detections of ``num`` (default ``ppal_diversity``) images,
+    seeded by ``opts.seed``, on the CPU.
+
+    Per image ``ppal_boxes`` detections sorted by score (as after NMS): a
+    Binomial(``ppal_boxes``, ``ppal_valid``) number of them valid, scores
+    ``0.05 + 0.95 u^2`` (u in (0, 1]: mostly low, as a detector's), the
+    rest ``0.05 u`` (below the threshold); labels uniform over
+    ``ppal_classes``; features standard normal, float32.
+
+    Returns:
+        dict: ``labels``, ``scores``, ``feats``, ``det_index`` (lists of N
+        tensors: (B, ), (B, ), (B, d), (B, )), and ``valid_total``,
+        ``pairs`` (``sum_c M_c^2`` over the valid detections of each
+        category, the number of cosines computed).
+    """
+    n = num or opts.ppal_diversity
+    boxes = opts.ppal_boxes
+    g = torch.Generator().manual_seed(opts.seed)
+    counts = torch.binomial(
+        torch.full((n, ), float(boxes)),
+        torch.full((n, ), float(opts.ppal_valid)),
+        generator=g)
+    u = 1.0 - torch.rand((n, boxes), generator=g)  # (0, 1]
+    valid = torch.arange(boxes)[None, :] < counts[:, None]
+    scores = torch.where(valid, PPAL_SCORE_THR + (1 - PPAL_SCORE_THR) * u**2,
+                         PPAL_SCORE_THR * (1 - u))
+    scores = scores.sort(dim=1, descending=True).values
+    labels = torch.randint(0, opts.ppal_classes, (n, boxes), generator=g)
+    feats = torch.randn((n, boxes, opts.ppal_dim), generator=g)
+    per_class = torch.bincount(
+        labels[scores > PPAL_SCORE_THR], minlength=opts.ppal_classes)
+    index = torch.arange(boxes)
+    return dict(
+        labels=list(labels),
+        scores=list(scores),
+        feats=list(feats),
+        det_index=[index] * n,
+        valid_total=int(per_class.sum()),
+        pairs=int((per_class.double()**2).sum()))
+
+
+def _ppal_ccms(det: Dict[str, Any], device: str) -> np.ndarray:
+    """:func:`ccms_distances` of the detections on ``device``, as a
+    NumPy array (on the CPU)."""
+    return ccms_distances(
+        det['labels'], det['scores'], det['feats'],
+        device=device).cpu().numpy()
+
+
+def _cpu_timed(fn: Callable[..., Any], name: str,
+               cpu: Dict[str, float]) -> Callable[..., Any]:
+    """``fn`` that also stores its process CPU time (all threads) in
+    ``cpu[name]``: on a loaded machine the wall time overstates the
+    work."""
+
+    def wrapped(*args: Any) -> Any:
+        start = time.process_time()
+        try:
+            return fn(*args)
+        finally:
+            cpu[name] = time.process_time() - start
+
+    return wrapped
+
+
+def ppal_run(opts: SelectorSpeedOptions) -> Dict[str, Any]:
+    """PPAL's diversity stage on synthetic detections (see the module
+    docstring); the thread count set by :func:`run`.
+
+    Returns:
+        dict: ``kind`` ``'ppal_diversity'``; the sizes (``num_images``,
+        ``boxes``, ``classes``, ``dim``, ``valid_total``, ``pairs``,
+        ``budget``); per phase (``ccms``, ``farthest_first``,
+        ``k_medoids``) ``seconds`` (wall), ``cpu_seconds`` (the process's
+        CPU time, all threads) and ``peak_mib`` / ``start_mib``;
+        ``total_s``; the medoids' ``distinct``, ``empty_clusters`` and
+        ``moved`` (medoids that are not a seed); the machine and the load
+        average at the start and the end.
+    """
+    load_start = load_average()
+    n = opts.ppal_diversity
+    budget = n // 2
+    first = int(np.random.default_rng(opts.seed).integers(n))
+    warm = ppal_detections(opts, min(n, PPAL_WARMUP_IMAGES))
+    dist = _ppal_ccms(warm, opts.device)
+    k_medoids(dist, farthest_first(dist, len(dist) // 2, 0))
+    det = ppal_detections(opts)
+    record: Dict[str, Dict[str, Any]] = {}
+    cpu: Dict[str, float] = {}
+    dist = timed('ccms', _cpu_timed(_ppal_ccms, 'ccms', cpu), lambda:
+                 (det, opts.device), PeakMemory(opts.device), record)
+    memory = PeakMemory('cpu')  # both run on NumPy arrays
+    seeds = timed('farthest_first',
+                  _cpu_timed(farthest_first, 'farthest_first', cpu), lambda:
+                  (dist, budget, first), memory, record)
+    medoids, assign = timed('k_medoids', _cpu_timed(k_medoids, 'k_medoids',
+                                                    cpu), lambda:
+                            (dist, seeds), memory, record)
+    for name, seconds in cpu.items():
+        record[name]['cpu_seconds'] = seconds
+    return dict(
+        kind='ppal_diversity',
+        num_images=n,
+        boxes=opts.ppal_boxes,
+        classes=opts.ppal_classes,
+        dim=opts.ppal_dim,
+        valid_share=opts.ppal_valid,
+        valid_total=det['valid_total'],
+        pairs=det['pairs'],
+        budget=budget,
+        first=first,
+        device=opts.device,
+        threads=torch.get_num_threads(),
+        cpus=os.cpu_count(),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        phases=record,
+        total_s=sum(m['seconds'] for m in record.values()),
+        matrix_mib=dist.nbytes / 2**20,
+        distinct=len(set(medoids)),
+        empty_clusters=int((np.bincount(assign, minlength=budget) == 0).sum()),
+        moved=len(set(medoids) - set(seeds)),
+        memory_kind=PeakMemory(opts.device).kind,
+        load_average=[load_start, load_average()],
+    )
+
+
+_PPAL_LABELS = {
+    'ccms': 'CCMS distances (ccms_distances)',
+    'farthest_first': 'seeds (farthest_first)',
+    'k_medoids': 'k-medoids (k_medoids)',
+}
+
+
+def ppal_report(res: Dict[str, Any]) -> str:
+    """The human-readable table of :func:`ppal_run`'s results."""
+    n = res['num_images']
+    lines = [
+        f'PPAL diversity: {n} candidate images x {res["boxes"]} detections '
+        f'({res["classes"]} classes, {res["dim"]}-d features), '
+        f'{res["valid_total"] / n:.1f} valid (score > 0.05) per image, '
+        f'{res["valid_total"]} in all, {res["pairs"]:.3e} same-class pairs; '
+        f'budget {res["budget"]}',
+        f'{res["device"]} ({res["threads"]} threads, {res["cpus"]} cores); '
+        f'load average (1 min) at start {res["load_average"][0]:.2f}, at end '
+        f'{res["load_average"][1]:.2f}',
+        f'{"phase":<34} {"seconds":>9} {"CPU s":>9} {"peak MiB":>9}',
+    ]
+    for key, label in _PPAL_LABELS.items():
+        m = res['phases'][key]
+        lines.append(f'{label:<34} {m["seconds"]:>9.2f} '
+                     f'{m["cpu_seconds"]:>9.2f} {m["peak_mib"]:>9.0f}')
+    lines.append(
+        f'total {res["total_s"]:.2f} s; distance matrix '
+        f'{res["matrix_mib"]:.0f} MiB; medoids: {res["distinct"]} distinct, '
+        f'{res["moved"]} moved from their seed, {res["empty_clusters"]} '
+        'empty clusters')
+    lines.append('peak memory: process RSS (VmHWM), the inputs included'
+                 if res['device'] == 'cpu' else
+                 f'peak memory: {res["memory_kind"]} (ccms), process RSS '
+                 '(VmHWM) (seeds, k-medoids)')
     return '\n'.join(lines)
