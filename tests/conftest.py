@@ -247,6 +247,18 @@ def copy_run(src: str,
     return dst
 
 
+def with_class_quality(work_dir: str, quality=(0.1, 0.5, 0.9)) -> str:
+    """A run's cycle-0 checkpoint with PPAL's class qualities (one per demo
+    class, unequal by default), for a model trained without
+    mmal.ClassQualityHook."""
+    with open(osp.join(work_dir, 'al_state.json')) as f:
+        path = osp.join(work_dir, json.load(f)['cycles'][0]['checkpoint'])
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    ckpt['state_dict']['bbox_head.class_quality'] = torch.tensor(quality)
+    torch.save(ckpt, path)
+    return work_dir
+
+
 def run_quietly(cfg: Config, work_dir: str) -> str:
     """A whole run of ``cfg`` (its ``num_cycles``) in ``work_dir``, its
     console output dropped."""

@@ -20,8 +20,8 @@ from mmengine.runner import Runner
 from mmengine.structures import InstanceData
 
 from mmal.engine.class_quality_hook import (ClassQualityHook, QualityProbe,
-                                            class_quality_of, ema_update,
-                                            positive_quality)
+                                            ema_update, positive_quality)
+from mmal.models.class_quality import class_quality_of
 from mmal.utils.checkpoint import trusted_checkpoint_loading
 from mmal.utils.errors import ConfigError
 from conftest import tiny_config

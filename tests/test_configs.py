@@ -17,7 +17,7 @@ from mmengine.registry import DefaultScope
 from mmal.engine import resolve_al_cfg
 from mmal.engine.al_config import num_images
 from mmal.models.auto_adapter import adapter_for
-from mmal.registry import AL_ADAPTERS, MODELS, TASKS
+from mmal.registry import AL_ADAPTERS, MODELS, SELECTORS, TASKS
 from mmal.selectors import InfluenceSelector, SelectionContext
 from mmal.structures import PoolState
 from conftest import REPO
@@ -92,8 +92,13 @@ SELECTOR_OF = {
     'coreset': 'mmal.CoresetSelector',
     'learning-loss': 'mmal.LearningLossSelector',
     'stability': 'mmal.LocalizationStabilitySelector',
+    'ppal': 'mmal.PPALSelector',
 }
 DETECTION_ONLY = ('stability', )
+#: Selectors for dense (single-stage) detectors only: the FCOS settings.
+DENSE_ONLY = ('ppal', )
+#: PPAL's own settings (RetinaNet, the official code's): PPAL only.
+PPAL_OWN = ('retinanet_voc.py', 'retinanet_coco.py')
 #: Selectors whose configs differ from ISAL's only in ``al_cfg.selector``.
 SAME_MODEL = ('random', 'entropy', 'coreset', 'stability')
 
@@ -105,7 +110,7 @@ USER_STYLE = ('retinanet_shapes.py', 'atss_shapes.py', 'gfl_shapes.py',
               'convnext-tiny_shapes-cls.py')
 #: The paper's settings: one config per selector.
 PAPER_TOP_LEVEL = [
-    n for n in TOP_LEVEL if n.split('_', 1)[1] not in USER_STYLE
+    n for n in TOP_LEVEL if n.split('_', 1)[1] not in USER_STYLE + PPAL_OWN
 ]
 
 
@@ -120,6 +125,9 @@ def test_every_setting_has_a_config_per_selector():
         kind, setting = name.split('_', 1)
         assert kind in SELECTOR_OF, name
         for other in SELECTOR_OF:
+            if other in DENSE_ONLY and not setting.startswith('fcos'):
+                assert f'{other}_{setting}' not in TOP_LEVEL
+                continue
             if other in DETECTION_ONLY and not _is_detection(setting):
                 assert f'{other}_{setting}' not in TOP_LEVEL
                 continue
@@ -131,7 +139,7 @@ def test_every_setting_has_a_config_per_selector():
 def test_top_level_config_loads_and_resolves(name):
     cfg = _load(name)
     al = resolve_al_cfg(cfg, name)
-    if name.split('_', 1)[1] in USER_STYLE:
+    if name.split('_', 1)[1] in USER_STYLE + PPAL_OWN:
         assert al['adapter'] is None  # chosen from the model's type
         al['adapter'] = adapter_for(cfg.model, cfg.default_scope)
     assert al['adapter']['type'] in ('mmal.FCOSAdapter',
@@ -152,6 +160,42 @@ def test_selector_configs_differ_from_isal_only_in_the_selector(name, other):
     alt = _load(f'{other}_{name}').to_dict()
     assert isal['al_cfg'].pop('selector') != alt['al_cfg'].pop('selector')
     assert isal == alt
+
+
+@pytest.mark.parametrize('name', [
+    n[len('ppal_'):] for n in TOP_LEVEL
+    if n.startswith('ppal_') and n[len('ppal_'):] not in PPAL_OWN
+])
+def test_ppal_configs_add_the_quality_hook_to_the_isal_setting(name):
+    isal = _load('isal_' + name).to_dict()
+    ppal = _load('ppal_' + name).to_dict()
+    assert ppal.pop('custom_hooks') == [dict(type='mmal.ClassQualityHook')]
+    assert 'custom_hooks' not in isal
+    assert ppal['al_cfg'].pop('selector')['type'] == 'mmal.PPALSelector'
+    isal['al_cfg'].pop('selector')
+    assert isal == ppal
+
+
+@pytest.mark.parametrize('name', PPAL_OWN)
+def test_ppal_official_settings(name):
+    """RetinaNet R-50 as the official code trains it, the official sizes
+    and inference settings."""
+    cfg = _load('ppal_' + name)
+    voc = name.startswith('retinanet_voc')
+    assert cfg.model.backbone.depth == 50
+    assert cfg.train_cfg.max_epochs == 26
+    assert cfg.param_scheduler[1].milestones == [20]
+    assert cfg.optim_wrapper.optimizer.lr == (0.002 if voc else 0.01)
+    assert cfg.model.bbox_head.loss_cls.gamma == (1.5 if voc else 2.0)
+    al = cfg.al_cfg
+    assert (al.initial_size, al.budget,
+            al.num_cycles) == ((827, 414, 7) if voc else (2365, 2365, 5))
+    assert cfg.custom_hooks == [dict(type='mmal.ClassQualityHook')]
+    nms = (0.5, 0.4) if voc else (0.6, 0.5)
+    selector = SELECTORS.build(al.selector)
+    assert (selector.uncertainty_cfg['nms']['iou_threshold'],
+            selector.diversity_cfg['nms']['iou_threshold']) == nms
+    assert selector.candidate_multiple == 8
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from conftest import (REPO, TESTS, copy_run, select_cycle0, tiny_cls_config,
-                      tiny_config)
+                      tiny_config, with_class_quality)
 
 
 def _free_port() -> int:
@@ -152,6 +152,7 @@ SELECTIONS = {
                   'LocalizationStabilitySelector'),
     'learning-loss': ('learning-loss_fcos_shapes.py', 'detection',
                       'LearningLossSelector'),
+    'ppal': ('ppal_fcos_shapes.py', 'detection', 'PPALSelector'),
 }
 
 
@@ -180,6 +181,8 @@ def selections(tmp_path_factory, fcos_cycle0, cls_cycle0, ll_fcos_cycle0):
             src, str(tmp / name / 'one'), forget_experiment=True, rewind=True)
         two = copy_run(
             src, str(tmp / name / 'two'), forget_experiment=True, rewind=True)
+        if name == 'ppal':
+            one, two = with_class_quality(one), with_class_quality(two)
         with torch_threads(1):
             select_cycle0(Config.fromfile(path), one)
         out[name] = (one, two)
@@ -216,9 +219,9 @@ def test_isal_selects_the_same_on_two_processes(selections, name):
 
 
 @pytest.mark.two_processes
-@pytest.mark.parametrize(
-    'name',
-    ['entropy', 'coreset', 'coreset-cls', 'stability', 'learning-loss'])
+@pytest.mark.parametrize('name', [
+    'entropy', 'coreset', 'coreset-cls', 'stability', 'learning-loss', 'ppal'
+])
 def test_baselines_select_the_same_on_two_processes(selections, name):
     """Every baseline's cycle-0 selection (one process) takes 4 unlabeled
     images and labels them for cycle 1; 2 processes select the same and

@@ -17,7 +17,8 @@ from mmal.engine import ActiveLearningRunner
 from mmal.structures import ALState
 from mmal.utils import ConfigError
 from conftest import (REPO, copy_run, run_quietly, select_cycle0, shared_once,
-                      tiny_cls_config, tiny_config, train_cycle0)
+                      tiny_cls_config, tiny_config, train_cycle0,
+                      with_class_quality)
 
 #: family -> its config
 RUNS = {
@@ -134,6 +135,42 @@ def test_a_baseline_selects_on_the_trained_model(family_run, baseline,
     if baseline == 'LocalizationStabilitySelector':
         assert all(0 <= v <= 1 for v in sel['scores'].values())
         assert sel['info']['mean_reference_boxes'] >= 1
+
+
+#: the families whose heads mmal.ClassQualityHook supports
+PPAL_FAMILIES = ('retinanet', 'atss')
+
+
+def test_ppal_selects_on_the_trained_model(family_run, tmp_path):
+    """PPAL on the family's trained cycle-0 model (qualities written into
+    its checkpoint: the ISAL run trained without the hook): DCUS over every
+    unlabeled image, CCMS k-medoids among the candidates; a head the
+    quality hook does not support is refused before any training."""
+    family, cfg, work_dir = family_run
+    other = copy.deepcopy(cfg)
+    other.al_cfg.selector = dict(type='mmal.PPALSelector', score_thr=0.0)
+    other.custom_hooks = [dict(type='mmal.ClassQualityHook')]
+    if family not in PPAL_FAMILIES:
+        other.work_dir = str(tmp_path / 'refused')
+        with pytest.raises(ConfigError, match='ClassQualityHook'):
+            ActiveLearningRunner(other).run()
+        assert not osp.exists(
+            osp.join(other.work_dir, 'cycle_0', 'epoch_1.pth'))
+        return
+    rewound = with_class_quality(
+        copy_run(
+            work_dir,
+            str(tmp_path / 'run'),
+            forget_experiment=True,
+            rewind=True))
+    sel = select_cycle0(other, rewound)
+    assert sel['selector'] == 'PPALSelector'
+    state = ALState.load(osp.join(work_dir, 'al_state.json'))
+    _check_selection(sel, state, every_image=False, distinct=False)
+    info = sel['info']
+    assert info['num_candidates'] == 16 > len(sel['selected'])
+    assert info['objects_per_candidate'] > 1
+    assert info['quality'] == pytest.approx([0.1, 0.5, 0.9])
 
 
 @pytest.mark.parametrize('model_type', ['DETR', 'DINO'])

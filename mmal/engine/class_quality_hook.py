@@ -17,7 +17,7 @@ from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
-from mmal.models.class_quality import bbox_head_of, class_quality_of
+from mmal.models.class_quality import bbox_head_of
 from mmal.registry import HOOKS
 from mmal.utils.errors import ConfigError
 

@@ -9,6 +9,7 @@ from .localization_stability import (LocalizationStabilitySelector,
                                      localization_stability,
                                      prediction_stability)
 from .pool_pass import pool_pass
+from .ppal_selector import PPALSelector
 from .random_selector import RandomSelector
 from .score_order import UNSCORED_POLICIES, order_by_score
 from .selection_context import SelectionContext
@@ -18,5 +19,6 @@ __all__ = [
     'RandomSelector', 'EntropySelector', 'CoresetSelector',
     'LearningLossSelector', 'pool_pass', 'k_center_greedy', 'order_by_score',
     'UNSCORED_POLICIES', 'LocalizationStabilitySelector', 'add_pixel_noise',
-    'box_stability', 'localization_stability', 'prediction_stability'
+    'box_stability', 'localization_stability', 'prediction_stability',
+    'PPALSelector'
 ]

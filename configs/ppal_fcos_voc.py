@@ -1,0 +1,15 @@
+# PPAL (Yang et al., CVPR 2024) on FCOS, VOC2012 (mmal's VOC setting). The
+# selector's defaults are the official code's (COCO): score threshold 0.05,
+# class weights alpha 0.3 / ub 0.2 from the class qualities that
+# mmal.ClassQualityHook learns during training, 4 x budget candidates by
+# difficulty calibrated uncertainty, then k-medoids on category conditioned
+# matching similarity of the classification tower's features.
+_base_ = './_base_/fcos_voc.py'
+
+custom_hooks = [dict(type='mmal.ClassQualityHook')]
+al_cfg = dict(
+    selector=dict(
+        type='mmal.PPALSelector',
+        # the official VOC inference: class-aware NMS at 0.5 in the
+        # uncertainty pass, 0.4 in the diversity pass
+        setting='voc'))
