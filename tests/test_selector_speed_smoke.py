@@ -76,11 +76,14 @@ def test_results_are_complete(result):
         k
         for k in TARGETS if detects or k.split('/')[0] not in DENSE_PHASES
     }
-    assert set(res['ratios']) == {f'{k}/plain' for k in t if k != 'plain'}
+    assert set(res['ratios']) == {
+        f'{k}/plain'
+        for k in t if k != 'plain'
+    } | ({'ppal_dcus/plain_ppal_cfg'} if detects else set())
     assert res['expected'] == (EXPECTED if detects else {})
     for key in res['ratios']:
-        assert res['ratios'][key] == pytest.approx(t[key.split('/')[0]] /
-                                                   t['plain'])
+        num, den = key.split('/')
+        assert res['ratios'][key] == pytest.approx(t[num] / t[den])
     for key in res['targets_met']:
         assert res['targets_met'][key] == (res['ratios'][key] <= TARGETS[key])
     assert res['image_size'] == '64x64' and res['batch_size'] == 5

@@ -144,14 +144,14 @@ EXPECTED = {
     'stability/plain': len(LocalizationStabilitySelector().noise_levels) + 1
 }
 PHASES = ('plain', 'entropy', 'coreset_features', 'learning_loss', 'stability',
-          'ppal_dcus', 'ppal_features')
+          'plain_ppal_cfg', 'ppal_dcus', 'ppal_features')
 #: training steps timed per round: the target model alone and wrapped with
 #: learning loss's module (``training`` in the results)
 TRAIN_STEPS = 3
 #: phases measured for detectors only (they compare boxes)
 BOX_PHASES = ('stability', )
 #: phases measured for dense detectors only (PPAL's passes)
-DENSE_PHASES = ('ppal_dcus', 'ppal_features')
+DENSE_PHASES = ('plain_ppal_cfg', 'ppal_dcus', 'ppal_features')
 NUM_LABELED = 4  # the pool's labeled images (not timed)
 NUM_EVAL = 4  # images of the demo's val / test split (not used)
 
@@ -384,6 +384,21 @@ def stability_pass(context: SelectionContext,
         batch_size=batch_size).stabilities(context)
 
 
+def plain_inference_ppal_cfg(model: nn.Module, context: SelectionContext,
+                             batch_size: int) -> List[Optional[int]]:
+    """:func:`plain_inference` under the test config of PPAL's DCUS pass
+    (no score threshold, 3000 a level, NMS at 0.6, 200 kept: the official
+    code's): what that pass costs by its settings, apart from mmal."""
+    from mmengine.config import ConfigDict
+    head = model.bbox_head
+    old = head.test_cfg
+    head.test_cfg = ConfigDict(PPALSelector().uncertainty_cfg)
+    try:
+        return plain_inference(model, context, batch_size)
+    finally:
+        head.test_cfg = old
+
+
 def ppal_dcus_pass(context: SelectionContext,
                    batch_size: int) -> Dict[str, float]:
     """PPAL's DCUS pass (``PPALSelector.uncertainties``) with the class
@@ -529,6 +544,8 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
     if detects:
         runs['stability'] = lambda: stability_pass(context, B)
     if hasattr(adapter, 'forward_with_towers'):  # a dense detector
+        runs['plain_ppal_cfg'] = lambda: plain_inference_ppal_cfg(
+            model, context, B)
         runs['ppal_dcus'] = lambda: ppal_dcus_pass(context, B)
         runs['ppal_features'] = lambda: ppal_feature_pass(context, B)
     batch = training_batch(context)
@@ -557,6 +574,9 @@ def _run(opts: SelectorSpeedOptions, work_dir: str) -> Dict[str, Any]:
         f'{k}/plain': ratio(t[k], t['plain'])
         for k in PHASES if k != 'plain' and k in t
     }
+    if 'plain_ppal_cfg' in t:  # the DCUS pass against its own settings
+        ratios['ppal_dcus/plain_ppal_cfg'] = ratio(t['ppal_dcus'],
+                                                   t['plain_ppal_cfg'])
     boxes = results['plain']
     counted = [b for b in boxes if b is not None]
     entropies = results['entropy']
@@ -607,6 +627,7 @@ _LABELS = {
     'coreset_features': 'core-set features (CoresetSelector)',
     'learning_loss': 'learning loss pass (LearningLoss)',
     'stability': 'stability pass (LocalizationStability)',
+    'plain_ppal_cfg': 'plain inference, DCUS test config',
     'ppal_dcus': 'PPAL uncertainty pass (DCUS)',
     'ppal_features': 'PPAL object features (CCMS)',
 }
@@ -666,6 +687,10 @@ def report(res: Dict[str, Any]) -> str:
                                                for s in m['seconds_all']) +
                            f' (warm-up {m["warmup_s"]:.2f})'
                            for k, m in res['phases'].items()))
+    own = res['ratios'].get('ppal_dcus/plain_ppal_cfg')
+    if own is not None:
+        lines.append(f'PPAL uncertainty pass / plain inference under the same '
+                     f'test config: {own:.3f}x')
     lines.append(f'peak memory: {res["memory_kind"]}')
     return '\n'.join(lines)
 
