@@ -41,7 +41,8 @@ from mmal.engine.al_experiment import (Experiment, PlannedRun,
 from mmal.utils import (ConfigError, MissingFileError, UserError,
                         register_all_modules)
 from mmal.utils.config_utils import override_data_root
-from mmal.utils.distributed import LAUNCHERS, init_distributed
+from mmal.utils.distributed import (LAUNCHERS, close_distributed,
+                                    init_distributed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -172,6 +173,7 @@ def main() -> None:
         run(args)
     except UserError as e:  # the input is wrong: the message says what
         print(f'al_train.py: error: {e}', file=sys.stderr)
+        close_distributed()
         sys.exit(2)
 
 

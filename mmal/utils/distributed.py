@@ -18,6 +18,18 @@ from .errors import ConfigError
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
+def close_distributed() -> None:
+    """Destroy this process's group, if any, before the process exits.
+
+    A process that leaves with the group alive (e.g. on an error every
+    rank raises) can be aborted while the interpreter shuts down gloo's
+    threads (``terminate called without an active exception``), which
+    turns the error's exit status into 134.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
 def init_distributed(launcher: str) -> Tuple[int, int]:
     """Join the process group started by ``launcher``.
 
