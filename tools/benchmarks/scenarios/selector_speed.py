@@ -114,6 +114,7 @@ from torch.utils.data import DataLoader
 
 from mmal.engine import resolve_al_cfg
 from mmal.models import BaseModelAdapter, LearningLossModel
+from mmal.models.auto_adapter import adapter_for
 from mmal.selectors import (CoresetSelector, EntropySelector,
                             LearningLossSelector,
                             LocalizationStabilitySelector, PPALSelector,
@@ -321,8 +322,9 @@ def build_setup(
         ``opts.device``, prepared by the config's adapter.
     """
     cfg = build_config(opts)
-    if resolve_al_cfg(cfg)['adapter'] is None:
-        raise ConfigError(f'{opts.config}: al_cfg.adapter is not set')
+    if resolve_al_cfg(cfg)['adapter'] is None:  # as the driver: by type
+        cfg.al_cfg.adapter = adapter_for(cfg.model,
+                                         cfg.get('default_scope', 'mmdet'))
     model, adapter, context = selection_scenario(
         cfg,
         work_dir,
