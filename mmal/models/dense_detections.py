@@ -53,7 +53,7 @@ def detections_with_levels(head: nn.Module,
     sizes = [c.shape[-2:] for c in cls_scores]
     priors = head.prior_generator.grid_priors(
         sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device)
-    post_cfg = copy.deepcopy(dict(cfg))
+    post_cfg = ConfigDict(copy.deepcopy(dict(cfg)))  # once, for every call
     results = []
     for img, meta in enumerate(img_metas):
         parts = []
@@ -65,7 +65,7 @@ def detections_with_levels(head: nn.Module,
                 score_factor_list=factors,
                 mlvl_priors=[priors[level]],
                 img_meta=meta,
-                cfg=ConfigDict(post_cfg),
+                cfg=post_cfg,
                 rescale=rescale,
                 with_nms=False)
             det.level_ids = det.labels.new_full((len(det), ), level)

@@ -201,8 +201,10 @@ class PPALSelector(BaseSelector):
         cfg = self.uncertainty_cfg
 
         def score(model: nn.Module, data: Dict) -> List[float]:
-            outs, _ = adapter.forward_with_towers(model, data['inputs'])
-            head = adapter.unwrap(model).bbox_head
+            bare = adapter.unwrap(model)  # no tower outputs needed here
+            outs = adapter.head_forward(
+                bare, adapter.extract_features(bare, data['inputs']))
+            head = bare.bbox_head
             metas = [s.metainfo for s in data['data_samples']]
             dets = detections_with_levels(head, outs, metas, cfg, rescale=True)
             out = []
